@@ -1,0 +1,431 @@
+//! `keel`: serve the kernel, and administer it from a shell.
+
+mod config;
+
+use std::io::Read as _;
+use std::path::PathBuf;
+
+use anyhow::{Context as _, Result};
+use clap::{Args, Parser, Subcommand};
+use config::{Config, LogFormat, Overrides};
+use keel_core::identity::api_keys::{self, NewApiKey};
+use keel_core::identity::operators::{self, NewOperator};
+use keel_core::{Db, DbOptions, tenants};
+use keel_gateway::Gateway;
+
+/// Keel: the open marketing-digitalization platform for consumer brands.
+///
+/// Settings come from flags, then KEEL_* environment variables, then the
+/// TOML file named by --config (keys: listen, database_url, log, log_format,
+/// max_query_depth, max_query_complexity, max_body_bytes,
+/// request_timeout_secs, database_max_connections; unknown keys are an
+/// error), then defaults.
+#[derive(Debug, Parser)]
+#[command(name = "keel", version)]
+struct Cli {
+    /// A TOML configuration file.
+    #[arg(long, env = "KEEL_CONFIG", global = true)]
+    config: Option<PathBuf>,
+    /// sqlite://path/to/file.db (created if missing) or postgres://… [default: sqlite://keel-data/keel.db]
+    #[arg(long, env = "KEEL_DATABASE_URL", global = true)]
+    database_url: Option<String>,
+    /// Log filter, e.g. `info` or `keel_gateway=debug,info` [default: info]
+    #[arg(long, env = "KEEL_LOG", global = true)]
+    log: Option<String>,
+    /// Log line format [default: pretty]
+    #[arg(long, env = "KEEL_LOG_FORMAT", value_enum, global = true)]
+    log_format: Option<LogFormat>,
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Debug, Subcommand)]
+enum Command {
+    /// Apply migrations and serve HTTP (GraphQL, health, metrics).
+    Serve(ServeArgs),
+    /// Apply pending database migrations and exit.
+    Migrate,
+    /// Manage tenants (brands).
+    #[command(subcommand)]
+    Tenant(TenantCommand),
+    /// Manage API keys.
+    #[command(subcommand, name = "api-key")]
+    ApiKey(ApiKeyCommand),
+    /// Manage operators (people who log in).
+    #[command(subcommand)]
+    Operator(OperatorCommand),
+    /// Print the kernel's GraphQL schema (SDL).
+    Schema,
+}
+
+#[derive(Debug, Args)]
+struct ServeArgs {
+    /// Address to listen on [default: 127.0.0.1:8080]
+    #[arg(long, env = "KEEL_LISTEN")]
+    listen: Option<String>,
+    /// When set, a platform-administrator API key with this secret (at least
+    /// 16 characters) exists. Prefer the environment variable to the flag.
+    #[arg(long, env = "KEEL_ADMIN_TOKEN", hide_env_values = true)]
+    admin_token: Option<String>,
+    /// Create a `demo` tenant if missing and print a fresh owner key for it.
+    #[arg(long)]
+    demo: bool,
+}
+
+#[derive(Debug, Subcommand)]
+enum TenantCommand {
+    /// Create a tenant and print its first owner API key.
+    Create {
+        /// 2-63 characters of a-z, 0-9 and '-'.
+        #[arg(long)]
+        slug: String,
+        #[arg(long)]
+        name: String,
+    },
+    /// List tenants.
+    List,
+}
+
+#[derive(Debug, Subcommand)]
+enum ApiKeyCommand {
+    /// Create an API key for a tenant and print its secret (shown once).
+    Create {
+        /// The tenant's slug.
+        #[arg(long)]
+        tenant: String,
+        #[arg(long)]
+        name: String,
+        /// A role (repeatable): owner, admin, marketer, analyst, integration.
+        #[arg(long = "role", required = true)]
+        roles: Vec<String>,
+        /// A scope (repeatable), e.g. events:read; required for integration.
+        #[arg(long = "scope")]
+        scopes: Vec<String>,
+    },
+    /// List a tenant's API keys.
+    List {
+        #[arg(long)]
+        tenant: String,
+    },
+    /// Revoke an API key of a tenant.
+    Revoke {
+        #[arg(long)]
+        tenant: String,
+        id: String,
+    },
+    /// Create a platform-administrator key and print its secret.
+    CreatePlatform {
+        #[arg(long)]
+        name: String,
+    },
+}
+
+#[derive(Debug, Subcommand)]
+enum OperatorCommand {
+    /// Create an operator. The password is read from KEEL_OPERATOR_PASSWORD,
+    /// or else from the first line of standard input.
+    Create {
+        #[arg(long)]
+        tenant: String,
+        #[arg(long)]
+        email: String,
+        /// A role (repeatable).
+        #[arg(long = "role", required = true)]
+        roles: Vec<String>,
+    },
+    /// List a tenant's operators.
+    List {
+        #[arg(long)]
+        tenant: String,
+    },
+}
+
+fn init_logging(cfg: &Config) {
+    let filter = tracing_subscriber::EnvFilter::try_new(&cfg.log)
+        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info"));
+    let builder = tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_writer(std::io::stderr);
+    match cfg.log_format {
+        LogFormat::Json => builder.json().init(),
+        LogFormat::Pretty => builder.init(),
+    }
+}
+
+async fn open_db(cfg: &Config) -> Result<Db> {
+    let db = Db::connect(
+        &cfg.database_url,
+        &DbOptions {
+            max_connections: cfg.database_max_connections,
+            ..DbOptions::default()
+        },
+    )
+    .await
+    .context("opening the database")?;
+    db.migrate().await.context("applying migrations")?;
+    Ok(db)
+}
+
+#[tokio::main]
+async fn main() -> Result<()> {
+    let cli = Cli::parse();
+    let listen = match &cli.command {
+        Command::Serve(a) => a.listen.clone(),
+        _ => None,
+    };
+    let cfg = Config::resolve(&Overrides {
+        config: cli.config.clone(),
+        listen,
+        database_url: cli.database_url.clone(),
+        log: cli.log.clone(),
+        log_format: cli.log_format,
+    })?;
+    init_logging(&cfg);
+    match cli.command {
+        Command::Serve(args) => serve(&cfg, args).await,
+        Command::Migrate => {
+            open_db(&cfg).await?;
+            println!("migrations applied");
+            Ok(())
+        }
+        Command::Schema => {
+            print!("{}", keel_gateway::sdl());
+            Ok(())
+        }
+        Command::Tenant(cmd) => tenant(&cfg, cmd).await,
+        Command::ApiKey(cmd) => api_key(&cfg, cmd).await,
+        Command::Operator(cmd) => operator(&cfg, cmd).await,
+    }
+}
+
+async fn serve(cfg: &Config, args: ServeArgs) -> Result<()> {
+    let db = open_db(cfg).await?;
+    if let Some(token) = &args.admin_token {
+        api_keys::set_bootstrap_platform_key(&db, token)
+            .await
+            .context("KEEL_ADMIN_TOKEN")?;
+        tracing::info!("platform administrator key set from KEEL_ADMIN_TOKEN");
+    }
+    let demo_key = if args.demo {
+        Some(demo_tenant(&db).await?)
+    } else {
+        None
+    };
+    let gateway = Gateway::new(db.clone(), cfg.gateway.clone()).await?;
+    let listener = tokio::net::TcpListener::bind(cfg.listen)
+        .await
+        .with_context(|| format!("listening on {}", cfg.listen))?;
+    let addr = listener.local_addr()?;
+    tracing::info!(%addr, database = %redact(&cfg.database_url), "keel is serving");
+    if let Some(key) = demo_key {
+        println!(
+            "\nKeel is running at http://{addr}/graphql with the demo tenant `demo`.\n\
+             Its owner API key (shown once):\n\n    {key}\n\n\
+             Try:\n    curl -s http://{addr}/graphql -H 'Authorization: Bearer {key}' \\\n      \
+             -H 'Content-Type: application/json' -d '{{\"query\":\"{{ viewer {{ tenant {{ slug name }} roles }} }}\"}}'\n"
+        );
+    }
+    keel_gateway::serve(listener, gateway.router(), shutdown_signal()).await?;
+    db.close().await;
+    tracing::info!("keel stopped");
+    Ok(())
+}
+
+/// Hides the password of a database URL for logs.
+fn redact(url: &str) -> String {
+    match (url.find("://"), url.find('@')) {
+        (Some(s), Some(at)) if at > s => {
+            let creds = &url[s + 3..at];
+            let user = creds.split(':').next().unwrap_or("");
+            format!("{}{}:***{}", &url[..s + 3], user, &url[at..])
+        }
+        _ => url.to_owned(),
+    }
+}
+
+async fn shutdown_signal() {
+    let ctrl_c = async {
+        let _ = tokio::signal::ctrl_c().await;
+    };
+    #[cfg(unix)]
+    let term = async {
+        if let Ok(mut s) = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate())
+        {
+            s.recv().await;
+        }
+    };
+    #[cfg(not(unix))]
+    let term = std::future::pending::<()>();
+    tokio::select! {
+        _ = ctrl_c => {},
+        _ = term => {},
+    }
+    tracing::info!("shutting down");
+}
+
+async fn demo_tenant(db: &Db) -> Result<String> {
+    let tenant = match tenants::get_by_slug(db, "demo").await {
+        Ok(t) => t,
+        Err(keel_core::Error::NotFound(_)) => {
+            let mut tx = db.begin().await?;
+            let t = tenants::create(&mut tx, "demo", "Demo Brand").await?;
+            tx.commit().await?;
+            t
+        }
+        Err(e) => return Err(e.into()),
+    };
+    let mut tx = db.begin().await?;
+    let (_, secret) = api_keys::create(
+        &mut tx,
+        &tenant.id,
+        NewApiKey {
+            name: "demo owner key (printed by keel serve --demo)".into(),
+            roles: vec!["owner".into()],
+            scopes: vec![],
+        },
+        Some("cli"),
+    )
+    .await?;
+    tx.commit().await?;
+    Ok(secret)
+}
+
+async fn tenant(cfg: &Config, cmd: TenantCommand) -> Result<()> {
+    let db = open_db(cfg).await?;
+    match cmd {
+        TenantCommand::Create { slug, name } => {
+            let mut tx = db.begin().await?;
+            let t = tenants::create(&mut tx, &slug, &name).await?;
+            let (_, secret) = api_keys::create(
+                &mut tx,
+                &t.id,
+                NewApiKey {
+                    name: "tenant admin (created with the tenant)".into(),
+                    roles: vec!["owner".into()],
+                    scopes: vec![],
+                },
+                Some("cli"),
+            )
+            .await?;
+            tx.commit().await?;
+            println!("tenant {} ({}) created", t.slug, t.id);
+            println!("owner API key (shown once): {secret}");
+        }
+        TenantCommand::List => {
+            for t in tenants::list(&db).await? {
+                println!("{}\t{}\t{}", t.id, t.slug, t.name);
+            }
+        }
+    }
+    Ok(())
+}
+
+async fn api_key(cfg: &Config, cmd: ApiKeyCommand) -> Result<()> {
+    let db = open_db(cfg).await?;
+    match cmd {
+        ApiKeyCommand::Create {
+            tenant,
+            name,
+            roles,
+            scopes,
+        } => {
+            let t = tenants::get_by_slug(&db, &tenant).await?;
+            let mut tx = db.begin().await?;
+            let (key, secret) = api_keys::create(
+                &mut tx,
+                &t.id,
+                NewApiKey {
+                    name,
+                    roles,
+                    scopes,
+                },
+                Some("cli"),
+            )
+            .await?;
+            tx.commit().await?;
+            println!("API key {} created", key.id);
+            println!("secret (shown once): {secret}");
+        }
+        ApiKeyCommand::List { tenant } => {
+            let t = tenants::get_by_slug(&db, &tenant).await?;
+            for k in api_keys::list(&db, &t.id).await? {
+                let state = if k.revoked_at.is_some() {
+                    "revoked"
+                } else {
+                    "active"
+                };
+                println!(
+                    "{}\t{}\t{}\t{}\t{}",
+                    k.id,
+                    k.secret_prefix,
+                    state,
+                    k.roles.join(","),
+                    k.name
+                );
+            }
+        }
+        ApiKeyCommand::Revoke { tenant, id } => {
+            let t = tenants::get_by_slug(&db, &tenant).await?;
+            let mut tx = db.begin().await?;
+            api_keys::revoke(&mut tx, &t.id, &id).await?;
+            tx.commit().await?;
+            println!("API key {id} revoked");
+        }
+        ApiKeyCommand::CreatePlatform { name } => {
+            let mut tx = db.begin().await?;
+            let (key, secret) = api_keys::create_platform_key(&mut tx, &name).await?;
+            tx.commit().await?;
+            println!("platform API key {} created", key.id);
+            println!("secret (shown once): {secret}");
+        }
+    }
+    Ok(())
+}
+
+async fn operator(cfg: &Config, cmd: OperatorCommand) -> Result<()> {
+    let db = open_db(cfg).await?;
+    match cmd {
+        OperatorCommand::Create {
+            tenant,
+            email,
+            roles,
+        } => {
+            let password = match std::env::var("KEEL_OPERATOR_PASSWORD") {
+                Ok(p) => p,
+                Err(_) => {
+                    let mut line = String::new();
+                    std::io::stdin()
+                        .read_to_string(&mut line)
+                        .context("reading the password from standard input")?;
+                    line.lines().next().unwrap_or("").to_owned()
+                }
+            };
+            let t = tenants::get_by_slug(&db, &tenant).await?;
+            let mut tx = db.begin().await?;
+            let op = operators::create(
+                &mut tx,
+                &t.id,
+                NewOperator {
+                    email,
+                    password,
+                    roles,
+                },
+            )
+            .await?;
+            tx.commit().await?;
+            println!("operator {} <{}> created", op.id, op.email);
+        }
+        OperatorCommand::List { tenant } => {
+            let t = tenants::get_by_slug(&db, &tenant).await?;
+            for o in operators::list(&db, &t.id).await? {
+                let state = if o.deactivated_at.is_some() {
+                    "deactivated"
+                } else {
+                    "active"
+                };
+                println!("{}\t{}\t{}\t{}", o.id, o.email, state, o.roles.join(","));
+            }
+        }
+    }
+    Ok(())
+}

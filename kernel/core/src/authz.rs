@@ -1,0 +1,195 @@
+//! Authorization: casbin RBAC with the tenant as domain.
+//!
+//! The policy is data: rows of `authz_rules` (`p, role, domain, object,
+//! action`), seeded with the built-in roles by a migration, loaded into a
+//! casbin enforcer. A principal's roles come from its credential; a request
+//! is allowed when casbin allows one of those roles in the principal's
+//! tenant, and — for a credential with scopes — one scope covers it too.
+//! A platform administrator acts in the `platform` domain only and is not a
+//! member of any tenant.
+
+use std::fmt;
+
+use casbin::{CoreApi as _, DefaultModel, Enforcer, MemoryAdapter, MgmtApi as _};
+use sqlx::Row as _;
+use tokio::sync::RwLock;
+
+use crate::identity::Principal;
+use crate::{Db, Error, Result, TenantId};
+
+const MODEL: &str = r#"
+[request_definition]
+r = sub, dom, obj, act
+
+[policy_definition]
+p = sub, dom, obj, act
+
+[policy_effect]
+e = some(where (p.eft == allow))
+
+[matchers]
+m = r.sub == p.sub && (p.dom == "*" || p.dom == r.dom) && (p.obj == "*" || p.obj == r.obj) && (p.act == "*" || p.act == r.act)
+"#;
+
+/// The domain of platform-wide operations (creating tenants).
+pub const PLATFORM_DOMAIN: &str = "platform";
+
+/// What a principal wants to do to an object.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Action {
+    Read,
+    Write,
+}
+
+impl Action {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Action::Read => "read",
+            Action::Write => "write",
+        }
+    }
+}
+
+impl fmt::Display for Action {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
+/// Object names of the kernel's operations (plugins add their own).
+pub mod objects {
+    pub const TENANTS: &str = "tenants";
+    pub const API_KEYS: &str = "apikeys";
+    pub const OPERATORS: &str = "operators";
+    /// Granting or taking away the `owner` role.
+    pub const OWNERS: &str = "owners";
+    pub const PERSONS: &str = "persons";
+    pub const EVENTS: &str = "events";
+    pub const COUNTERS: &str = "counters";
+    pub const RECORDS: &str = "records";
+}
+
+/// The enforcer, shared by every request.
+pub struct Authorizer {
+    enforcer: RwLock<Enforcer>,
+}
+
+impl fmt::Debug for Authorizer {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("Authorizer").finish_non_exhaustive()
+    }
+}
+
+impl Authorizer {
+    /// Loads the policy from the database.
+    pub async fn load(db: &Db) -> Result<Authorizer> {
+        let enforcer = build_enforcer(db).await?;
+        Ok(Authorizer {
+            enforcer: RwLock::new(enforcer),
+        })
+    }
+
+    /// Re-reads the policy from the database (after it changed).
+    pub async fn reload(&self, db: &Db) -> Result<()> {
+        let fresh = build_enforcer(db).await?;
+        *self.enforcer.write().await = fresh;
+        Ok(())
+    }
+
+    /// Allows or refuses `action` on `object` in the principal's tenant, and
+    /// returns that tenant. Platform administrators are refused: they are
+    /// not members of any tenant.
+    pub async fn tenant(
+        &self,
+        principal: &Principal,
+        object: &str,
+        action: Action,
+    ) -> Result<TenantId> {
+        let Some(tenant) = principal.tenant.clone() else {
+            return Err(Error::Forbidden(
+                "a platform administrator is not a member of any tenant; use a tenant's key".into(),
+            ));
+        };
+        self.check(principal, tenant.as_str(), object, action)
+            .await?;
+        Ok(tenant)
+    }
+
+    /// Allows or refuses a platform-wide operation.
+    pub async fn platform(
+        &self,
+        principal: &Principal,
+        object: &str,
+        action: Action,
+    ) -> Result<()> {
+        if principal.tenant.is_some() {
+            return Err(Error::Forbidden(
+                "only a platform administrator may do this".into(),
+            ));
+        }
+        self.check(principal, PLATFORM_DOMAIN, object, action).await
+    }
+
+    /// True when `role` alone would allow `action` on `object` in `domain`.
+    pub async fn role_allows(
+        &self,
+        role: &str,
+        domain: &str,
+        object: &str,
+        action: Action,
+    ) -> bool {
+        let e = self.enforcer.read().await;
+        e.enforce((role, domain, object, action.as_str()))
+            .unwrap_or(false)
+    }
+
+    async fn check(&self, p: &Principal, domain: &str, object: &str, action: Action) -> Result<()> {
+        let mut allowed = false;
+        for role in &p.roles {
+            if self.role_allows(role, domain, object, action).await {
+                allowed = true;
+                break;
+            }
+        }
+        if allowed && !p.scopes.is_empty() {
+            allowed = p.scopes.iter().any(|s| scope_covers(s, object, action));
+        }
+        if allowed {
+            Ok(())
+        } else {
+            Err(Error::Forbidden(format!(
+                "not allowed to {action} {object}"
+            )))
+        }
+    }
+}
+
+/// True when scope `s` (`object:action`, action may be `*`) covers the request.
+pub fn scope_covers(s: &str, object: &str, action: Action) -> bool {
+    match s.split_once(':') {
+        Some((o, a)) => o == object && (a == "*" || a == action.as_str()),
+        None => false,
+    }
+}
+
+async fn build_enforcer(db: &Db) -> Result<Enforcer> {
+    let internal = |e: casbin::Error| Error::Internal(anyhow::anyhow!("casbin: {e}"));
+    let model = DefaultModel::from_str(MODEL).await.map_err(internal)?;
+    let mut enforcer = Enforcer::new(model, MemoryAdapter::default())
+        .await
+        .map_err(internal)?;
+    let rows = sqlx::query("SELECT ptype, v0, v1, v2, v3 FROM authz_rules WHERE ptype = 'p'")
+        .fetch_all(db.reader())
+        .await?;
+    let mut rules = Vec::with_capacity(rows.len());
+    for row in &rows {
+        rules.push(vec![
+            row.try_get::<String, _>("v0")?,
+            row.try_get::<String, _>("v1")?,
+            row.try_get::<String, _>("v2")?,
+            row.try_get::<String, _>("v3")?,
+        ]);
+    }
+    enforcer.add_policies(rules).await.map_err(internal)?;
+    Ok(enforcer)
+}

@@ -1,0 +1,213 @@
+//! The database handle: one code path over SQLite (embedded) and PostgreSQL.
+//!
+//! Queries are written once in the SQL both backends accept (`$1` parameters,
+//! `ON CONFLICT`, `RETURNING`), through sqlx's `Any` driver. Only the DDL
+//! differs, in `migrations/sqlite` and `migrations/postgres`.
+//!
+//! SQLite has one writer at a time; rather than let concurrent writers fight
+//! over the file lock, the handle keeps a separate pool of exactly one writing
+//! connection, whose transactions start with `BEGIN IMMEDIATE`. On PostgreSQL
+//! reads and writes share one pool and the server arbitrates.
+
+use std::path::Path;
+use std::str::FromStr;
+use std::time::Duration;
+
+use anyhow::Context as _;
+use sqlx::any::{AnyConnectOptions, AnyPoolOptions};
+use sqlx::{AnyPool, ConnectOptions as _, Executor as _};
+
+use crate::{Error, Result};
+
+/// A connection usable for the kernel's queries: a pooled connection or an
+/// open transaction (`&mut *tx`).
+pub type Conn = sqlx::AnyConnection;
+
+/// A write transaction: commit it, or drop it to roll back.
+pub type Tx = sqlx::Transaction<'static, sqlx::Any>;
+
+/// Which database engine a [`Db`] talks to.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Backend {
+    Sqlite,
+    Postgres,
+}
+
+/// Tunables of a [`Db`].
+#[derive(Debug, Clone)]
+pub struct DbOptions {
+    /// Upper bound of pooled connections (PostgreSQL; SQLite readers).
+    pub max_connections: u32,
+    /// How long a request waits for a free connection before failing.
+    pub acquire_timeout: Duration,
+}
+
+impl Default for DbOptions {
+    fn default() -> Self {
+        DbOptions {
+            max_connections: 16,
+            acquire_timeout: Duration::from_secs(10),
+        }
+    }
+}
+
+/// The kernel's database: cheap to clone, shared by every request.
+#[derive(Debug, Clone)]
+pub struct Db {
+    backend: Backend,
+    reader: AnyPool,
+    writer: AnyPool,
+}
+
+static SQLITE_MIGRATIONS: sqlx::migrate::Migrator = sqlx::migrate!("migrations/sqlite");
+static POSTGRES_MIGRATIONS: sqlx::migrate::Migrator = sqlx::migrate!("migrations/postgres");
+
+impl Db {
+    /// Connects to `url`: `sqlite://path/to/file.db` (the file and its folder
+    /// are created if missing) or `postgres://…`.
+    pub async fn connect(url: &str, opts: &DbOptions) -> Result<Db> {
+        sqlx::any::install_default_drivers();
+        if let Some(rest) = url.strip_prefix("sqlite:") {
+            Self::connect_sqlite(rest, opts).await
+        } else if url.starts_with("postgres://") || url.starts_with("postgresql://") {
+            let options = AnyConnectOptions::from_str(url)
+                .map_err(|e| Error::bad_input("database_url", e.to_string()))?
+                .log_statements(tracing::log::LevelFilter::Trace);
+            let pool = AnyPoolOptions::new()
+                .max_connections(opts.max_connections)
+                .acquire_timeout(opts.acquire_timeout)
+                .connect_with(options)
+                .await
+                .context("connecting to PostgreSQL")
+                .map_err(Error::Internal)?;
+            Ok(Db {
+                backend: Backend::Postgres,
+                reader: pool.clone(),
+                writer: pool,
+            })
+        } else {
+            Err(Error::bad_input(
+                "database_url",
+                "expected a sqlite:// or postgres:// URL",
+            ))
+        }
+    }
+
+    async fn connect_sqlite(rest: &str, opts: &DbOptions) -> Result<Db> {
+        let path_part = rest.trim_start_matches("//");
+        let (path, query) = path_part.split_once('?').unwrap_or((path_part, ""));
+        if path.is_empty() || path == ":memory:" || query.contains("memory") {
+            return Err(Error::bad_input(
+                "database_url",
+                "an in-memory SQLite database is not supported: name a file",
+            ));
+        }
+        if let Some(dir) = Path::new(path)
+            .parent()
+            .filter(|d| !d.as_os_str().is_empty())
+        {
+            std::fs::create_dir_all(dir)
+                .with_context(|| format!("creating the data folder {}", dir.display()))
+                .map_err(Error::Internal)?;
+        }
+        let url = if query.is_empty() {
+            format!("sqlite://{path}?mode=rwc")
+        } else {
+            format!("sqlite://{path}?{query}")
+        };
+        let options = AnyConnectOptions::from_str(&url)
+            .map_err(|e| Error::bad_input("database_url", e.to_string()))?
+            .log_statements(tracing::log::LevelFilter::Trace);
+        let pool = |max: u32| {
+            AnyPoolOptions::new()
+                .max_connections(max)
+                .acquire_timeout(opts.acquire_timeout)
+                .after_connect(|conn, _meta| {
+                    Box::pin(async move {
+                        conn.execute(
+                            "PRAGMA journal_mode = WAL; PRAGMA synchronous = NORMAL; \
+                             PRAGMA foreign_keys = ON; PRAGMA busy_timeout = 10000;",
+                        )
+                        .await?;
+                        Ok(())
+                    })
+                })
+        };
+        let writer = pool(1)
+            .connect_with(options.clone())
+            .await
+            .context("opening the SQLite database")
+            .map_err(Error::Internal)?;
+        let reader = pool(opts.max_connections.max(2))
+            .connect_with(options)
+            .await
+            .context("opening the SQLite database")
+            .map_err(Error::Internal)?;
+        Ok(Db {
+            backend: Backend::Sqlite,
+            reader,
+            writer,
+        })
+    }
+
+    /// Which engine this is.
+    pub fn backend(&self) -> Backend {
+        self.backend
+    }
+
+    /// Applies every pending migration of this backend.
+    pub async fn migrate(&self) -> Result<()> {
+        self.migrator().run(&self.writer).await?;
+        Ok(())
+    }
+
+    fn migrator(&self) -> &'static sqlx::migrate::Migrator {
+        match self.backend {
+            Backend::Sqlite => &SQLITE_MIGRATIONS,
+            Backend::Postgres => &POSTGRES_MIGRATIONS,
+        }
+    }
+
+    /// True when the database answers and every migration this build knows
+    /// has been applied (readiness).
+    pub async fn is_ready(&self) -> bool {
+        let latest = self.migrator().iter().map(|m| m.version).max().unwrap_or(0);
+        let applied: std::result::Result<Option<i64>, _> =
+            sqlx::query_scalar("SELECT MAX(version) FROM _sqlx_migrations WHERE success = TRUE")
+                .fetch_one(&self.reader)
+                .await;
+        matches!(applied, Ok(Some(v)) if v >= latest)
+    }
+
+    /// The pool for reads. Reads never wait behind a writer.
+    pub fn reader(&self) -> &AnyPool {
+        &self.reader
+    }
+
+    /// Starts a write transaction. Everything done through it commits
+    /// together on [`sqlx::Transaction::commit`] and vanishes when dropped.
+    pub async fn begin(&self) -> Result<Tx> {
+        let tx = match self.backend {
+            Backend::Sqlite => self.writer.begin_with("BEGIN IMMEDIATE").await?,
+            Backend::Postgres => self.writer.begin().await?,
+        };
+        Ok(tx)
+    }
+
+    /// Runs `f` in a write transaction, committing when it returns `Ok`.
+    pub async fn write<T, F>(&self, f: F) -> Result<T>
+    where
+        F: for<'c> FnOnce(&'c mut Conn) -> futures::future::BoxFuture<'c, Result<T>>,
+    {
+        let mut tx = self.begin().await?;
+        let out = f(&mut tx).await?;
+        tx.commit().await?;
+        Ok(out)
+    }
+
+    /// Closes every connection.
+    pub async fn close(&self) {
+        self.writer.close().await;
+        self.reader.close().await;
+    }
+}

@@ -1,0 +1,275 @@
+//! One Data: the tenant's append-only event stream.
+//!
+//! Events (`code.scanned`, `order.paid`, `person.merged`, …) are appended,
+//! never changed. An append with an idempotency key already used in the
+//! tenant returns the event stored the first time instead of a second one,
+//! so that a retried write is harmless.
+
+use serde_json::Value;
+use sqlx::Row as _;
+
+use crate::db::Conn;
+use crate::{Db, Error, Result, TenantId, Timestamp, now, persons};
+
+/// The largest payload, serialised.
+pub const MAX_PAYLOAD_BYTES: usize = 256 * 1024;
+/// The most events one page returns.
+pub const MAX_PAGE: usize = 100;
+
+/// A stored event.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Event {
+    pub id: String,
+    /// Position in the log; increases with every append.
+    pub seq: i64,
+    pub event_type: String,
+    pub occurred_at: Timestamp,
+    pub recorded_at: Timestamp,
+    pub person_id: Option<String>,
+    pub payload: Value,
+    pub idempotency_key: Option<String>,
+    /// Who appended it: `kernel`, a plugin's name, or a principal label.
+    pub producer: String,
+}
+
+/// An event to append.
+#[derive(Debug, Clone)]
+pub struct NewEvent {
+    /// Dotted lower-case name, e.g. `code.scanned`.
+    pub event_type: String,
+    pub person_id: Option<String>,
+    /// A JSON object.
+    pub payload: Value,
+    pub idempotency_key: Option<String>,
+    /// When it happened, if not now.
+    pub occurred_at: Option<Timestamp>,
+}
+
+/// Checks an event type: dot-separated segments of `a-z`, `0-9`, `_`, at
+/// least two segments, at most 100 characters.
+pub fn validate_type(field: &str, t: &str) -> Result<()> {
+    let segs: Vec<&str> = t.split('.').collect();
+    let ok = t.len() <= 100
+        && segs.len() >= 2
+        && segs.iter().all(|s| {
+            s.bytes().next().is_some_and(|b| b.is_ascii_lowercase())
+                && s.bytes()
+                    .all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'_')
+        });
+    if ok {
+        Ok(())
+    } else {
+        Err(Error::bad_input(
+            field,
+            format!("{t:?} is not an event type; write dotted lower-case words, e.g. order.paid"),
+        ))
+    }
+}
+
+const COLUMNS: &str =
+    "seq, id, type, occurred_at, recorded_at, person_id, payload, idempotency_key, producer";
+
+fn from_row(row: &sqlx::any::AnyRow) -> Result<Event> {
+    Ok(Event {
+        seq: row.try_get("seq")?,
+        id: row.try_get("id")?,
+        event_type: row.try_get("type")?,
+        occurred_at: Timestamp(row.try_get("occurred_at")?),
+        recorded_at: Timestamp(row.try_get("recorded_at")?),
+        person_id: row.try_get("person_id")?,
+        payload: serde_json::from_str(&row.try_get::<String, _>("payload")?)?,
+        idempotency_key: row.try_get("idempotency_key")?,
+        producer: row.try_get("producer")?,
+    })
+}
+
+/// Appends an event in `conn`'s transaction (or returns the one already
+/// stored under the same idempotency key).
+pub async fn append(
+    conn: &mut Conn,
+    tenant: &TenantId,
+    new: NewEvent,
+    producer: &str,
+) -> Result<Event> {
+    validate_type("type", &new.event_type)?;
+    if !new.payload.is_object() {
+        return Err(Error::bad_input("payload", "must be a JSON object"));
+    }
+    let payload = serde_json::to_string(&new.payload)?;
+    if payload.len() > MAX_PAYLOAD_BYTES {
+        return Err(Error::bad_input(
+            "payload",
+            format!(
+                "is {} bytes; the limit is {MAX_PAYLOAD_BYTES}",
+                payload.len()
+            ),
+        ));
+    }
+    if let Some(k) = &new.idempotency_key {
+        if k.is_empty() || k.len() > 200 {
+            return Err(Error::bad_input(
+                "idempotencyKey",
+                "must be 1-200 characters",
+            ));
+        }
+        if let Some(e) = by_idempotency_key(conn, tenant, k).await? {
+            return Ok(e);
+        }
+    }
+    let person_id = match &new.person_id {
+        Some(p) => Some(
+            persons::resolve_live(conn, tenant, p)
+                .await?
+                .ok_or_else(|| Error::bad_input("personId", format!("no person {p:?}")))?,
+        ),
+        None => None,
+    };
+    let t = now();
+    let id = uuid::Uuid::now_v7().to_string();
+    let row = sqlx::query(&format!(
+        "INSERT INTO events (id, tenant_id, type, occurred_at, recorded_at, person_id, payload, idempotency_key, producer) \
+         VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9) \
+         ON CONFLICT (tenant_id, idempotency_key) DO NOTHING RETURNING {COLUMNS}"
+    ))
+    .bind(&id)
+    .bind(tenant.as_str())
+    .bind(&new.event_type)
+    .bind(new.occurred_at.unwrap_or(t).0)
+    .bind(t.0)
+    .bind(&person_id)
+    .bind(&payload)
+    .bind(&new.idempotency_key)
+    .bind(producer)
+    .fetch_optional(&mut *conn)
+    .await?;
+    match row {
+        Some(r) => from_row(&r),
+        // Lost a race with a concurrent append of the same key: theirs stands.
+        None => {
+            let k = new.idempotency_key.as_deref().unwrap_or_default();
+            by_idempotency_key(conn, tenant, k)
+                .await?
+                .ok_or_else(|| Error::Internal(anyhow::anyhow!("idempotent event {k} vanished")))
+        }
+    }
+}
+
+async fn by_idempotency_key(
+    conn: &mut Conn,
+    tenant: &TenantId,
+    key: &str,
+) -> Result<Option<Event>> {
+    let row = sqlx::query(&format!(
+        "SELECT {COLUMNS} FROM events WHERE tenant_id = $1 AND idempotency_key = $2"
+    ))
+    .bind(tenant.as_str())
+    .bind(key)
+    .fetch_optional(&mut *conn)
+    .await?;
+    row.as_ref().map(from_row).transpose()
+}
+
+/// Which events to read.
+#[derive(Debug, Clone, Default)]
+pub struct EventFilter {
+    /// Any of these types (all types when empty).
+    pub types: Vec<String>,
+    /// Events of this person, including those recorded before a merge
+    /// under persons merged into it.
+    pub person_id: Option<String>,
+    /// `occurred_at >= since`.
+    pub since: Option<Timestamp>,
+    /// `occurred_at < until`.
+    pub until: Option<Timestamp>,
+}
+
+/// One page of events, oldest first.
+#[derive(Debug, Clone)]
+pub struct EventPage {
+    pub events: Vec<Event>,
+    pub has_next_page: bool,
+}
+
+/// Reads events after position `after` (exclusive), oldest first.
+pub async fn list(
+    db: &Db,
+    tenant: &TenantId,
+    filter: &EventFilter,
+    first: usize,
+    after: Option<i64>,
+) -> Result<EventPage> {
+    if first == 0 || first > MAX_PAGE {
+        return Err(Error::bad_input("first", format!("must be 1-{MAX_PAGE}")));
+    }
+    for (i, t) in filter.types.iter().enumerate() {
+        validate_type(&format!("filter.types[{i}]"), t)?;
+    }
+    let mut conn = db.reader().acquire().await?;
+    let mut sql = format!("SELECT {COLUMNS} FROM events WHERE tenant_id = $1 AND seq > $2");
+    let mut binds: Vec<String> = Vec::new();
+    let mut n = 2;
+    let placeholders = |count: usize, n: &mut usize| -> String {
+        (0..count)
+            .map(|_| {
+                *n += 1;
+                format!("${n}")
+            })
+            .collect::<Vec<_>>()
+            .join(", ")
+    };
+    if !filter.types.is_empty() {
+        sql += &format!(
+            " AND type IN ({})",
+            placeholders(filter.types.len(), &mut n)
+        );
+        binds.extend(filter.types.iter().cloned());
+    }
+    if let Some(p) = &filter.person_id {
+        let ids = persons::lineage(&mut conn, tenant, p).await?;
+        sql += &format!(" AND person_id IN ({})", placeholders(ids.len(), &mut n));
+        binds.extend(ids);
+    }
+    let mut times = Vec::new();
+    if let Some(s) = filter.since {
+        n += 1;
+        sql += &format!(" AND occurred_at >= ${n}");
+        times.push(s.0);
+    }
+    if let Some(u) = filter.until {
+        n += 1;
+        sql += &format!(" AND occurred_at < ${n}");
+        times.push(u.0);
+    }
+    n += 1;
+    sql += &format!(" ORDER BY seq LIMIT ${n}");
+    let mut q = sqlx::query(&sql)
+        .bind(tenant.as_str())
+        .bind(after.unwrap_or(0));
+    for b in &binds {
+        q = q.bind(b);
+    }
+    for t in times {
+        q = q.bind(t);
+    }
+    let rows = q.bind((first + 1) as i64).fetch_all(&mut *conn).await?;
+    let mut events = rows.iter().map(from_row).collect::<Result<Vec<_>>>()?;
+    let has_next_page = events.len() > first;
+    events.truncate(first);
+    Ok(EventPage {
+        events,
+        has_next_page,
+    })
+}
+
+/// One event of `tenant` by id.
+pub async fn get(db: &Db, tenant: &TenantId, id: &str) -> Result<Event> {
+    let row = sqlx::query(&format!(
+        "SELECT {COLUMNS} FROM events WHERE tenant_id = $1 AND id = $2"
+    ))
+    .bind(tenant.as_str())
+    .bind(id)
+    .fetch_optional(db.reader())
+    .await?
+    .ok_or_else(|| Error::not_found("event", id))?;
+    from_row(&row)
+}

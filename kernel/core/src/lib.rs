@@ -1,0 +1,17 @@
+#![doc = include_str!("../README.md")]
+
+pub mod authz;
+pub mod counters;
+mod db;
+mod error;
+pub mod events;
+pub mod identity;
+pub mod persons;
+pub mod records;
+pub mod tenants;
+mod time;
+
+pub use db::{Backend, Conn, Db, DbOptions, Tx};
+pub use error::{Error, Result};
+pub use tenants::TenantId;
+pub use time::{Timestamp, now};

@@ -1,0 +1,229 @@
+//! One Data: tenant-scoped records with optimistic versions.
+//!
+//! A record lives in a namespace (the plugin that owns it) and a collection,
+//! under a key. Every write names what it expects to find — nothing, a
+//! given version, or anything — so that two writers cannot silently
+//! overwrite each other. The plugin runtime exposes this store to plugins,
+//! each confined to its own namespace.
+
+use serde_json::Value;
+use sqlx::Row as _;
+
+use crate::db::Conn;
+use crate::{Error, Result, TenantId, Timestamp, now};
+
+/// The largest record, serialised.
+pub const MAX_RECORD_BYTES: usize = 1024 * 1024;
+/// The most records one page returns.
+pub const MAX_PAGE: usize = 1000;
+
+/// A stored record.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Record {
+    pub collection: String,
+    pub key: String,
+    /// 1 on creation, +1 on every write.
+    pub version: i64,
+    pub data: Value,
+    pub created_at: Timestamp,
+    pub updated_at: Timestamp,
+}
+
+/// What a write expects to find.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Expect {
+    /// Create or overwrite.
+    Any,
+    /// Create only: the key must be free.
+    Absent,
+    /// Update only: the record must be at this version.
+    Version(i64),
+}
+
+/// Where a record lives: its namespace, collection and key.
+#[derive(Debug, Clone, Copy)]
+pub struct Location<'a> {
+    pub namespace: &'a str,
+    pub collection: &'a str,
+    pub key: &'a str,
+}
+
+fn validate(loc: &Location<'_>) -> Result<()> {
+    let c = loc.collection;
+    let ok = (1..=63).contains(&c.len())
+        && c.bytes().next().is_some_and(|b| b.is_ascii_lowercase())
+        && c.bytes()
+            .all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'_');
+    if !ok {
+        return Err(Error::bad_input(
+            "collection",
+            "must be 1-63 characters of a-z, 0-9 and _, starting with a letter",
+        ));
+    }
+    if loc.key.is_empty() || loc.key.len() > 256 {
+        return Err(Error::bad_input("key", "must be 1-256 bytes"));
+    }
+    Ok(())
+}
+
+const COLUMNS: &str = "collection, key, version, data, created_at, updated_at";
+
+fn from_row(row: &sqlx::any::AnyRow) -> Result<Record> {
+    Ok(Record {
+        collection: row.try_get("collection")?,
+        key: row.try_get("key")?,
+        version: row.try_get("version")?,
+        data: serde_json::from_str(&row.try_get::<String, _>("data")?)?,
+        created_at: Timestamp(row.try_get("created_at")?),
+        updated_at: Timestamp(row.try_get("updated_at")?),
+    })
+}
+
+/// The record at `loc`, if any.
+pub async fn get(conn: &mut Conn, tenant: &TenantId, loc: Location<'_>) -> Result<Option<Record>> {
+    validate(&loc)?;
+    let row = sqlx::query(&format!(
+        "SELECT {COLUMNS} FROM records WHERE tenant_id = $1 AND namespace = $2 AND collection = $3 AND key = $4"
+    ))
+    .bind(tenant.as_str())
+    .bind(loc.namespace)
+    .bind(loc.collection)
+    .bind(loc.key)
+    .fetch_optional(&mut *conn)
+    .await?;
+    row.as_ref().map(from_row).transpose()
+}
+
+/// Writes `data` at `loc` if the stored state matches `expect`; a mismatch
+/// is a conflict that changes nothing.
+pub async fn put(
+    conn: &mut Conn,
+    tenant: &TenantId,
+    loc: Location<'_>,
+    data: &Value,
+    expect: Expect,
+) -> Result<Record> {
+    validate(&loc)?;
+    if !data.is_object() {
+        return Err(Error::bad_input("data", "must be a JSON object"));
+    }
+    let text = serde_json::to_string(data)?;
+    if text.len() > MAX_RECORD_BYTES {
+        return Err(Error::bad_input(
+            "data",
+            format!("is {} bytes; the limit is {MAX_RECORD_BYTES}", text.len()),
+        ));
+    }
+    let t = now().0;
+    let sql = match expect {
+        Expect::Absent => format!(
+            "INSERT INTO records (tenant_id, namespace, collection, key, version, data, created_at, updated_at) \
+             VALUES ($1, $2, $3, $4, 1, $5, $6, $6) ON CONFLICT DO NOTHING RETURNING {COLUMNS}"
+        ),
+        Expect::Any => format!(
+            "INSERT INTO records (tenant_id, namespace, collection, key, version, data, created_at, updated_at) \
+             VALUES ($1, $2, $3, $4, 1, $5, $6, $6) ON CONFLICT (tenant_id, namespace, collection, key) \
+             DO UPDATE SET data = excluded.data, version = records.version + 1, updated_at = excluded.updated_at \
+             RETURNING {COLUMNS}"
+        ),
+        Expect::Version(_) => format!(
+            "UPDATE records SET data = $5, updated_at = $6, version = version + 1 \
+             WHERE tenant_id = $1 AND namespace = $2 AND collection = $3 AND key = $4 AND version = $7 \
+             RETURNING {COLUMNS}"
+        ),
+    };
+    let mut q = sqlx::query(&sql)
+        .bind(tenant.as_str())
+        .bind(loc.namespace)
+        .bind(loc.collection)
+        .bind(loc.key)
+        .bind(&text)
+        .bind(t);
+    if let Expect::Version(v) = expect {
+        q = q.bind(v);
+    }
+    match q.fetch_optional(&mut *conn).await? {
+        Some(row) => from_row(&row),
+        None => {
+            let found = get(conn, tenant, loc).await?.map(|r| r.version);
+            Err(Error::Conflict(match (expect, found) {
+                (Expect::Absent, Some(v)) => format!(
+                    "{}/{} already exists (version {v})",
+                    loc.collection, loc.key
+                ),
+                (_, Some(v)) => format!(
+                    "{}/{} is at version {v}, not the one expected",
+                    loc.collection, loc.key
+                ),
+                (_, None) => format!("{}/{} does not exist", loc.collection, loc.key),
+            }))
+        }
+    }
+}
+
+/// Deletes the record at `loc` (only at version `expect_version` when
+/// given). Returns whether a record was deleted.
+pub async fn delete(
+    conn: &mut Conn,
+    tenant: &TenantId,
+    loc: Location<'_>,
+    expect_version: Option<i64>,
+) -> Result<bool> {
+    validate(&loc)?;
+    let res = sqlx::query(
+        "DELETE FROM records WHERE tenant_id = $1 AND namespace = $2 AND collection = $3 AND key = $4 \
+         AND ($5 < 0 OR version = $5)",
+    )
+    .bind(tenant.as_str())
+    .bind(loc.namespace)
+    .bind(loc.collection)
+    .bind(loc.key)
+    .bind(expect_version.unwrap_or(-1))
+    .execute(&mut *conn)
+    .await?;
+    if res.rows_affected() == 0 {
+        if let (Some(v), Some(found)) = (expect_version, get(conn, tenant, loc).await?) {
+            return Err(Error::Conflict(format!(
+                "{}/{} is at version {}, not {v}",
+                loc.collection, loc.key, found.version
+            )));
+        }
+        return Ok(false);
+    }
+    Ok(true)
+}
+
+/// Records of a collection in key order, after `after_key` (exclusive).
+/// Returns the page and whether more follow.
+pub async fn list(
+    conn: &mut Conn,
+    tenant: &TenantId,
+    namespace: &str,
+    collection: &str,
+    after_key: Option<&str>,
+    limit: usize,
+) -> Result<(Vec<Record>, bool)> {
+    validate(&Location {
+        namespace,
+        collection,
+        key: "-",
+    })?;
+    if limit == 0 || limit > MAX_PAGE {
+        return Err(Error::bad_input("limit", format!("must be 1-{MAX_PAGE}")));
+    }
+    let rows = sqlx::query(&format!(
+        "SELECT {COLUMNS} FROM records WHERE tenant_id = $1 AND namespace = $2 AND collection = $3 \
+         AND key > $4 ORDER BY key LIMIT $5"
+    ))
+    .bind(tenant.as_str())
+    .bind(namespace)
+    .bind(collection)
+    .bind(after_key.unwrap_or(""))
+    .bind((limit + 1) as i64)
+    .fetch_all(&mut *conn)
+    .await?;
+    let mut out = rows.iter().map(from_row).collect::<Result<Vec<_>>>()?;
+    let more = out.len() > limit;
+    out.truncate(limit);
+    Ok((out, more))
+}

@@ -1,0 +1,132 @@
+//! Tenants: the brands that use Keel. Every other row belongs to exactly one.
+
+use serde::Serialize;
+use sqlx::Row as _;
+
+use crate::db::Conn;
+use crate::error::is_unique_violation;
+use crate::{Db, Error, Result, Timestamp, now};
+
+/// The id of a tenant.
+///
+/// Only the kernel mints one, from a stored tenant row (or a credential that
+/// points at one): nothing a client or plugin sends can become a `TenantId`.
+#[derive(Debug, Clone, PartialEq, Eq, Hash, Serialize)]
+pub struct TenantId(String);
+
+impl TenantId {
+    pub(crate) fn from_db(id: String) -> Self {
+        TenantId(id)
+    }
+
+    /// The id as text.
+    pub fn as_str(&self) -> &str {
+        &self.0
+    }
+}
+
+impl std::fmt::Display for TenantId {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(&self.0)
+    }
+}
+
+/// A brand using Keel.
+#[derive(Debug, Clone)]
+pub struct Tenant {
+    pub id: TenantId,
+    /// Short unique name used in URLs and logins, e.g. `acme-beer`.
+    pub slug: String,
+    pub name: String,
+    pub created_at: Timestamp,
+}
+
+fn from_row(row: &sqlx::any::AnyRow) -> Result<Tenant> {
+    Ok(Tenant {
+        id: TenantId::from_db(row.try_get("id")?),
+        slug: row.try_get("slug")?,
+        name: row.try_get("name")?,
+        created_at: Timestamp(row.try_get("created_at")?),
+    })
+}
+
+/// Checks a slug: 2–63 characters of `a-z`, `0-9` and inner `-`.
+pub fn validate_slug(slug: &str) -> Result<()> {
+    let ok_len = (2..=63).contains(&slug.len());
+    let ok_chars = slug
+        .bytes()
+        .all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'-');
+    let ok_ends = !slug.starts_with('-') && !slug.ends_with('-');
+    if ok_len && ok_chars && ok_ends {
+        Ok(())
+    } else {
+        Err(Error::bad_input(
+            "slug",
+            "must be 2-63 characters of a-z, 0-9 and '-', not starting or ending with '-'",
+        ))
+    }
+}
+
+fn validate_name(name: &str) -> Result<()> {
+    let n = name.trim().chars().count();
+    if n == 0 || n > 200 {
+        return Err(Error::bad_input("name", "must be 1-200 characters"));
+    }
+    Ok(())
+}
+
+/// Creates a tenant inside `conn`'s transaction. A taken slug is a conflict.
+pub async fn create(conn: &mut Conn, slug: &str, name: &str) -> Result<Tenant> {
+    validate_slug(slug)?;
+    validate_name(name)?;
+    let tenant = Tenant {
+        id: TenantId::from_db(uuid::Uuid::now_v7().to_string()),
+        slug: slug.to_owned(),
+        name: name.trim().to_owned(),
+        created_at: now(),
+    };
+    let res =
+        sqlx::query("INSERT INTO tenants (id, slug, name, created_at) VALUES ($1, $2, $3, $4)")
+            .bind(tenant.id.as_str())
+            .bind(&tenant.slug)
+            .bind(&tenant.name)
+            .bind(tenant.created_at.0)
+            .execute(&mut *conn)
+            .await;
+    match res {
+        Ok(_) => Ok(tenant),
+        Err(e) if is_unique_violation(&e) => Err(Error::Conflict(format!(
+            "a tenant with slug {slug:?} already exists"
+        ))),
+        Err(e) => Err(e.into()),
+    }
+}
+
+/// The tenant with this id.
+pub async fn get(db: &Db, id: &TenantId) -> Result<Tenant> {
+    let row = sqlx::query("SELECT id, slug, name, created_at FROM tenants WHERE id = $1")
+        .bind(id.as_str())
+        .fetch_optional(db.reader())
+        .await?
+        .ok_or_else(|| Error::not_found("tenant", id.as_str()))?;
+    from_row(&row)
+}
+
+/// The tenant with this slug.
+pub async fn get_by_slug(db: &Db, slug: &str) -> Result<Tenant> {
+    let row = sqlx::query("SELECT id, slug, name, created_at FROM tenants WHERE slug = $1")
+        .bind(slug)
+        .fetch_optional(db.reader())
+        .await?
+        .ok_or_else(|| Error::not_found("tenant", slug))?;
+    from_row(&row)
+}
+
+/// Every tenant, oldest first.
+pub async fn list(db: &Db) -> Result<Vec<Tenant>> {
+    let rows =
+        sqlx::query("SELECT id, slug, name, created_at FROM tenants ORDER BY created_at, id")
+            .fetch_all(db.reader())
+            .await?;
+    rows.iter().map(from_row).collect()
+}

@@ -1,0 +1,175 @@
+//! Who am I, and the tenant's API keys.
+
+use async_graphql::{Context, Enum, ID, InputObject, Object, SimpleObject};
+use chrono::{DateTime, Utc};
+use keel_core::authz::{Action, objects};
+use keel_core::identity::Credential;
+use keel_core::identity::api_keys::{self, NewApiKey};
+use keel_core::tenants;
+
+use super::tenants::Tenant;
+use super::{authorize, commit, principal, services, to_time};
+use crate::errors::Gql as _;
+
+/// How the caller authenticated.
+#[derive(Enum, Copy, Clone, Eq, PartialEq)]
+pub(crate) enum PrincipalKind {
+    ApiKey,
+    PlatformKey,
+    Operator,
+}
+
+/// The caller of this request.
+#[derive(SimpleObject)]
+pub(crate) struct Viewer {
+    /// The tenant the caller acts in; null for a platform administrator.
+    tenant: Option<Tenant>,
+    roles: Vec<String>,
+    /// When non-empty, the only `object:action` pairs the caller may use.
+    scopes: Vec<String>,
+    kind: PrincipalKind,
+    /// A stable label for the caller, as audit trails show it.
+    principal: String,
+}
+
+/// An API key (its secret is never shown again after creation).
+#[derive(SimpleObject)]
+pub(crate) struct ApiKey {
+    id: ID,
+    name: String,
+    roles: Vec<String>,
+    scopes: Vec<String>,
+    /// The first characters of the secret, to recognise the key.
+    secret_prefix: String,
+    created_at: DateTime<Utc>,
+    created_by: Option<String>,
+    last_used_at: Option<DateTime<Utc>>,
+    revoked_at: Option<DateTime<Utc>>,
+}
+
+impl From<api_keys::ApiKey> for ApiKey {
+    fn from(k: api_keys::ApiKey) -> Self {
+        ApiKey {
+            id: k.id.into(),
+            name: k.name,
+            roles: k.roles,
+            scopes: k.scopes,
+            secret_prefix: k.secret_prefix,
+            created_at: to_time(k.created_at),
+            created_by: k.created_by,
+            last_used_at: k.last_used_at.map(to_time),
+            revoked_at: k.revoked_at.map(to_time),
+        }
+    }
+}
+
+#[derive(InputObject)]
+pub(crate) struct CreateApiKeyInput {
+    name: String,
+    /// Built-in roles: owner, admin, marketer, analyst, integration.
+    roles: Vec<String>,
+    /// `object:action` pairs (e.g. `events:read`) the key is limited to.
+    /// Required for the integration role.
+    #[graphql(default)]
+    scopes: Vec<String>,
+}
+
+#[derive(SimpleObject)]
+pub(crate) struct CreateApiKeyPayload {
+    api_key: ApiKey,
+    /// The key's secret, to send as `Authorization: Bearer …`. Shown once.
+    secret: String,
+}
+
+/// Granting or touching the owner role takes the `owners` permission.
+pub(crate) async fn guard_owner_role(
+    ctx: &Context<'_>,
+    roles: &[String],
+) -> async_graphql::Result<()> {
+    if roles.iter().any(|r| r == "owner") {
+        authorize(ctx, objects::OWNERS, Action::Write).await?;
+    }
+    Ok(())
+}
+
+#[derive(Default)]
+pub(crate) struct IdentityQuery;
+
+#[Object]
+impl IdentityQuery {
+    /// The caller: its tenant, roles and scopes.
+    async fn viewer(&self, ctx: &Context<'_>) -> async_graphql::Result<Viewer> {
+        let p = principal(ctx)?;
+        let tenant = match &p.tenant {
+            Some(t) => Some(tenants::get(&services(ctx).db, t).await.gql()?.into()),
+            None => None,
+        };
+        let kind = match p.credential {
+            Credential::ApiKey { .. } => PrincipalKind::ApiKey,
+            Credential::PlatformKey { .. } => PrincipalKind::PlatformKey,
+            Credential::Operator { .. } => PrincipalKind::Operator,
+        };
+        Ok(Viewer {
+            tenant,
+            roles: p.roles.clone(),
+            scopes: p.scopes.clone(),
+            kind,
+            principal: p.label(),
+        })
+    }
+
+    /// The tenant's API keys, newest first, revoked ones included.
+    async fn api_keys(&self, ctx: &Context<'_>) -> async_graphql::Result<Vec<ApiKey>> {
+        let tenant = authorize(ctx, objects::API_KEYS, Action::Read).await?;
+        let keys = api_keys::list(&services(ctx).db, &tenant).await.gql()?;
+        Ok(keys.into_iter().map(Into::into).collect())
+    }
+}
+
+#[derive(Default)]
+pub(crate) struct IdentityMutation;
+
+#[Object]
+impl IdentityMutation {
+    /// Creates an API key; its secret is in the payload and never shown again.
+    async fn create_api_key(
+        &self,
+        ctx: &Context<'_>,
+        input: CreateApiKeyInput,
+    ) -> async_graphql::Result<CreateApiKeyPayload> {
+        let tenant = authorize(ctx, objects::API_KEYS, Action::Write).await?;
+        guard_owner_role(ctx, &input.roles).await?;
+        let actor = principal(ctx)?.label();
+        let s = services(ctx);
+        let mut tx = s.db.begin().await.gql()?;
+        let (key, secret) = api_keys::create(
+            &mut tx,
+            &tenant,
+            NewApiKey {
+                name: input.name,
+                roles: input.roles,
+                scopes: input.scopes,
+            },
+            Some(&actor),
+        )
+        .await
+        .gql()?;
+        commit(tx).await?;
+        Ok(CreateApiKeyPayload {
+            api_key: key.into(),
+            secret,
+        })
+    }
+
+    /// Revokes an API key at once. Revoking a revoked key changes nothing.
+    async fn revoke_api_key(&self, ctx: &Context<'_>, id: ID) -> async_graphql::Result<ApiKey> {
+        let tenant = authorize(ctx, objects::API_KEYS, Action::Write).await?;
+        let s = services(ctx);
+        let mut tx = s.db.begin().await.gql()?;
+        let key = api_keys::get(&mut tx, &tenant, &id).await.gql()?;
+        guard_owner_role(ctx, &key.roles).await?;
+        let key = api_keys::revoke(&mut tx, &tenant, &id).await.gql()?;
+        commit(tx).await?;
+        Ok(key.into())
+    }
+}

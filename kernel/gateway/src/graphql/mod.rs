@@ -1,0 +1,135 @@
+//! The kernel's GraphQL schema: one module per domain, merged into one
+//! `Query` and one `Mutation`.
+//!
+//! Resolvers never take a tenant from their arguments: they ask
+//! [`authorize`] for the caller's tenant, which checks the permission first.
+
+mod counters;
+mod events;
+mod identity;
+mod operators;
+mod persons;
+mod tenants;
+
+use std::net::IpAddr;
+use std::sync::Arc;
+
+use async_graphql::{Context, EmptySubscription, MergedObject, Schema};
+use chrono::{DateTime, Utc};
+use keel_core::authz::{Action, Authorizer};
+use keel_core::identity::Principal;
+use keel_core::{Db, TenantId, Timestamp};
+
+use crate::errors::{Gql as _, gql_error};
+use crate::limits::LoginLimiter;
+
+/// The kernel's schema type.
+pub type KernelSchema = Schema<Query, Mutation, EmptySubscription>;
+
+/// Every query of the kernel.
+#[derive(MergedObject, Default)]
+pub struct Query(
+    identity::IdentityQuery,
+    tenants::TenantQuery,
+    operators::OperatorQuery,
+    persons::PersonQuery,
+    events::EventQuery,
+    counters::CounterQuery,
+);
+
+/// Every mutation of the kernel.
+#[derive(MergedObject, Default)]
+pub struct Mutation(
+    tenants::TenantMutation,
+    identity::IdentityMutation,
+    operators::OperatorMutation,
+    persons::PersonMutation,
+    events::EventMutation,
+    counters::CounterMutation,
+);
+
+/// Limits applied to every GraphQL request before it runs.
+#[derive(Debug, Clone, Copy)]
+pub struct QueryLimits {
+    pub max_depth: usize,
+    pub max_complexity: usize,
+}
+
+impl Default for QueryLimits {
+    fn default() -> Self {
+        QueryLimits {
+            max_depth: 12,
+            max_complexity: 2000,
+        }
+    }
+}
+
+/// What resolvers share: the database, the authorizer, the login limiter.
+#[derive(Debug, Clone)]
+pub(crate) struct Services {
+    pub db: Db,
+    pub authz: Arc<Authorizer>,
+    pub login_limiter: Arc<LoginLimiter>,
+}
+
+/// What a resolver knows about its request.
+#[derive(Debug, Clone)]
+pub(crate) struct RequestInfo {
+    pub principal: Option<Principal>,
+    pub client_ip: IpAddr,
+}
+
+/// Builds the schema; without services it can still print its SDL.
+pub(crate) fn build(limits: QueryLimits, services: Option<Services>) -> KernelSchema {
+    let mut b = Schema::build(Query::default(), Mutation::default(), EmptySubscription)
+        .limit_depth(limits.max_depth)
+        .limit_complexity(limits.max_complexity)
+        .limit_recursive_depth(32)
+        .limit_directives(16);
+    if let Some(s) = services {
+        b = b.data(s);
+    }
+    b.finish()
+}
+
+/// The kernel schema's SDL, as committed in `schemas/graphql/kernel.graphql`.
+pub fn sdl() -> String {
+    build(QueryLimits::default(), None).sdl()
+}
+
+pub(crate) fn services<'a>(ctx: &Context<'a>) -> &'a Services {
+    ctx.data_unchecked::<Services>()
+}
+
+pub(crate) fn request<'a>(ctx: &Context<'a>) -> &'a RequestInfo {
+    ctx.data_unchecked::<RequestInfo>()
+}
+
+/// The caller, or `UNAUTHENTICATED`.
+pub(crate) fn principal<'a>(ctx: &Context<'a>) -> async_graphql::Result<&'a Principal> {
+    request(ctx).principal.as_ref().ok_or_else(|| {
+        gql_error(
+            "UNAUTHENTICATED",
+            "send an API key or session token as `Authorization: Bearer …`",
+        )
+    })
+}
+
+/// The caller's tenant, once the caller is allowed `action` on `object`.
+pub(crate) async fn authorize(
+    ctx: &Context<'_>,
+    object: &str,
+    action: Action,
+) -> async_graphql::Result<TenantId> {
+    let p = principal(ctx)?;
+    services(ctx).authz.tenant(p, object, action).await.gql()
+}
+
+/// Commits a write transaction.
+pub(crate) async fn commit(tx: keel_core::Tx) -> async_graphql::Result<()> {
+    tx.commit().await.map_err(keel_core::Error::from).gql()
+}
+
+pub(crate) fn to_time(t: Timestamp) -> DateTime<Utc> {
+    t.to_datetime()
+}

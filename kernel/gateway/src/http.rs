@@ -1,0 +1,324 @@
+//! HTTP endpoints: GraphQL over HTTP, health, readiness and metrics.
+//!
+//! `POST /graphql` and `GET /graphql` follow the GraphQL-over-HTTP
+//! specification: JSON requests; `application/graphql-response+json`
+//! (with 4xx for requests that fail before execution) or
+//! `application/json` (always 200) responses, by the `Accept` header.
+//! A browser's `GET /graphql` gets GraphiQL. Mutations are refused over GET.
+
+use std::net::SocketAddr;
+
+use async_graphql::parser::types::OperationType;
+use axum::body::Bytes;
+use axum::extract::{ConnectInfo, Query, State};
+use axum::http::{HeaderMap, HeaderValue, StatusCode, header};
+use axum::response::{Html, IntoResponse, Response};
+use keel_core::Error;
+use keel_core::identity::{self, Principal};
+use serde::Deserialize;
+use tracing::Span;
+
+use crate::AppState;
+use crate::errors::{ensure_codes, request_error};
+use crate::graphql::RequestInfo;
+
+const GRAPHQL_RESPONSE_JSON: &str = "application/graphql-response+json";
+const JSON: &str = "application/json";
+
+/// The response media type a client accepts.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Format {
+    GraphqlResponse,
+    Json,
+}
+
+/// The format the client accepts, or the 406 response to send.
+fn negotiate(headers: &HeaderMap) -> Result<Format, Box<Response>> {
+    let Some(accept) = headers.get(header::ACCEPT).and_then(|v| v.to_str().ok()) else {
+        return Ok(Format::Json);
+    };
+    let types: Vec<&str> = accept
+        .split(',')
+        .map(|t| t.split(';').next().unwrap_or("").trim())
+        .collect();
+    if types.contains(&GRAPHQL_RESPONSE_JSON) {
+        Ok(Format::GraphqlResponse)
+    } else if types
+        .iter()
+        .any(|t| *t == JSON || *t == "*/*" || *t == "application/*")
+    {
+        Ok(Format::Json)
+    } else {
+        Err(Box::new(error_response(
+            Format::Json,
+            StatusCode::NOT_ACCEPTABLE,
+            "BAD_USER_INPUT",
+            "accept application/graphql-response+json or application/json",
+        )))
+    }
+}
+
+fn error_response(format: Format, status: StatusCode, code: &str, message: &str) -> Response {
+    let body = async_graphql::Response::from_errors(vec![request_error(code, message)]);
+    json_response(format, status, &body)
+}
+
+fn json_response(format: Format, status: StatusCode, body: &async_graphql::Response) -> Response {
+    let bytes = serde_json::to_vec(body).unwrap_or_else(|_| b"{}".to_vec());
+    let ct = match format {
+        Format::GraphqlResponse => GRAPHQL_RESPONSE_JSON,
+        Format::Json => JSON,
+    };
+    let mut res = (status, bytes).into_response();
+    res.headers_mut()
+        .insert(header::CONTENT_TYPE, HeaderValue::from_static(ct));
+    res
+}
+
+/// `POST /graphql`.
+pub(crate) async fn graphql_post(
+    State(app): State<AppState>,
+    ConnectInfo(addr): ConnectInfo<SocketAddr>,
+    headers: HeaderMap,
+    body: Bytes,
+) -> Response {
+    let format = match negotiate(&headers) {
+        Ok(f) => f,
+        Err(r) => return *r,
+    };
+    let is_json = headers
+        .get(header::CONTENT_TYPE)
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.split(';').next())
+        .is_some_and(|t| t.trim().eq_ignore_ascii_case(JSON));
+    if !is_json {
+        return error_response(
+            format,
+            StatusCode::UNSUPPORTED_MEDIA_TYPE,
+            "BAD_USER_INPUT",
+            "send the request as Content-Type: application/json",
+        );
+    }
+    let request: async_graphql::Request = match serde_json::from_slice(&body) {
+        Ok(r) => r,
+        Err(e) => {
+            return error_response(
+                format,
+                StatusCode::BAD_REQUEST,
+                "BAD_USER_INPUT",
+                &format!("the body is not a GraphQL request: {e}"),
+            );
+        }
+    };
+    execute(&app, request, &headers, addr, format).await
+}
+
+/// Query parameters of `GET /graphql`.
+#[derive(Debug, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub(crate) struct GetParams {
+    query: Option<String>,
+    operation_name: Option<String>,
+    variables: Option<String>,
+    extensions: Option<String>,
+}
+
+/// `GET /graphql`: a query in the URL, or GraphiQL for a browser.
+pub(crate) async fn graphql_get(
+    State(app): State<AppState>,
+    ConnectInfo(addr): ConnectInfo<SocketAddr>,
+    headers: HeaderMap,
+    Query(params): Query<GetParams>,
+) -> Response {
+    let Some(query) = params.query else {
+        let wants_html = headers
+            .get(header::ACCEPT)
+            .and_then(|v| v.to_str().ok())
+            .is_some_and(|a| a.contains("text/html"));
+        if wants_html {
+            return Html(
+                async_graphql::http::GraphiQLSource::build()
+                    .endpoint("/graphql")
+                    .title("Keel GraphQL")
+                    .finish(),
+            )
+            .into_response();
+        }
+        return error_response(
+            Format::Json,
+            StatusCode::BAD_REQUEST,
+            "BAD_USER_INPUT",
+            "missing the `query` parameter",
+        );
+    };
+    let format = match negotiate(&headers) {
+        Ok(f) => f,
+        Err(r) => return *r,
+    };
+    if is_mutation(&query, params.operation_name.as_deref()) {
+        let mut res = error_response(
+            format,
+            StatusCode::METHOD_NOT_ALLOWED,
+            "BAD_USER_INPUT",
+            "mutations must be sent with POST",
+        );
+        res.headers_mut()
+            .insert(header::ALLOW, HeaderValue::from_static("POST"));
+        return res;
+    }
+    let mut request = async_graphql::Request::new(query);
+    if let Some(op) = params.operation_name {
+        request = request.operation_name(op);
+    }
+    for (name, raw) in [
+        ("variables", &params.variables),
+        ("extensions", &params.extensions),
+    ] {
+        let Some(raw) = raw else { continue };
+        match serde_json::from_str::<serde_json::Value>(raw) {
+            Ok(v) if name == "variables" => {
+                request = request.variables(async_graphql::Variables::from_json(v));
+            }
+            Ok(serde_json::Value::Object(m)) => {
+                for (k, v) in m {
+                    if let Ok(v) = async_graphql::Value::from_json(v) {
+                        request.extensions.insert(k, v);
+                    }
+                }
+            }
+            _ => {
+                return error_response(
+                    format,
+                    StatusCode::BAD_REQUEST,
+                    "BAD_USER_INPUT",
+                    &format!("the `{name}` parameter is not a JSON object"),
+                );
+            }
+        }
+    }
+    execute(&app, request, &headers, addr, format).await
+}
+
+fn is_mutation(query: &str, operation_name: Option<&str>) -> bool {
+    let Ok(doc) = async_graphql::parser::parse_query(query) else {
+        return false;
+    };
+    let ty = match (&doc.operations, operation_name) {
+        (async_graphql::parser::types::DocumentOperations::Single(op), _) => Some(op.node.ty),
+        (async_graphql::parser::types::DocumentOperations::Multiple(ops), Some(name)) => {
+            ops.get(name).map(|op| op.node.ty)
+        }
+        (async_graphql::parser::types::DocumentOperations::Multiple(ops), None) => (ops.len() == 1)
+            .then(|| ops.values().next().map(|op| op.node.ty))
+            .flatten(),
+    };
+    ty == Some(OperationType::Mutation)
+}
+
+async fn principal_of(app: &AppState, headers: &HeaderMap) -> Result<Option<Principal>, Error> {
+    let Some(value) = headers.get(header::AUTHORIZATION) else {
+        return Ok(None);
+    };
+    let token = value
+        .to_str()
+        .ok()
+        .and_then(|v| v.strip_prefix("Bearer "))
+        .map(str::trim)
+        .filter(|t| !t.is_empty())
+        .ok_or_else(|| {
+            Error::Unauthenticated("use `Authorization: Bearer <key or session token>`".into())
+        })?;
+    identity::authenticate(&app.services.db, token)
+        .await
+        .map(Some)
+}
+
+async fn execute(
+    app: &AppState,
+    request: async_graphql::Request,
+    headers: &HeaderMap,
+    addr: SocketAddr,
+    format: Format,
+) -> Response {
+    let request_id = headers
+        .get("x-request-id")
+        .and_then(|v| v.to_str().ok())
+        .unwrap_or("")
+        .to_owned();
+    let principal = match principal_of(app, headers).await {
+        Ok(p) => p,
+        Err(e) => {
+            let (status, message) = match &e {
+                Error::Internal(cause) => {
+                    tracing::error!(error = ?cause, "authenticating a request");
+                    (
+                        StatusCode::INTERNAL_SERVER_ERROR,
+                        "internal error".to_owned(),
+                    )
+                }
+                other => (StatusCode::UNAUTHORIZED, other.to_string()),
+            };
+            app.metrics.graphql_error(e.code());
+            let mut res = error_response(format, status, e.code(), &message);
+            if status == StatusCode::UNAUTHORIZED {
+                res.headers_mut()
+                    .insert(header::WWW_AUTHENTICATE, HeaderValue::from_static("Bearer"));
+            }
+            return res;
+        }
+    };
+    if let Some(p) = &principal {
+        let span = Span::current();
+        span.record("principal", p.label());
+        if let Some(t) = &p.tenant {
+            span.record("tenant", t.as_str());
+        }
+    }
+    let request = request.data(RequestInfo {
+        principal,
+        client_ip: addr.ip(),
+    });
+    let mut response = app.schema.execute(request).await;
+    ensure_codes(&mut response.errors, &request_id);
+    for e in &response.errors {
+        if let Some(async_graphql::Value::String(code)) =
+            e.extensions.as_ref().and_then(|x| x.get("code"))
+        {
+            app.metrics.graphql_error(code);
+        }
+    }
+    // A request error (parse, validation, limits) has no data and no path.
+    let request_error = response.data == async_graphql::Value::Null
+        && !response.errors.is_empty()
+        && response.errors.iter().all(|e| e.path.is_empty());
+    let status = if format == Format::GraphqlResponse && request_error {
+        StatusCode::BAD_REQUEST
+    } else {
+        StatusCode::OK
+    };
+    json_response(format, status, &response)
+}
+
+/// `GET /healthz`: the process is up.
+pub(crate) async fn healthz() -> &'static str {
+    "ok"
+}
+
+/// `GET /readyz`: the database answers and is migrated.
+pub(crate) async fn readyz(State(app): State<AppState>) -> Response {
+    if app.services.db.is_ready().await {
+        (StatusCode::OK, "ready").into_response()
+    } else {
+        (StatusCode::SERVICE_UNAVAILABLE, "not ready").into_response()
+    }
+}
+
+/// `GET /metrics`: Prometheus text format.
+pub(crate) async fn metrics(State(app): State<AppState>) -> Response {
+    let mut res = app.metrics.render().into_response();
+    res.headers_mut().insert(
+        header::CONTENT_TYPE,
+        HeaderValue::from_static("text/plain; version=0.0.4"),
+    );
+    res
+}

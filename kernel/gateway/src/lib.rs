@@ -1,0 +1,154 @@
+#![doc = include_str!("../README.md")]
+
+mod errors;
+mod graphql;
+mod http;
+mod limits;
+mod metrics;
+
+use std::future::Future;
+use std::net::SocketAddr;
+use std::sync::Arc;
+use std::time::Duration;
+
+use axum::Router;
+use axum::extract::DefaultBodyLimit;
+use axum::http::{Request, StatusCode};
+use axum::routing::get;
+use keel_core::Db;
+use keel_core::authz::Authorizer;
+use tower_http::request_id::{MakeRequestUuid, PropagateRequestIdLayer, SetRequestIdLayer};
+use tower_http::timeout::TimeoutLayer;
+use tower_http::trace::TraceLayer;
+
+pub use graphql::{QueryLimits, sdl};
+pub use metrics::Metrics;
+
+use graphql::{KernelSchema, Services};
+use limits::LoginLimiter;
+
+/// Tunables of the HTTP front.
+#[derive(Debug, Clone)]
+pub struct GatewayConfig {
+    pub limits: QueryLimits,
+    /// Largest request body accepted.
+    pub max_body_bytes: usize,
+    /// Longest a request may run before it is answered 408.
+    pub request_timeout: Duration,
+    /// Login attempts allowed per client address per minute.
+    pub logins_per_ip_per_minute: u32,
+    /// Login attempts allowed per account per minute.
+    pub logins_per_account_per_minute: u32,
+}
+
+impl Default for GatewayConfig {
+    fn default() -> Self {
+        GatewayConfig {
+            limits: QueryLimits::default(),
+            max_body_bytes: 1024 * 1024,
+            request_timeout: Duration::from_secs(30),
+            logins_per_ip_per_minute: 30,
+            logins_per_account_per_minute: 10,
+        }
+    }
+}
+
+/// What every handler shares.
+#[derive(Clone)]
+pub(crate) struct AppState {
+    schema: KernelSchema,
+    services: Services,
+    metrics: Metrics,
+}
+
+/// The HTTP application of one kernel process.
+#[derive(Clone)]
+pub struct Gateway {
+    state: AppState,
+    config: GatewayConfig,
+}
+
+impl std::fmt::Debug for Gateway {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Gateway")
+            .field("config", &self.config)
+            .finish_non_exhaustive()
+    }
+}
+
+impl Gateway {
+    /// Builds the gateway over a migrated database.
+    pub async fn new(db: Db, config: GatewayConfig) -> keel_core::Result<Gateway> {
+        let authz = Arc::new(Authorizer::load(&db).await?);
+        let services = Services {
+            db,
+            authz,
+            login_limiter: Arc::new(LoginLimiter::new(
+                config.logins_per_ip_per_minute,
+                config.logins_per_account_per_minute,
+            )),
+        };
+        let schema = graphql::build(config.limits, Some(services.clone()));
+        Ok(Gateway {
+            state: AppState {
+                schema,
+                services,
+                metrics: Metrics::new(),
+            },
+            config,
+        })
+    }
+
+    /// The routes, with request ids, tracing, metrics, body and time limits.
+    pub fn router(&self) -> Router {
+        let state = self.state.clone();
+        Router::new()
+            .route("/graphql", get(http::graphql_get).post(http::graphql_post))
+            .route("/healthz", get(http::healthz))
+            .route("/readyz", get(http::readyz))
+            .route("/metrics", get(http::metrics))
+            .with_state(state.clone())
+            .layer(axum::middleware::from_fn_with_state(
+                state.metrics.clone(),
+                metrics::track,
+            ))
+            .layer(DefaultBodyLimit::max(self.config.max_body_bytes))
+            .layer(TimeoutLayer::with_status_code(
+                StatusCode::REQUEST_TIMEOUT,
+                self.config.request_timeout,
+            ))
+            .layer(PropagateRequestIdLayer::x_request_id())
+            .layer(
+                TraceLayer::new_for_http().make_span_with(|req: &Request<_>| {
+                    let request_id = req
+                        .headers()
+                        .get("x-request-id")
+                        .and_then(|v| v.to_str().ok())
+                        .unwrap_or("");
+                    tracing::info_span!(
+                        "request",
+                        method = %req.method(),
+                        path = %req.uri().path(),
+                        request_id = %request_id,
+                        tenant = tracing::field::Empty,
+                        principal = tracing::field::Empty,
+                    )
+                }),
+            )
+            .layer(SetRequestIdLayer::x_request_id(MakeRequestUuid))
+    }
+}
+
+/// Serves `router` on `listener` until `shutdown` completes, then drains.
+pub async fn serve(
+    listener: tokio::net::TcpListener,
+    router: Router,
+    shutdown: impl Future<Output = ()> + Send + 'static,
+) -> std::io::Result<()> {
+    axum::serve(
+        listener,
+        router.into_make_service_with_connect_info::<SocketAddr>(),
+    )
+    .with_graceful_shutdown(shutdown)
+    .await
+}
