@@ -61,12 +61,13 @@ fn validate(add: &Add<'_>) -> Result<()> {
         return Err(Error::bad_input("min", "must not be greater than max"));
     }
     if let Some(k) = add.idempotency_key
-        && (k.is_empty() || k.len() > 200) {
-            return Err(Error::bad_input(
-                "idempotencyKey",
-                "must be 1-200 characters",
-            ));
-        }
+        && (k.is_empty() || k.len() > 200)
+    {
+        return Err(Error::bad_input(
+            "idempotencyKey",
+            "must be 1-200 characters",
+        ));
+    }
     Ok(())
 }
 

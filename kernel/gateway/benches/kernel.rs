@@ -1,1 +1,179 @@
-fn main() {}
+//! Kernel benchmarks, run side by side in one process:
+//!
+//! - `viewer` GraphQL queries over HTTP on loopback: throughput, p50, p99;
+//! - counter increments with limits per second, on SQLite and on PostgreSQL.
+//!
+//! `cargo bench -p keel-gateway --bench kernel`. PostgreSQL is measured
+//! when `KEEL_TEST_POSTGRES_URL` is set. `KEEL_BENCH_REQUESTS` (default
+//! 20000) sets the number of HTTP requests per run.
+
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use keel_core::counters::{self, Add, Outcome};
+use keel_core::identity::api_keys::{self, NewApiKey};
+use keel_core::{Backend, tenants};
+use keel_gateway::{Gateway, GatewayConfig};
+use keel_testkit::TestDb;
+
+const CONCURRENCY: usize = 32;
+
+struct Stats {
+    per_sec: f64,
+    p50: Duration,
+    p99: Duration,
+}
+
+fn stats(mut lat: Vec<Duration>, wall: Duration) -> Stats {
+    lat.sort();
+    let at = |q: f64| lat[((lat.len() as f64 * q) as usize).min(lat.len() - 1)];
+    Stats {
+        per_sec: lat.len() as f64 / wall.as_secs_f64(),
+        p50: at(0.50),
+        p99: at(0.99),
+    }
+}
+
+async fn setup(kind: Backend) -> Option<(TestDb, String)> {
+    let t = TestDb::of(kind).await?;
+    let mut tx = t.db.begin().await.unwrap();
+    let tenant = tenants::create(&mut tx, "bench", "Bench").await.unwrap();
+    let (_, key) = api_keys::create(
+        &mut tx,
+        &tenant.id,
+        NewApiKey {
+            name: "bench".into(),
+            roles: vec!["owner".into()],
+            scopes: vec![],
+        },
+        None,
+    )
+    .await
+    .unwrap();
+    tx.commit().await.unwrap();
+    Some((t, key))
+}
+
+async fn viewer_over_http(kind: Backend, requests: usize) -> Option<Stats> {
+    let (t, key) = setup(kind).await?;
+    let gateway = Gateway::new(t.db.clone(), GatewayConfig::default())
+        .await
+        .unwrap();
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let url = format!("http://{}/graphql", listener.local_addr().unwrap());
+    let server = tokio::spawn(keel_gateway::serve(
+        listener,
+        gateway.router(),
+        std::future::pending(),
+    ));
+    let client = reqwest::Client::new();
+    let body = serde_json::json!({ "query": "{ viewer { tenant { id slug } roles } }" });
+    let call = |client: reqwest::Client, url: String, key: String, body: serde_json::Value| async move {
+        let r = client
+            .post(&url)
+            .bearer_auth(&key)
+            .json(&body)
+            .send()
+            .await
+            .unwrap();
+        assert!(r.status().is_success());
+        let v: serde_json::Value = r.json().await.unwrap();
+        assert!(v.get("errors").is_none(), "{v}");
+    };
+    for _ in 0..200 {
+        call(client.clone(), url.clone(), key.clone(), body.clone()).await;
+    }
+    let per_task = requests / CONCURRENCY;
+    let start = Instant::now();
+    let mut tasks = Vec::new();
+    for _ in 0..CONCURRENCY {
+        let (client, url, key, body) = (client.clone(), url.clone(), key.clone(), body.clone());
+        tasks.push(tokio::spawn(async move {
+            let mut lat = Vec::with_capacity(per_task);
+            for _ in 0..per_task {
+                let s = Instant::now();
+                call(client.clone(), url.clone(), key.clone(), body.clone()).await;
+                lat.push(s.elapsed());
+            }
+            lat
+        }));
+    }
+    let mut all = Vec::new();
+    for t in tasks {
+        all.extend(t.await.unwrap());
+    }
+    let wall = start.elapsed();
+    server.abort();
+    Some(stats(all, wall))
+}
+
+async fn counter_increments(kind: Backend, total: usize, concurrency: usize) -> Option<Stats> {
+    let (t, _) = setup(kind).await?;
+    let tenant = Arc::new(tenants::get_by_slug(&t.db, "bench").await.unwrap().id);
+    let per_task = total / concurrency;
+    let start = Instant::now();
+    let mut tasks = Vec::new();
+    for _ in 0..concurrency {
+        let (db, tenant) = (t.db.clone(), tenant.clone());
+        tasks.push(tokio::spawn(async move {
+            let mut lat = Vec::with_capacity(per_task);
+            for _ in 0..per_task {
+                let s = Instant::now();
+                let add = Add {
+                    namespace: "bench",
+                    key: "stock",
+                    delta: 1,
+                    min: 0,
+                    max: i64::from(u32::MAX),
+                    idempotency_key: None,
+                };
+                let out = counters::add_now(&db, &tenant, add).await.unwrap();
+                assert!(matches!(out, Outcome::Applied(_)));
+                lat.push(s.elapsed());
+            }
+            lat
+        }));
+    }
+    let mut all = Vec::new();
+    for t in tasks {
+        all.extend(t.await.unwrap());
+    }
+    let wall = start.elapsed();
+    let value = counters::get(&t.db, &tenant, "bench", "stock")
+        .await
+        .unwrap();
+    assert_eq!(value as usize, per_task * concurrency);
+    Some(stats(all, wall))
+}
+
+fn row(name: &str, s: Option<Stats>) {
+    match s {
+        Some(s) => println!(
+            "{name:<44} {:>10.0}/s   p50 {:>8.3} ms   p99 {:>8.3} ms",
+            s.per_sec,
+            s.p50.as_secs_f64() * 1e3,
+            s.p99.as_secs_f64() * 1e3
+        ),
+        None => println!("{name:<44} skipped (set KEEL_TEST_POSTGRES_URL)"),
+    }
+}
+
+fn main() {
+    let requests: usize = std::env::var("KEEL_BENCH_REQUESTS")
+        .ok()
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(20_000);
+    let rt = tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+        .unwrap();
+    rt.block_on(async {
+        println!("keel kernel bench: {requests} HTTP requests, {CONCURRENCY} concurrent clients, {} cores", std::thread::available_parallelism().map(|n| n.get()).unwrap_or(1));
+        row("viewer over HTTP, SQLite", viewer_over_http(Backend::Sqlite, requests).await);
+        row("viewer over HTTP, PostgreSQL", viewer_over_http(Backend::Postgres, requests).await);
+        row("counter add, SQLite, 1 task", counter_increments(Backend::Sqlite, 5_000, 1).await);
+        row("counter add, SQLite, 16 tasks (one hot key)", counter_increments(Backend::Sqlite, 5_000, 16).await);
+        row("counter add, PostgreSQL, 1 task", counter_increments(Backend::Postgres, 5_000, 1).await);
+        row("counter add, PostgreSQL, 16 tasks (one hot key)", counter_increments(Backend::Postgres, 5_000, 16).await);
+    });
+}

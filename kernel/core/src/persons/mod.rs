@@ -290,9 +290,10 @@ pub async fn identify(
     let mut owners: BTreeSet<String> = BTreeSet::new();
     for id in &ids {
         if let Some(pid) = owner_of(conn, tenant, id).await?
-            && let Some(live) = resolve_live(conn, tenant, &pid).await? {
-                owners.insert(live);
-            }
+            && let Some(live) = resolve_live(conn, tenant, &pid).await?
+        {
+            owners.insert(live);
+        }
     }
     let mut merged = Vec::new();
     let (person_id, created) = match owners.len() {

@@ -21,9 +21,9 @@ pub(crate) struct Counter {
 pub(crate) struct AddToCounterInput {
     key: String,
     delta: i64,
-    /// The lowest value the counter may reach (default: no lower bound).
+    /// The lowest value the counter may reach (default and floor: -2^62).
     min: Option<i64>,
-    /// The highest value the counter may reach (default: no upper bound).
+    /// The highest value the counter may reach (default and ceiling: 2^62).
     max: Option<i64>,
     /// A retry with the same key returns the first outcome.
     idempotency_key: Option<String>,

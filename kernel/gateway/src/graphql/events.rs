@@ -63,7 +63,9 @@ pub(crate) struct EventConnection {
     page_info: PageInfo,
 }
 
+/// Which events to read; all conditions must hold.
 #[derive(InputObject, Default)]
+#[graphql(name = "EventFilter")]
 pub(crate) struct EventFilterInput {
     /// Any of these types.
     pub types: Option<Vec<String>>,
