@@ -20,7 +20,8 @@ pub const MAX_PAGE: usize = 100;
 #[derive(Debug, Clone, PartialEq)]
 pub struct Event {
     pub id: String,
-    /// Position in the log; increases with every append.
+    /// Position in the tenant's log: grows in commit order, so a reader
+    /// that resumes after the last position it saw never skips an event.
     pub seq: i64,
     pub event_type: String,
     pub occurred_at: Timestamp,
@@ -66,8 +67,8 @@ pub fn validate_type(field: &str, t: &str) -> Result<()> {
     }
 }
 
-const COLUMNS: &str =
-    "seq, id, type, occurred_at, recorded_at, person_id, payload, idempotency_key, producer";
+const COLUMNS: &str = "tenant_seq AS seq, id, type, occurred_at, recorded_at, person_id, payload, \
+                       idempotency_key, producer";
 
 fn from_row(row: &sqlx::any::AnyRow) -> Result<Event> {
     Ok(Event {
@@ -126,9 +127,18 @@ pub async fn append(
     };
     let t = now();
     let id = uuid::Uuid::now_v7().to_string();
+    // The tenant's head row stays locked until this transaction ends, so
+    // positions are taken in commit order (append late in a transaction).
+    let tenant_seq: i64 = sqlx::query_scalar(
+        "INSERT INTO event_heads (tenant_id, last_seq) VALUES ($1, 1) \
+         ON CONFLICT (tenant_id) DO UPDATE SET last_seq = event_heads.last_seq + 1 RETURNING last_seq",
+    )
+    .bind(tenant.as_str())
+    .fetch_one(&mut *conn)
+    .await?;
     let row = sqlx::query(&format!(
-        "INSERT INTO events (id, tenant_id, type, occurred_at, recorded_at, person_id, payload, idempotency_key, producer) \
-         VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9) \
+        "INSERT INTO events (id, tenant_id, type, occurred_at, recorded_at, person_id, payload, idempotency_key, producer, tenant_seq) \
+         VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10) \
          ON CONFLICT (tenant_id, idempotency_key) DO NOTHING RETURNING {COLUMNS}"
     ))
     .bind(&id)
@@ -140,6 +150,7 @@ pub async fn append(
     .bind(&payload)
     .bind(&new.idempotency_key)
     .bind(producer)
+    .bind(tenant_seq)
     .fetch_optional(&mut *conn)
     .await?;
     match row {
@@ -205,7 +216,7 @@ pub async fn list(
         validate_type(&format!("filter.types[{i}]"), t)?;
     }
     let mut conn = db.reader().acquire().await?;
-    let mut sql = format!("SELECT {COLUMNS} FROM events WHERE tenant_id = $1 AND seq > $2");
+    let mut sql = format!("SELECT {COLUMNS} FROM events WHERE tenant_id = $1 AND tenant_seq > $2");
     let mut binds: Vec<String> = Vec::new();
     let mut n = 2;
     let placeholders = |count: usize, n: &mut usize| -> String {
@@ -241,7 +252,7 @@ pub async fn list(
         times.push(u.0);
     }
     n += 1;
-    sql += &format!(" ORDER BY seq LIMIT ${n}");
+    sql += &format!(" ORDER BY tenant_seq LIMIT ${n}");
     let mut q = sqlx::query(&sql)
         .bind(tenant.as_str())
         .bind(after.unwrap_or(0));

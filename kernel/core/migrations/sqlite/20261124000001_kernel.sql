@@ -90,9 +90,17 @@ CREATE TABLE person_merges (
 );
 CREATE INDEX person_merges_survivor ON person_merges (tenant_id, survivor_id);
 
--- One Data: the append-only event log.
+-- One Data: the append-only event log. `tenant_seq` is the reading
+-- position: handed out under a per-tenant row lock held to commit, so it
+-- grows in commit order and a reader following it never skips an event.
+CREATE TABLE event_heads (
+    tenant_id  TEXT PRIMARY KEY REFERENCES tenants(id),
+    last_seq   BIGINT NOT NULL
+);
+
 CREATE TABLE events (
     seq              INTEGER PRIMARY KEY AUTOINCREMENT,
+    tenant_seq       BIGINT NOT NULL,
     id               TEXT NOT NULL UNIQUE,
     tenant_id        TEXT NOT NULL REFERENCES tenants(id),
     type             TEXT NOT NULL,
@@ -102,10 +110,11 @@ CREATE TABLE events (
     payload          TEXT NOT NULL,
     idempotency_key  TEXT,
     producer         TEXT NOT NULL,
+    UNIQUE (tenant_id, tenant_seq),
     UNIQUE (tenant_id, idempotency_key)
 );
-CREATE INDEX events_tenant_type ON events (tenant_id, type, seq);
-CREATE INDEX events_tenant_person ON events (tenant_id, person_id, seq);
+CREATE INDEX events_tenant_type ON events (tenant_id, type, tenant_seq);
+CREATE INDEX events_tenant_person ON events (tenant_id, person_id, tenant_seq);
 
 -- One Data: records with optimistic versions, per namespace (a plugin) and collection.
 CREATE TABLE records (

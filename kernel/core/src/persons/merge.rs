@@ -61,6 +61,17 @@ pub async fn merge(
             "a person cannot be merged into itself",
         ));
     }
+    // Lock both rows first (one statement, so two merges of the same pair
+    // lock in the same order), then check them: a concurrent merge of
+    // either person waits here and then sees the first one's outcome.
+    sqlx::query(
+        "UPDATE persons SET updated_at = updated_at WHERE tenant_id = $1 AND (id = $2 OR id = $3)",
+    )
+    .bind(tenant.as_str())
+    .bind(survivor_id)
+    .bind(merged_id)
+    .execute(&mut *conn)
+    .await?;
     must_be_live(conn, tenant, "survivorId", survivor_id).await?;
     must_be_live(conn, tenant, "mergedId", merged_id).await?;
     let survivor = load(conn, tenant, survivor_id).await?;
@@ -82,7 +93,7 @@ pub async fn merge(
     .execute(&mut *conn)
     .await?;
     sqlx::query(
-        "UPDATE persons SET merged_into = $1, updated_at = $2 WHERE tenant_id = $3 AND id = $4",
+        "UPDATE persons SET merged_into = $1, updated_at = $2 WHERE tenant_id = $3 AND id = $4 AND merged_into IS NULL",
     )
     .bind(survivor_id)
     .bind(t.0)

@@ -240,10 +240,13 @@ fn apply_patch(target: &mut Map<String, Value>, patch: &Map<String, Value>) {
     }
 }
 
+/// Attaches an identifier that was free when looked up. If a concurrent
+/// transaction claimed it meanwhile, the caller gets a retryable conflict
+/// (a retry finds the identifier's owner).
 async fn attach(conn: &mut Conn, tenant: &TenantId, person: &str, id: &Identifier) -> Result<()> {
-    sqlx::query(
+    let res = sqlx::query(
         "INSERT INTO person_identifiers (tenant_id, kind, value, person_id, created_at) \
-         VALUES ($1, $2, $3, $4, $5)",
+         VALUES ($1, $2, $3, $4, $5) ON CONFLICT DO NOTHING",
     )
     .bind(tenant.as_str())
     .bind(&id.kind)
@@ -252,6 +255,12 @@ async fn attach(conn: &mut Conn, tenant: &TenantId, person: &str, id: &Identifie
     .bind(now().0)
     .execute(&mut *conn)
     .await?;
+    if res.rows_affected() == 0 {
+        return Err(Error::Conflict(format!(
+            "{} {:?} was claimed by a concurrent request; retry",
+            id.kind, id.value
+        )));
+    }
     Ok(())
 }
 
