@@ -172,6 +172,23 @@ pub fn scope_covers(s: &str, object: &str, action: Action) -> bool {
     }
 }
 
+/// True when a credential limited to `caller` scopes may hand out a
+/// credential limited to `requested`: a scoped caller may only create
+/// scoped credentials, each scope within its own (`x:*` needs `x:*`). An
+/// unscoped caller is limited by its roles alone.
+pub fn scopes_within(caller: &[String], requested: &[String]) -> bool {
+    if caller.is_empty() {
+        return true;
+    }
+    !requested.is_empty()
+        && requested.iter().all(|r| match r.split_once(':') {
+            Some((obj, "*")) => caller.iter().any(|c| c == &format!("{obj}:*")),
+            Some((obj, "read")) => caller.iter().any(|c| scope_covers(c, obj, Action::Read)),
+            Some((obj, "write")) => caller.iter().any(|c| scope_covers(c, obj, Action::Write)),
+            _ => false,
+        })
+}
+
 async fn build_enforcer(db: &Db) -> Result<Enforcer> {
     let internal = |e: casbin::Error| Error::Internal(anyhow::anyhow!("casbin: {e}"));
     let model = DefaultModel::from_str(MODEL).await.map_err(internal)?;
@@ -192,4 +209,31 @@ async fn build_enforcer(db: &Db) -> Result<Enforcer> {
     }
     enforcer.add_policies(rules).await.map_err(internal)?;
     Ok(enforcer)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn v(s: &[&str]) -> Vec<String> {
+        s.iter().map(|x| x.to_string()).collect()
+    }
+
+    #[test]
+    fn a_scoped_caller_hands_out_only_scopes_within_its_own() {
+        let caller = v(&["events:read", "persons:*"]);
+        for (requested, ok) in [
+            (v(&["events:read"]), true),
+            (v(&["persons:write", "persons:read"]), true),
+            (v(&["persons:*"]), true),
+            (v(&["events:write"]), false),
+            (v(&["events:*"]), false),
+            (v(&["counters:read"]), false),
+            (v(&[]), false),
+        ] {
+            assert_eq!(scopes_within(&caller, &requested), ok, "{requested:?}");
+        }
+        assert!(scopes_within(&[], &[]));
+        assert!(scopes_within(&[], &v(&["events:read"])));
+    }
 }

@@ -206,11 +206,17 @@ pub async fn get(conn: &mut Conn, tenant: &TenantId, id: &str) -> Result<ApiKey>
     from_row(&row)
 }
 
-/// Revokes a key of `tenant`. Revoking a revoked key changes nothing.
+/// Revokes a key of `tenant`. Revoking a revoked key changes nothing; the
+/// tenant's last owner credential cannot be revoked.
 pub async fn revoke(conn: &mut Conn, tenant: &TenantId, id: &str) -> Result<ApiKey> {
     let key = get(conn, tenant, id).await?;
     if key.revoked_at.is_some() {
         return Ok(key);
+    }
+    if key.roles.iter().any(|r| r == "owner")
+        && super::active_owner_credentials(conn, tenant).await? <= 1
+    {
+        return Err(super::last_owner());
     }
     sqlx::query("UPDATE api_keys SET revoked_at = $1 WHERE tenant_id = $2 AND id = $3")
         .bind(now().0)

@@ -122,6 +122,33 @@ pub(crate) fn encode_list(v: &[String]) -> String {
     serde_json::to_string(v).unwrap_or_else(|_| "[]".into())
 }
 
+/// How many active credentials (API keys and operators) of `tenant` hold
+/// the owner role. The last one must not go: nobody else could manage the
+/// tenant, not even a platform administrator.
+pub(crate) async fn active_owner_credentials(
+    conn: &mut crate::Conn,
+    tenant: &TenantId,
+) -> Result<usize> {
+    let rows: Vec<String> = sqlx::query_scalar(
+        "SELECT roles FROM api_keys WHERE tenant_id = $1 AND revoked_at IS NULL \
+         UNION ALL SELECT roles FROM operators WHERE tenant_id = $1 AND deactivated_at IS NULL",
+    )
+    .bind(tenant.as_str())
+    .fetch_all(&mut *conn)
+    .await?;
+    Ok(rows
+        .iter()
+        .filter(|r| decode_list(r).is_ok_and(|l| l.iter().any(|x| x == "owner")))
+        .count())
+}
+
+pub(crate) fn last_owner() -> Error {
+    Error::Conflict(
+        "this is the tenant's last owner credential; create another owner key or operator first"
+            .into(),
+    )
+}
+
 /// Checks a list of tenant roles: known names, at least one, no repeats.
 pub(crate) fn validate_roles(field: &str, roles: &[String]) -> Result<Vec<String>> {
     if roles.is_empty() {

@@ -332,7 +332,7 @@ pub async fn change_password(
 }
 
 /// Deactivates an operator of `tenant` and ends all its sessions. The
-/// tenant's last active owner cannot be deactivated.
+/// tenant's last owner credential cannot be deactivated.
 pub async fn deactivate(conn: &mut Conn, tenant: &TenantId, id: &str) -> Result<Operator> {
     let op = get(conn, tenant, id).await?;
     if op.deactivated_at.is_some() {
@@ -340,22 +340,10 @@ pub async fn deactivate(conn: &mut Conn, tenant: &TenantId, id: &str) -> Result<
             "operator {id:?} is already deactivated"
         )));
     }
-    if op.roles.iter().any(|r| r == "owner") {
-        let owners: Vec<String> = sqlx::query_scalar(
-            "SELECT roles FROM operators WHERE tenant_id = $1 AND deactivated_at IS NULL",
-        )
-        .bind(tenant.as_str())
-        .fetch_all(&mut *conn)
-        .await?;
-        let active_owners = owners
-            .iter()
-            .filter(|r| decode_list(r).is_ok_and(|l| l.iter().any(|x| x == "owner")))
-            .count();
-        if active_owners <= 1 {
-            return Err(Error::Conflict(
-                "this is the tenant's last active owner operator; make another owner first".into(),
-            ));
-        }
+    if op.roles.iter().any(|r| r == "owner")
+        && super::active_owner_credentials(conn, tenant).await? <= 1
+    {
+        return Err(super::last_owner());
     }
     sqlx::query("UPDATE operators SET deactivated_at = $1 WHERE tenant_id = $2 AND id = $3")
         .bind(now().0)

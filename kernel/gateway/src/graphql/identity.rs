@@ -2,14 +2,14 @@
 
 use async_graphql::{Context, Enum, ID, InputObject, Object, SimpleObject};
 use chrono::{DateTime, Utc};
-use keel_core::authz::{Action, objects};
+use keel_core::authz::{self, Action, objects};
 use keel_core::identity::Credential;
 use keel_core::identity::api_keys::{self, NewApiKey};
 use keel_core::tenants;
 
 use super::tenants::Tenant;
 use super::{authorize, commit, principal, services, to_time};
-use crate::errors::Gql as _;
+use crate::errors::{Gql as _, gql_error};
 
 /// How the caller authenticated.
 #[derive(Enum, Copy, Clone, Eq, PartialEq)]
@@ -139,7 +139,14 @@ impl IdentityMutation {
     ) -> async_graphql::Result<CreateApiKeyPayload> {
         let tenant = authorize(ctx, objects::API_KEYS, Action::Write).await?;
         guard_owner_role(ctx, &input.roles).await?;
-        let actor = principal(ctx)?.label();
+        let caller = principal(ctx)?;
+        if !authz::scopes_within(&caller.scopes, &input.scopes) {
+            return Err(gql_error(
+                "FORBIDDEN",
+                "a key limited by scopes can only create keys limited to scopes it has",
+            ));
+        }
+        let actor = caller.label();
         let s = services(ctx);
         let mut tx = s.db.begin().await.gql()?;
         let (key, secret) = api_keys::create(

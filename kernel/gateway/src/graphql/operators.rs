@@ -91,6 +91,12 @@ impl OperatorMutation {
     ) -> async_graphql::Result<Operator> {
         let tenant = authorize(ctx, objects::OPERATORS, Action::Write).await?;
         guard_owner_role(ctx, &input.roles).await?;
+        if !principal(ctx)?.scopes.is_empty() {
+            return Err(gql_error(
+                "FORBIDDEN",
+                "a key limited by scopes cannot create operators, who have no scopes",
+            ));
+        }
         let mut tx = services(ctx).db.begin().await.gql()?;
         let op = operators::create(
             &mut tx,

@@ -99,4 +99,22 @@ on_both_backends! {
         let v = app.gql(Some(&erp), "{ viewer { scopes } }", json!({})).await;
         assert_eq!(ok(&v)["viewer"]["scopes"], json!(["events:read"]));
     }
+
+    async fn a_scoped_key_cannot_create_a_less_limited_key_or_an_operator(kind) {
+        let app = TestApp::start(kind).await;
+        let (_, owner) = app.tenant("acme").await;
+        let limited = app.key(&owner, &["admin"], &["apikeys:write", "operators:write", "events:read"]).await;
+        for scopes in [json!([]), json!(["events:write"]), json!(["persons:read"]), json!(["events:*"])] {
+            let r = app.gql(Some(&limited), CREATE, json!({"i": {"name": "x", "roles": ["admin"], "scopes": scopes}})).await;
+            assert_eq!(code(&r), "FORBIDDEN", "{scopes}");
+        }
+        let r = app.gql(Some(&limited), CREATE, json!({"i": {"name": "x", "roles": ["analyst"], "scopes": ["events:read"]}})).await;
+        let secret = ok(&r)["createApiKey"]["secret"].as_str().unwrap().to_owned();
+        let r = app.gql(Some(&secret), "{ personByIdentifier(kind: \"phone\", value: \"13800000000\") { id } }", json!({})).await;
+        assert_eq!(code(&r), "FORBIDDEN");
+        let r = app.gql(Some(&limited), "mutation { createOperator(input: {email: \"a@b.example\", password: \"a long password\", roles: [\"admin\"]}) { id } }", json!({})).await;
+        assert_eq!(code(&r), "FORBIDDEN");
+        let list = app.gql(Some(&owner), "{ operators { id } }", json!({})).await;
+        assert_eq!(ok(&list)["operators"], json!([]));
+    }
 }

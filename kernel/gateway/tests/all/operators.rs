@@ -129,16 +129,35 @@ on_both_backends! {
         assert_eq!(code(&again), "CONFLICT");
     }
 
-    async fn the_last_active_owner_operator_cannot_be_deactivated(kind) {
+    async fn the_last_owner_credential_can_be_neither_deactivated_nor_revoked(kind) {
         let app = TestApp::start(kind).await;
-        let (_, owner) = app.tenant("acme").await;
-        let first = operator(&app, &owner, "one@acme.example", &["owner"]).await;
+        let (_, owner_key) = app.tenant("acme").await;
+        let op = operator(&app, &owner_key, "one@acme.example", &["owner"]).await;
+        let session = token(&login(&app, "acme", "one@acme.example", PASSWORD).await);
+        let keys = app.gql(Some(&session), "{ apiKeys { id } }", json!({})).await;
+        let key_id = ok(&keys)["apiKeys"][0]["id"].clone();
+        // Two owner credentials: the key may go.
+        let revoke = "mutation($id: ID!) { revokeApiKey(id: $id) { revokedAt } }";
+        ok(&app.gql(Some(&session), revoke, json!({"id": key_id})).await);
+        // Now the operator is the last owner.
         let deactivate = "mutation($id: ID!) { deactivateOperator(id: $id) { active } }";
-        let r = app.gql(Some(&owner), deactivate, json!({"id": first})).await;
+        let r = app.gql(Some(&session), deactivate, json!({"id": op})).await;
         assert_eq!(code(&r), "CONFLICT");
-        operator(&app, &owner, "two@acme.example", &["owner"]).await;
-        let r = app.gql(Some(&owner), deactivate, json!({"id": first})).await;
+        ok(&app.gql(Some(&session), "{ viewer { roles } }", json!({})).await);
+        // A second owner operator lets the first one go.
+        operator(&app, &session, "two@acme.example", &["owner"]).await;
+        let r = app.gql(Some(&session), deactivate, json!({"id": op})).await;
         assert_eq!(ok(&r)["deactivateOperator"]["active"], false);
+    }
+
+    async fn the_last_owner_key_cannot_be_revoked(kind) {
+        let app = TestApp::start(kind).await;
+        let (_, owner_key) = app.tenant("acme").await;
+        let keys = app.gql(Some(&owner_key), "{ apiKeys { id } }", json!({})).await;
+        let key_id = ok(&keys)["apiKeys"][0]["id"].clone();
+        let r = app.gql(Some(&owner_key), "mutation($id: ID!) { revokeApiKey(id: $id) { revokedAt } }", json!({"id": key_id})).await;
+        assert_eq!(code(&r), "CONFLICT");
+        ok(&app.gql(Some(&owner_key), "{ viewer { roles } }", json!({})).await);
     }
 }
 
