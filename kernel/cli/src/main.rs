@@ -1,4 +1,4 @@
-//! `keel`: serve the kernel, and administer it from a shell.
+#![doc = include_str!("../README.md")]
 
 mod config;
 
