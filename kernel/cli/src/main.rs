@@ -275,15 +275,11 @@ async fn demo_tenant(db: &Db) -> Result<String> {
         Err(e) => return Err(e.into()),
     };
     let mut tx = db.begin().await?;
-    let (_, secret) = api_keys::create(
+    let (_, secret) = api_keys::create_owner_key(
         &mut tx,
         &tenant.id,
-        NewApiKey {
-            name: "demo owner key (printed by keel serve --demo)".into(),
-            roles: vec!["owner".into()],
-            scopes: vec![],
-        },
-        Some("cli"),
+        "demo owner key (printed by keel serve --demo)",
+        "cli",
     )
     .await?;
     tx.commit().await?;
@@ -296,15 +292,11 @@ async fn tenant(cfg: &Config, cmd: TenantCommand) -> Result<()> {
         TenantCommand::Create { slug, name } => {
             let mut tx = db.begin().await?;
             let t = tenants::create(&mut tx, &slug, &name).await?;
-            let (_, secret) = api_keys::create(
+            let (_, secret) = api_keys::create_owner_key(
                 &mut tx,
                 &t.id,
-                NewApiKey {
-                    name: "tenant admin (created with the tenant)".into(),
-                    roles: vec!["owner".into()],
-                    scopes: vec![],
-                },
-                Some("cli"),
+                "tenant admin (created with the tenant)",
+                "cli",
             )
             .await?;
             tx.commit().await?;

@@ -141,6 +141,21 @@ async fn insert(
     Ok((key, secret))
 }
 
+/// Creates an unscoped `owner` key for `tenant` (a new tenant's first key).
+pub async fn create_owner_key(
+    conn: &mut Conn,
+    tenant: &TenantId,
+    name: &str,
+    created_by: &str,
+) -> Result<(ApiKey, String)> {
+    let owner = NewApiKey {
+        name: name.to_owned(),
+        roles: vec!["owner".into()],
+        scopes: vec![],
+    };
+    create(conn, tenant, owner, Some(created_by)).await
+}
+
 /// The fixed id of the bootstrap platform key that `KEEL_ADMIN_TOKEN` sets.
 pub const BOOTSTRAP_KEY_ID: &str = "platform-bootstrap";
 

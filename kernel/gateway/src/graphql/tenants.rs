@@ -3,7 +3,7 @@
 use async_graphql::{Context, InputObject, Object, SimpleObject};
 use chrono::{DateTime, Utc};
 use keel_core::authz::{Action, objects};
-use keel_core::identity::api_keys::{self, NewApiKey};
+use keel_core::identity::api_keys;
 use keel_core::tenants;
 
 use super::{commit, principal, services, to_time};
@@ -86,15 +86,11 @@ impl TenantMutation {
         let tenant = tenants::create(&mut tx, &input.slug, &input.name)
             .await
             .gql()?;
-        let (_, secret) = api_keys::create(
+        let (_, secret) = api_keys::create_owner_key(
             &mut tx,
             &tenant.id,
-            NewApiKey {
-                name: "tenant admin (created with the tenant)".into(),
-                roles: vec!["owner".into()],
-                scopes: vec![],
-            },
-            Some(&p.label()),
+            "tenant admin (created with the tenant)",
+            &p.label(),
         )
         .await
         .gql()?;
