@@ -8,6 +8,7 @@ pub mod events;
 pub mod identity;
 pub mod persons;
 pub mod records;
+pub mod settings;
 pub mod tenants;
 mod time;
 

@@ -161,6 +161,112 @@ pub async fn put(
     }
 }
 
+/// The text an indexed field's value is stored and compared as: strings as
+/// they are, numbers and booleans as JSON; other values are not indexed.
+pub fn index_text(v: &Value) -> Option<String> {
+    match v {
+        Value::String(s) => Some(s.clone()),
+        Value::Number(_) | Value::Bool(_) => Some(v.to_string()),
+        _ => None,
+    }
+}
+
+async fn reindex(
+    conn: &mut Conn,
+    tenant: &TenantId,
+    loc: Location<'_>,
+    data: &Value,
+    indexed: &[String],
+) -> Result<()> {
+    sqlx::query("DELETE FROM record_index WHERE tenant_id = $1 AND namespace = $2 AND collection = $3 AND key = $4")
+        .bind(tenant.as_str())
+        .bind(loc.namespace)
+        .bind(loc.collection)
+        .bind(loc.key)
+        .execute(&mut *conn)
+        .await?;
+    for field in indexed {
+        let Some(value) = data.get(field).and_then(index_text) else {
+            continue;
+        };
+        sqlx::query(
+            "INSERT INTO record_index (tenant_id, namespace, collection, field, value, key) \
+             VALUES ($1, $2, $3, $4, $5, $6) ON CONFLICT DO NOTHING",
+        )
+        .bind(tenant.as_str())
+        .bind(loc.namespace)
+        .bind(loc.collection)
+        .bind(field)
+        .bind(value)
+        .bind(loc.key)
+        .execute(&mut *conn)
+        .await?;
+    }
+    Ok(())
+}
+
+/// [`put`], keeping the index of the `indexed` top-level fields current.
+pub async fn put_indexed(
+    conn: &mut Conn,
+    tenant: &TenantId,
+    loc: Location<'_>,
+    data: &Value,
+    expect: Expect,
+    indexed: &[String],
+) -> Result<Record> {
+    let r = put(conn, tenant, loc, data, expect).await?;
+    if !indexed.is_empty() {
+        reindex(conn, tenant, loc, data, indexed).await?;
+    }
+    Ok(r)
+}
+
+/// Records whose indexed `field` has the index text `value`, in key order
+/// after `after_key`. Returns the page and whether more follow.
+#[allow(
+    clippy::too_many_arguments,
+    reason = "one query's parameters, each named"
+)]
+pub async fn query_indexed(
+    conn: &mut Conn,
+    tenant: &TenantId,
+    namespace: &str,
+    collection: &str,
+    field: &str,
+    value: &str,
+    after_key: Option<&str>,
+    limit: usize,
+) -> Result<(Vec<Record>, bool)> {
+    validate(&Location {
+        namespace,
+        collection,
+        key: "-",
+    })?;
+    if limit == 0 || limit > MAX_PAGE {
+        return Err(Error::bad_input("limit", format!("must be 1-{MAX_PAGE}")));
+    }
+    let rows = sqlx::query(
+        "SELECT r.collection, r.key, r.version, r.data, r.created_at, r.updated_at \
+         FROM record_index i JOIN records r ON r.tenant_id = i.tenant_id AND r.namespace = i.namespace \
+         AND r.collection = i.collection AND r.key = i.key \
+         WHERE i.tenant_id = $1 AND i.namespace = $2 AND i.collection = $3 AND i.field = $4 AND i.value = $5 \
+         AND i.key > $6 ORDER BY i.key LIMIT $7",
+    )
+    .bind(tenant.as_str())
+    .bind(namespace)
+    .bind(collection)
+    .bind(field)
+    .bind(value)
+    .bind(after_key.unwrap_or(""))
+    .bind((limit + 1) as i64)
+    .fetch_all(&mut *conn)
+    .await?;
+    let mut out = rows.iter().map(from_row).collect::<Result<Vec<_>>>()?;
+    let more = out.len() > limit;
+    out.truncate(limit);
+    Ok((out, more))
+}
+
 /// Deletes the record at `loc` (only at version `expect_version` when
 /// given). Returns whether a record was deleted.
 pub async fn delete(
@@ -181,6 +287,15 @@ pub async fn delete(
     .bind(expect_version.unwrap_or(-1))
     .execute(&mut *conn)
     .await?;
+    if res.rows_affected() > 0 {
+        sqlx::query("DELETE FROM record_index WHERE tenant_id = $1 AND namespace = $2 AND collection = $3 AND key = $4")
+            .bind(tenant.as_str())
+            .bind(loc.namespace)
+            .bind(loc.collection)
+            .bind(loc.key)
+            .execute(&mut *conn)
+            .await?;
+    }
     if res.rows_affected() == 0 {
         if let (Some(v), Some(found)) = (expect_version, get(conn, tenant, loc).await?) {
             return Err(Error::Conflict(format!(

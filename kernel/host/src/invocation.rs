@@ -1,0 +1,289 @@
+//! One call into a plugin: one fresh instance, one database transaction.
+//!
+//! The transaction begins at the plugin's first database call and commits
+//! only when the plugin returns `Ok`; a typed error, a trap, a deadline, a memory cap
+//! or an oversized output drops it, and with it every write and event of
+//! the call. The instance is dropped after every call, so a plugin that
+//! trapped never runs again in a broken state.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use keel_core::TenantId;
+use wasmtime::Store;
+
+use crate::bindings::{Plugin, WitError};
+use crate::engine::{EPOCH_TICK, Host, LoadedComponent};
+use crate::manifest::{Grants, Manifest};
+use crate::state::State;
+use crate::{PluginError, Result};
+
+/// A plugin as one tenant enabled it: what runs, what it may do, and how
+/// it is configured. The tenant comes from the kernel, never the plugin.
+#[derive(Debug)]
+pub struct Activation {
+    pub tenant: TenantId,
+    pub manifest: Arc<Manifest>,
+    pub component: Arc<LoadedComponent>,
+    pub grants: Grants,
+    pub config: serde_json::Value,
+}
+
+impl Activation {
+    /// The same plugin with another configuration.
+    pub fn clone_with_config(&self, config: serde_json::Value) -> Activation {
+        Activation {
+            tenant: self.tenant.clone(),
+            manifest: self.manifest.clone(),
+            component: self.component.clone(),
+            grants: self.grants.clone(),
+            config,
+        }
+    }
+}
+
+/// Who calls an operation.
+#[derive(Debug, Clone, Default)]
+pub struct CallContext {
+    /// The caller's label; `None` for a public operation.
+    pub caller: Option<String>,
+    pub client_address: Option<String>,
+    pub request_id: String,
+}
+
+/// What a successful call leaves behind besides its value.
+#[derive(Debug, Clone)]
+pub struct InvocationEvent {
+    pub event: keel_core::events::Event,
+}
+
+fn wit_error(plugin: &str, e: WitError) -> PluginError {
+    let (code, message) = match e {
+        WitError::NotFound(m) => ("NOT_FOUND".to_owned(), m),
+        WitError::Conflict(m) => ("CONFLICT".to_owned(), m),
+        WitError::InvalidInput(m) => ("BAD_USER_INPUT".to_owned(), m),
+        WitError::Denied(m) => ("FORBIDDEN".to_owned(), m),
+        WitError::Refused(r) => {
+            let ok = !r.code.is_empty()
+                && r.code.len() <= 64
+                && r.code
+                    .bytes()
+                    .all(|b| b.is_ascii_uppercase() || b.is_ascii_digit() || b == b'_');
+            let code = if ok {
+                r.code
+            } else {
+                "PLUGIN_REFUSED".to_owned()
+            };
+            (code, r.message)
+        }
+        WitError::Internal(m) => {
+            tracing::warn!(plugin, message = %m, "plugin reported an internal error");
+            (
+                "PLUGIN_FAILED".to_owned(),
+                format!("the plugin {plugin} failed: {m}"),
+            )
+        }
+    };
+    let message: String = message.chars().take(2000).collect();
+    PluginError::Returned { code, message }
+}
+
+impl Host {
+    /// Runs the operation `name` with `input` (a JSON object) and returns
+    /// its JSON output.
+    pub async fn call_operation(
+        &self,
+        act: &Arc<Activation>,
+        name: &str,
+        input: &str,
+        ctx: CallContext,
+    ) -> Result<String> {
+        let plugin = act.manifest.name.clone();
+        let limit = self.inner.config.max_input_bytes;
+        if input.len() > limit {
+            return Err(PluginError::TooLarge {
+                plugin,
+                what: "input",
+                size: input.len(),
+                limit,
+            });
+        }
+        let wit_ctx = crate::bindings::exports::keel::plugin::handler::CallContext {
+            caller: ctx.caller,
+            client_address: ctx.client_address,
+            request_id: ctx.request_id.clone(),
+        };
+        let (name, input) = (name.to_owned(), input.to_owned());
+        let (out, _) = self
+            .invoke(act, &ctx.request_id, |plugin, store| {
+                Box::pin(async move {
+                    plugin
+                        .keel_plugin_handler()
+                        .call_handle_operation(store, &name, &input, &wit_ctx)
+                        .await
+                })
+            })
+            .await?;
+        let limit = self.inner.config.max_output_bytes;
+        if out.len() > limit {
+            return Err(PluginError::TooLarge {
+                plugin: act.manifest.name.clone(),
+                what: "output",
+                size: out.len(),
+                limit,
+            });
+        }
+        Ok(out)
+    }
+
+    /// Calls the plugin's `on-enable` with its configuration.
+    pub async fn on_enable(&self, act: &Arc<Activation>, request_id: &str) -> Result<()> {
+        let config = act.config.to_string();
+        self.invoke(act, request_id, |plugin, store| {
+            Box::pin(async move {
+                plugin
+                    .keel_plugin_handler()
+                    .call_on_enable(store, &config)
+                    .await
+            })
+        })
+        .await
+        .map(|_| ())
+    }
+
+    /// Delivers an event to the plugin's `handle-event`.
+    pub async fn handle_event(
+        &self,
+        act: &Arc<Activation>,
+        event: &keel_core::events::Event,
+        request_id: &str,
+    ) -> Result<()> {
+        let e = crate::bindings::exports::keel::plugin::handler::Event {
+            id: event.id.clone(),
+            event_type: event.event_type.clone(),
+            occurred_at: event.occurred_at.to_datetime().to_rfc3339(),
+            person_id: event.person_id.clone(),
+            payload: event.payload.to_string(),
+            producer: event.producer.clone(),
+        };
+        self.invoke(act, request_id, |plugin, store| {
+            Box::pin(async move {
+                plugin
+                    .keel_plugin_handler()
+                    .call_handle_event(store, &e)
+                    .await
+            })
+        })
+        .await
+        .map(|_| ())
+    }
+
+    /// Instantiates, calls `f`, and commits or rolls back. Returns the value
+    /// and the events the call emitted.
+    async fn invoke<T, F>(
+        &self,
+        act: &Arc<Activation>,
+        request_id: &str,
+        f: F,
+    ) -> Result<(T, Vec<keel_core::events::Event>)>
+    where
+        F: for<'a> FnOnce(
+            &'a Plugin,
+            &'a mut Store<State>,
+        ) -> std::pin::Pin<
+            Box<
+                dyn std::future::Future<Output = wasmtime::Result<std::result::Result<T, WitError>>>
+                    + Send
+                    + 'a,
+            >,
+        >,
+        T: Send,
+    {
+        let inner = &self.inner;
+        let plugin_name = act.manifest.name.clone();
+        let state = State::new(
+            inner.db.clone(),
+            act.clone(),
+            request_id.to_owned(),
+            inner.http.clone(),
+            inner.config.memory_bytes,
+        );
+        let mut store = Store::new(&inner.engine, state);
+        store.limiter(|s| s as &mut dyn wasmtime::ResourceLimiter);
+        let deadline = inner.config.deadline;
+        let ticks = (deadline.as_micros() / EPOCH_TICK.as_micros()).max(1) as u64;
+        store.set_epoch_deadline(ticks);
+        store.epoch_deadline_trap();
+
+        let instance = match act.component.pre.instantiate_async(&mut store).await {
+            Ok(i) => i,
+            Err(e) => {
+                return Err(self.classify(&store, e, &plugin_name, deadline, "instantiating"));
+            }
+        };
+        let outcome = f(&instance, &mut store).await;
+        match outcome {
+            Ok(Ok(value)) => {
+                let state = store.data_mut();
+                let events = std::mem::take(&mut state.emitted);
+                if let Some(tx) = state.tx.take() {
+                    tx.commit()
+                        .await
+                        .map_err(|e| PluginError::Internal(e.into()))?;
+                }
+                Ok((value, events))
+            }
+            Ok(Err(e)) => Err(wit_error(&plugin_name, e)),
+            Err(trap) => Err(self.classify(&store, trap, &plugin_name, deadline, "calling")),
+        }
+        // The store, the instance and an uncommitted transaction drop here.
+    }
+
+    fn classify(
+        &self,
+        store: &Store<State>,
+        e: wasmtime::Error,
+        plugin: &str,
+        deadline: Duration,
+        doing: &str,
+    ) -> PluginError {
+        let state = store.data();
+        if state.memory_denied {
+            return PluginError::MemoryLimit {
+                plugin: plugin.to_owned(),
+                bytes: self.inner.config.memory_bytes,
+            };
+        }
+        if let Some(wasmtime::Trap::Interrupt) = e.downcast_ref::<wasmtime::Trap>() {
+            return PluginError::Deadline {
+                plugin: plugin.to_owned(),
+                millis: deadline.as_millis(),
+            };
+        }
+        let text = format!("{e:#}");
+        if text.contains("maximum concurrent")
+            || text.contains("pooling allocator") && text.contains("limit")
+        {
+            return PluginError::Busy;
+        }
+        if e.downcast_ref::<wasmtime::Trap>().is_none()
+            && doing == "calling"
+            && !text.contains("wasm trap")
+        {
+            // A host call failed (e.g. the database): the kernel's fault.
+            tracing::error!(plugin, error = %text, "host failure during a plugin call");
+            return PluginError::Internal(e.into());
+        }
+        let stderr = String::from_utf8_lossy(&state.stderr.contents()).into_owned();
+        let detail = if stderr.trim().is_empty() {
+            text
+        } else {
+            format!("{text}; stderr: {}", stderr.trim())
+        };
+        tracing::warn!(plugin, %detail, "plugin trapped");
+        PluginError::Trapped {
+            plugin: plugin.to_owned(),
+            detail,
+        }
+    }
+}

@@ -1,0 +1,18 @@
+#![doc = include_str!("../README.md")]
+
+mod bindings;
+mod capabilities;
+mod engine;
+mod error;
+pub mod guests;
+mod invocation;
+pub mod manifest;
+mod state;
+
+pub use engine::{Host, HostConfig, LoadedComponent};
+pub use error::{PluginError, Result};
+pub use invocation::{Activation, CallContext, InvocationEvent};
+pub use manifest::{Capability, Grants, Manifest};
+
+/// The WIT versions (`keel:plugin@…`) this kernel runs plugins for.
+pub const SUPPORTED_WIT_VERSIONS: &[&str] = &["0.1.0"];

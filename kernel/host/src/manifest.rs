@@ -1,0 +1,283 @@
+//! The plugin manifest (`keel-plugin.toml`) and the grants a tenant gives.
+//!
+//! The manifest's JSON Schema, generated from these types with schemars, is
+//! committed as `schemas/manifest.schema.json` and checked for drift.
+
+use std::collections::BTreeSet;
+
+use schemars::JsonSchema;
+use serde::{Deserialize, Serialize};
+
+use crate::SUPPORTED_WIT_VERSIONS;
+
+/// What a plugin declares about itself.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct Manifest {
+    /// Unique name: 2-40 characters of a-z, 0-9 and '-'. Also the namespace
+    /// of its records and counters.
+    pub name: String,
+    /// Semantic version, e.g. `1.2.0`.
+    pub version: String,
+    pub publisher: String,
+    pub description: String,
+    /// The `keel:plugin` WIT version the component was built against.
+    pub wit: String,
+    /// Path of the component, relative to the manifest (directory packages).
+    #[serde(default)]
+    pub component: Option<String>,
+    /// The collections whose records the plugin owns.
+    #[serde(default)]
+    pub collections: Vec<Collection>,
+    #[serde(default)]
+    pub events: EventDecl,
+    #[serde(default)]
+    pub graphql: GraphqlDecl,
+    /// JSON Schema of the tenant's configuration of this plugin.
+    #[serde(default)]
+    pub config_schema: Option<serde_json::Value>,
+    /// What the plugin asks to be granted.
+    #[serde(default)]
+    pub capabilities: Requested,
+}
+
+/// A collection of records.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct Collection {
+    pub name: String,
+    /// Top-level fields that `records.query` can filter on.
+    #[serde(default)]
+    pub indexed: Vec<String>,
+}
+
+/// Events emitted and subscribed.
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct EventDecl {
+    /// Types the plugin may emit.
+    #[serde(default)]
+    pub emits: Vec<String>,
+    /// Types the plugin wants delivered.
+    #[serde(default)]
+    pub subscribes: Vec<Subscription>,
+}
+
+/// A subscription to an event type.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct Subscription {
+    #[serde(rename = "type")]
+    pub event_type: String,
+    /// `sync`: inside the emitting transaction (its failure fails the emitter);
+    /// `async`: after commit, through the outbox, at least once.
+    #[serde(default)]
+    pub mode: DeliveryMode,
+}
+
+/// How an event reaches a subscriber.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
+#[serde(rename_all = "lowercase")]
+pub enum DeliveryMode {
+    Sync,
+    #[default]
+    Async,
+}
+
+/// The GraphQL the plugin adds to its tenants' schema.
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct GraphqlDecl {
+    /// SDL: types, and `extend type Query` / `extend type Mutation` fields.
+    /// Each root field is an operation of the plugin, by field name.
+    #[serde(default)]
+    pub sdl: String,
+    /// Operations callable without a credential (always rate-limited).
+    #[serde(default)]
+    pub public: Vec<String>,
+}
+
+/// A capability a plugin may be granted.
+#[derive(
+    Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize, JsonSchema,
+)]
+#[serde(rename_all = "kebab-case")]
+pub enum Capability {
+    /// Records of its own collections.
+    Records,
+    /// Emitting events it declares.
+    Events,
+    /// Resolving and reading persons.
+    PersonsRead,
+    /// Writing person profile attributes.
+    PersonsWrite,
+    /// Counters with limits (its own keys).
+    Counters,
+    /// Secrets the tenant stored for it.
+    Secrets,
+    /// Outbound HTTP to allowed hosts.
+    Http,
+}
+
+impl Capability {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Capability::Records => "records",
+            Capability::Events => "events",
+            Capability::PersonsRead => "persons-read",
+            Capability::PersonsWrite => "persons-write",
+            Capability::Counters => "counters",
+            Capability::Secrets => "secrets",
+            Capability::Http => "http",
+        }
+    }
+}
+
+/// What a plugin asks for.
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct Requested {
+    #[serde(default)]
+    pub capabilities: BTreeSet<Capability>,
+    /// Hosts it may want to reach over HTTP (the tenant grants a subset).
+    #[serde(default)]
+    pub http_hosts: Vec<String>,
+}
+
+/// What a tenant granted a plugin: never more than it requested.
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct Grants {
+    #[serde(default)]
+    pub capabilities: BTreeSet<Capability>,
+    #[serde(default)]
+    pub http_hosts: Vec<String>,
+}
+
+impl Grants {
+    /// Everything the manifest requested.
+    pub fn all_requested(m: &Manifest) -> Grants {
+        Grants {
+            capabilities: m.capabilities.capabilities.clone(),
+            http_hosts: m.capabilities.http_hosts.clone(),
+        }
+    }
+
+    pub fn has(&self, c: Capability) -> bool {
+        self.capabilities.contains(&c)
+    }
+
+    /// Refuses grants beyond what `m` requested, naming the first excess.
+    pub fn check_within(&self, m: &Manifest) -> Result<(), String> {
+        if let Some(c) = self
+            .capabilities
+            .iter()
+            .find(|c| !m.capabilities.capabilities.contains(c))
+        {
+            return Err(format!(
+                "grants: {} requests no capability {}",
+                m.name,
+                c.as_str()
+            ));
+        }
+        if let Some(h) = self
+            .http_hosts
+            .iter()
+            .find(|h| !m.capabilities.http_hosts.contains(h))
+        {
+            return Err(format!("grants: {} requests no HTTP access to {h}", m.name));
+        }
+        if !self.http_hosts.is_empty() && !self.has(Capability::Http) {
+            return Err("grants: HTTP hosts need the http capability".into());
+        }
+        Ok(())
+    }
+}
+
+fn is_name(s: &str, max: usize) -> bool {
+    (2..=max).contains(&s.len())
+        && s.bytes().next().is_some_and(|b| b.is_ascii_lowercase())
+        && s.bytes()
+            .all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'-' || b == b'_')
+}
+
+fn is_semver(s: &str) -> bool {
+    let core = s.split(['-', '+']).next().unwrap_or("");
+    let parts: Vec<&str> = core.split('.').collect();
+    parts.len() == 3
+        && parts
+            .iter()
+            .all(|p| !p.is_empty() && p.bytes().all(|b| b.is_ascii_digit()))
+}
+
+impl Manifest {
+    /// Parses `keel-plugin.toml` text and validates it.
+    pub fn from_toml(text: &str) -> Result<Manifest, String> {
+        let m: Manifest = toml::from_str(text).map_err(|e| format!("keel-plugin.toml: {e}"))?;
+        m.validate()?;
+        Ok(m)
+    }
+
+    /// Checks everything that can be checked without the component.
+    pub fn validate(&self) -> Result<(), String> {
+        if !is_name(&self.name, 40) || self.name.contains('_') {
+            return Err(format!(
+                "name: {:?} must be 2-40 characters of a-z, 0-9 and '-'",
+                self.name
+            ));
+        }
+        if !is_semver(&self.version) {
+            return Err(format!(
+                "version: {:?} is not a semantic version like 1.0.0",
+                self.version
+            ));
+        }
+        if !SUPPORTED_WIT_VERSIONS.contains(&self.wit.as_str()) {
+            return Err(format!(
+                "wit: the plugin is built for keel:plugin@{}, this kernel supports keel:plugin@{}",
+                self.wit,
+                SUPPORTED_WIT_VERSIONS.join(", @")
+            ));
+        }
+        let mut seen = BTreeSet::new();
+        for c in &self.collections {
+            if !is_name(&c.name, 63) || c.name.contains('-') {
+                return Err(format!(
+                    "collections: {:?} must be a-z, 0-9 and '_'",
+                    c.name
+                ));
+            }
+            if !seen.insert(&c.name) {
+                return Err(format!("collections: {:?} is declared twice", c.name));
+            }
+            if let Some(f) = c.indexed.iter().find(|f| f.is_empty() || f.len() > 64) {
+                return Err(format!(
+                    "collections.{}.indexed: {f:?} is not a field name",
+                    c.name
+                ));
+            }
+        }
+        for t in self
+            .events
+            .emits
+            .iter()
+            .chain(self.events.subscribes.iter().map(|s| &s.event_type))
+        {
+            keel_core::events::validate_type("events", t).map_err(|e| e.to_string())?;
+        }
+        if self.config_schema.as_ref().is_some_and(|s| !s.is_object()) {
+            return Err("config_schema: must be a JSON Schema object".into());
+        }
+        Ok(())
+    }
+
+    /// The collection named `name`, if declared.
+    pub fn collection(&self, name: &str) -> Option<&Collection> {
+        self.collections.iter().find(|c| c.name == name)
+    }
+
+    /// The manifest's JSON Schema.
+    pub fn json_schema() -> serde_json::Value {
+        serde_json::to_value(schemars::schema_for!(Manifest)).unwrap_or_default()
+    }
+}

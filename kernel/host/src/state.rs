@@ -1,0 +1,136 @@
+//! What a plugin instance's store holds: the call's transaction, its tenant
+//! and grants, and the sandbox's own state.
+
+use std::sync::Arc;
+
+use keel_core::{Conn, Db, TenantId, Tx};
+use wasmtime::ResourceLimiter;
+use wasmtime::component::ResourceTable;
+use wasmtime_wasi::p2::pipe::MemoryOutputPipe;
+use wasmtime_wasi::{WasiCtx, WasiCtxView, WasiView};
+
+use crate::bindings::WitError;
+use crate::invocation::Activation;
+use crate::manifest::Capability;
+
+/// The data of one invocation's store. Dropped with the instance.
+pub(crate) struct State {
+    /// The invocation's transaction, begun at the plugin's first database
+    /// call (so a plugin that computes without touching data never holds
+    /// SQLite's single writer) and committed when the call returns `Ok`.
+    pub(crate) tx: Option<Tx>,
+    db: Db,
+    pub(crate) activation: Arc<Activation>,
+    pub(crate) request_id: String,
+    pub(crate) http: reqwest::Client,
+    /// Events emitted during the call, in order.
+    pub(crate) emitted: Vec<keel_core::events::Event>,
+    memory_cap: usize,
+    /// Set when the plugin asked for more memory than its cap.
+    pub(crate) memory_denied: bool,
+    wasi: WasiCtx,
+    table: ResourceTable,
+    /// What the plugin wrote to stderr (a panic message), capped.
+    pub(crate) stderr: MemoryOutputPipe,
+}
+
+impl State {
+    pub(crate) fn new(
+        db: Db,
+        activation: Arc<Activation>,
+        request_id: String,
+        http: reqwest::Client,
+        memory_cap: usize,
+    ) -> State {
+        let stderr = MemoryOutputPipe::new(8 * 1024);
+        // A sandbox with nothing ambient: no files, no environment, no
+        // network, no arguments; clocks and randomness only.
+        let wasi = wasmtime_wasi::WasiCtxBuilder::new()
+            .stderr(stderr.clone())
+            .build();
+        State {
+            tx: None,
+            db,
+            activation,
+            request_id,
+            http,
+            emitted: Vec::new(),
+            memory_cap,
+            memory_denied: false,
+            wasi,
+            table: ResourceTable::new(),
+            stderr,
+        }
+    }
+
+    pub(crate) fn tenant(&self) -> &TenantId {
+        &self.activation.tenant
+    }
+
+    /// The plugin's name: the namespace of its records and counters.
+    pub(crate) fn namespace(&self) -> &str {
+        &self.activation.manifest.name
+    }
+
+    /// The call's transaction, begun on first use.
+    pub(crate) async fn conn(&mut self) -> wasmtime::Result<&mut Conn> {
+        if self.tx.is_none() {
+            let tx = self
+                .db
+                .begin()
+                .await
+                .map_err(|e| wasmtime::Error::msg(e.to_string()))?;
+            self.tx = Some(tx);
+        }
+        match self.tx.as_mut() {
+            Some(tx) => Ok(&mut **tx),
+            None => Err(wasmtime::Error::msg("the invocation's transaction is gone")),
+        }
+    }
+
+    /// `Err(denied)` unless the tenant granted `c`.
+    pub(crate) fn require(&self, c: Capability) -> Result<(), WitError> {
+        if self.activation.grants.has(c) {
+            Ok(())
+        } else {
+            Err(WitError::Denied(format!(
+                "the plugin {} was not granted the {} capability",
+                self.namespace(),
+                c.as_str()
+            )))
+        }
+    }
+}
+
+impl WasiView for State {
+    fn ctx(&mut self) -> WasiCtxView<'_> {
+        WasiCtxView {
+            ctx: &mut self.wasi,
+            table: &mut self.table,
+        }
+    }
+}
+
+impl ResourceLimiter for State {
+    fn memory_growing(
+        &mut self,
+        _current: usize,
+        desired: usize,
+        _maximum: Option<usize>,
+    ) -> wasmtime::Result<bool> {
+        if desired > self.memory_cap {
+            self.memory_denied = true;
+            return Ok(false);
+        }
+        Ok(true)
+    }
+
+    fn table_growing(
+        &mut self,
+        _current: usize,
+        desired: usize,
+        _maximum: Option<usize>,
+    ) -> wasmtime::Result<bool> {
+        Ok(desired <= 100_000)
+    }
+}

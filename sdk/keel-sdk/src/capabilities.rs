@@ -1,0 +1,264 @@
+//! The kernel's capabilities, one module each. A call to a capability the
+//! tenant did not grant returns [`Error::Denied`](crate::Error::Denied).
+
+use serde::Serialize;
+use serde::de::DeserializeOwned;
+
+use crate::{Error, Result};
+
+fn to_json<T: Serialize>(v: &T) -> Result<String> {
+    serde_json::to_string(v).map_err(|e| Error::InvalidInput(e.to_string()))
+}
+
+/// Records of the plugin's own collections, with optimistic versions.
+///
+/// ```ignore
+/// use keel_sdk::records::{self, Expect};
+/// let saved = records::put("members", "m-1", &member, Expect::Absent)?;
+/// let again = records::get::<Member>("members", "m-1")?.unwrap();
+/// records::put("members", "m-1", &again.data, Expect::Version(again.version))?;
+/// ```
+pub mod records {
+    use super::*;
+    use crate::bindings::keel::plugin::records as wit;
+
+    /// A stored record with its data decoded as `T`.
+    #[derive(Debug, Clone)]
+    pub struct Record<T> {
+        pub collection: String,
+        pub key: String,
+        /// 1 on creation, +1 on every write.
+        pub version: u64,
+        pub data: T,
+    }
+
+    /// What a write expects to find.
+    #[derive(Debug, Clone, Copy, PartialEq, Eq)]
+    pub enum Expect {
+        /// Create or overwrite.
+        Any,
+        /// Create only.
+        Absent,
+        /// Update only, at this version.
+        Version(u64),
+    }
+
+    /// A page of records; pass `next` as `after` to continue.
+    #[derive(Debug, Clone)]
+    pub struct Page<T> {
+        pub records: Vec<Record<T>>,
+        pub next: Option<String>,
+    }
+
+    fn decode<T: DeserializeOwned>(r: wit::Record) -> Result<Record<T>> {
+        Ok(Record {
+            data: serde_json::from_str(&r.data).map_err(|e| Error::Internal(format!("record {}: {e}", r.key)))?,
+            collection: r.collection,
+            key: r.key,
+            version: r.version,
+        })
+    }
+
+    fn page<T: DeserializeOwned>(p: wit::Page) -> Result<Page<T>> {
+        Ok(Page {
+            records: p.records.into_iter().map(decode).collect::<Result<_>>()?,
+            next: p.next,
+        })
+    }
+
+    /// The record at `key`, if any.
+    pub fn get<T: DeserializeOwned>(collection: &str, key: &str) -> Result<Option<Record<T>>> {
+        wit::get(collection, key)?.map(decode).transpose()
+    }
+
+    /// Writes `data` (a struct or map, stored as a JSON object) if the stored
+    /// state matches `expect`; otherwise [`Error::Conflict`].
+    pub fn put<T: Serialize + DeserializeOwned>(collection: &str, key: &str, data: &T, expect: Expect) -> Result<Record<T>> {
+        let expect = match expect {
+            Expect::Any => wit::Expect::Any,
+            Expect::Absent => wit::Expect::Absent,
+            Expect::Version(v) => wit::Expect::Version(v),
+        };
+        decode(wit::put(collection, key, &to_json(data)?, expect)?)
+    }
+
+    /// Creates many records at once; if any key exists, nothing is written.
+    pub fn insert_batch<T: Serialize>(collection: &str, items: &[(String, T)]) -> Result<u32> {
+        let items = items
+            .iter()
+            .map(|(k, v)| Ok((k.clone(), to_json(v)?)))
+            .collect::<Result<Vec<_>>>()?;
+        Ok(wit::insert_batch(collection, &items)?)
+    }
+
+    /// Deletes the record at `key` (only at `expect_version` if given);
+    /// returns whether one was deleted.
+    pub fn delete(collection: &str, key: &str, expect_version: Option<u64>) -> Result<bool> {
+        Ok(wit::delete(collection, key, expect_version)?)
+    }
+
+    /// Records whose indexed `field` equals `value`, in key order.
+    pub fn query<T: DeserializeOwned>(collection: &str, field: &str, value: &serde_json::Value, after: Option<&str>, limit: u32) -> Result<Page<T>> {
+        page(wit::query(collection, field, &to_json(value)?, after, limit)?)
+    }
+
+    /// Every record of a collection, in key order.
+    pub fn scan<T: DeserializeOwned>(collection: &str, after: Option<&str>, limit: u32) -> Result<Page<T>> {
+        page(wit::scan(collection, after, limit)?)
+    }
+}
+
+/// The tenant's event stream.
+pub mod events {
+    use super::*;
+    use crate::bindings::keel::plugin::events as wit;
+
+    /// Emits an event of a type the manifest declares; returns its id.
+    ///
+    /// ```ignore
+    /// keel_sdk::events::emit("loyalty.points_awarded", Some(&person), &json!({"points": 5}), Some("scan-42"))?;
+    /// ```
+    pub fn emit<T: Serialize>(event_type: &str, person_id: Option<&str>, payload: &T, idempotency_key: Option<&str>) -> Result<String> {
+        Ok(wit::emit(event_type, person_id, &to_json(payload)?, idempotency_key)?)
+    }
+}
+
+/// One ID: persons and profiles.
+pub mod persons {
+    use super::*;
+    use crate::bindings::keel::plugin::persons as wit;
+
+    /// A person as a plugin sees it.
+    #[derive(Debug, Clone)]
+    pub struct Person {
+        pub id: String,
+        /// (kind, value) pairs.
+        pub identifiers: Vec<(String, String)>,
+        pub attributes: serde_json::Map<String, serde_json::Value>,
+    }
+
+    fn decode(p: wit::Person) -> Result<Person> {
+        Ok(Person {
+            id: p.id,
+            identifiers: p.identifiers.into_iter().map(|i| (i.kind, i.value)).collect(),
+            attributes: serde_json::from_str(&p.attributes).map_err(|e| Error::Internal(e.to_string()))?,
+        })
+    }
+
+    /// Finds or creates the person behind these `(kind, value)` identifiers.
+    ///
+    /// ```ignore
+    /// let p = keel_sdk::persons::resolve(&[("wechat_openid", "o-123")])?;
+    /// ```
+    pub fn resolve(identifiers: &[(&str, &str)]) -> Result<Person> {
+        let ids: Vec<wit::Identifier> = identifiers
+            .iter()
+            .map(|(k, v)| wit::Identifier { kind: (*k).to_owned(), value: (*v).to_owned() })
+            .collect();
+        decode(wit::resolve(&ids)?)
+    }
+
+    /// The person `id` (a merged id leads to its survivor).
+    pub fn get(id: &str) -> Result<Option<Person>> {
+        wit::get(id)?.map(decode).transpose()
+    }
+
+    /// Applies a JSON merge patch to the person's profile.
+    pub fn set_attributes(id: &str, patch: &serde_json::Value) -> Result<Person> {
+        decode(wit::set_attributes(id, &to_json(patch)?)?)
+    }
+}
+
+/// Counters with limits, exact under any concurrency.
+pub mod counters {
+    use super::*;
+    use crate::bindings::keel::plugin::counters as wit;
+
+    /// The result of [`add`].
+    #[derive(Debug, Clone, Copy, PartialEq, Eq)]
+    pub enum Outcome {
+        /// Added; the new value.
+        Applied(i64),
+        /// Not added (the result would leave `[min, max]`); the unchanged value.
+        LimitReached(i64),
+    }
+
+    /// Adds `delta` if the result stays within `[min, max]`.
+    ///
+    /// ```ignore
+    /// match keel_sdk::counters::add("stock:prize-1", -1, 0, i64::MAX, Some(&claim_id))? {
+    ///     Outcome::Applied(left) => { /* reserved one */ }
+    ///     Outcome::LimitReached(_) => return Err(Error::refused("SOLD_OUT", "no stock left")),
+    /// }
+    /// ```
+    pub fn add(key: &str, delta: i64, min: i64, max: i64, idempotency_key: Option<&str>) -> Result<Outcome> {
+        Ok(match wit::add(key, delta, min, max, idempotency_key)? {
+            wit::Outcome::Applied(v) => Outcome::Applied(v),
+            wit::Outcome::LimitReached(v) => Outcome::LimitReached(v),
+        })
+    }
+
+    /// A counter's value (0 if never added to).
+    pub fn get(key: &str) -> Result<i64> {
+        Ok(wit::get(key)?)
+    }
+}
+
+/// The tenant's configuration of this plugin, and its secrets.
+pub mod config {
+    use super::*;
+    use crate::bindings::keel::plugin::config as wit;
+
+    /// The configuration, decoded as `T`.
+    pub fn get<T: DeserializeOwned>() -> Result<T> {
+        serde_json::from_str(&wit::get()).map_err(|e| Error::Internal(format!("config: {e}")))
+    }
+
+    /// A secret the tenant stored for this plugin.
+    pub fn secret(name: &str) -> Result<Option<String>> {
+        Ok(wit::secret(name)?)
+    }
+}
+
+/// Outbound HTTP to hosts the tenant allowed.
+pub mod http {
+    use super::*;
+    use crate::bindings::keel::plugin::http as wit;
+
+    pub use wit::{Request, Response};
+
+    /// Sends a request; a host the tenant did not allow is [`Error::Denied`].
+    pub fn fetch(request: &Request) -> Result<Response> {
+        Ok(wit::fetch(request)?)
+    }
+
+    /// A POST of a JSON body.
+    pub fn post_json<T: Serialize>(url: &str, body: &T, headers: &[(&str, &str)]) -> Result<Response> {
+        let mut h: Vec<(String, String)> = headers.iter().map(|(k, v)| ((*k).into(), (*v).into())).collect();
+        h.push(("content-type".into(), "application/json".into()));
+        fetch(&Request {
+            method: "POST".into(),
+            url: url.into(),
+            headers: h,
+            body: Some(to_json(body)?.into_bytes()),
+        })
+    }
+}
+
+/// Log lines, tagged by the kernel with tenant, plugin and request.
+pub mod log {
+    use crate::bindings::keel::plugin::log as wit;
+
+    pub fn debug(message: &str) {
+        wit::log(wit::Level::Debug, message)
+    }
+    pub fn info(message: &str) {
+        wit::log(wit::Level::Info, message)
+    }
+    pub fn warn(message: &str) {
+        wit::log(wit::Level::Warn, message)
+    }
+    pub fn error(message: &str) {
+        wit::log(wit::Level::Error, message)
+    }
+}

@@ -1,0 +1,185 @@
+//! Write Keel plugins in Rust.
+//!
+//! A plugin is a WebAssembly component built for `wasm32-wasip2` against the
+//! `keel:plugin` WIT contract. This crate hides the generated bindings
+//! behind typed functions — one module per capability — and one macro,
+//! [`plugin!`], that routes the kernel's calls to your functions:
+//!
+//! ```ignore
+//! use keel_sdk::{Context, Result, plugin, records};
+//! use serde::{Deserialize, Serialize};
+//!
+//! #[derive(Deserialize)]
+//! struct GreetInput { name: String }
+//! #[derive(Serialize)]
+//! struct Greeting { text: String }
+//!
+//! fn greet(_ctx: &Context, input: GreetInput) -> Result<Greeting> {
+//!     Ok(Greeting { text: format!("hello, {}", input.name) })
+//! }
+//!
+//! plugin! {
+//!     operations: { "greet" => greet },
+//! }
+//! ```
+//!
+//! Operations take and return serde types: the input is the GraphQL field's
+//! arguments as a JSON object, the output is the field's value. The tenant
+//! is never an argument: every capability acts in the tenant of the call.
+//! Writes and emitted events commit together when the operation returns
+//! `Ok`, and vanish when it returns `Err` or traps.
+
+#[doc(hidden)]
+pub mod bindings {
+    wit_bindgen::generate!({
+        path: "../../schemas/wit/0.1.0",
+        world: "keel:plugin/plugin",
+        pub_export_macro: true,
+        export_macro_name: "__export_keel_plugin",
+        default_bindings_module: "keel_sdk::bindings",
+    });
+}
+
+mod error;
+pub mod capabilities;
+
+pub use capabilities::{config, counters, events, http, log, persons, records};
+pub use error::{Error, Result};
+pub use serde_json::{Value, json};
+
+use bindings::exports::keel::plugin::handler as wit_handler;
+use bindings::keel::plugin::types as wit;
+
+/// The WIT version this SDK builds plugins for.
+pub const WIT_VERSION: &str = "0.1.0";
+
+/// Who is calling an operation.
+#[derive(Debug, Clone)]
+pub struct Context {
+    /// The caller's label (`key:…`, `operator:…`); `None` for a public operation.
+    pub caller: Option<String>,
+    /// The client's address, for public operations.
+    pub client_address: Option<String>,
+    /// The request id, for correlating logs.
+    pub request_id: String,
+}
+
+/// An event delivered to a subscriber.
+#[derive(Debug, Clone)]
+pub struct Event {
+    pub id: String,
+    pub event_type: String,
+    /// RFC 3339.
+    pub occurred_at: String,
+    pub person_id: Option<String>,
+    pub payload: Value,
+    pub producer: String,
+}
+
+#[doc(hidden)]
+pub fn __run_operation<I, O>(
+    context: wit_handler::CallContext,
+    input: &str,
+    f: fn(&Context, I) -> Result<O>,
+) -> std::result::Result<String, wit::Error>
+where
+    I: serde::de::DeserializeOwned,
+    O: serde::Serialize,
+{
+    let ctx = Context {
+        caller: context.caller,
+        client_address: context.client_address,
+        request_id: context.request_id,
+    };
+    let input: I = serde_json::from_str(input)
+        .map_err(|e| wit::Error::InvalidInput(format!("input: {e}")))?;
+    let out = f(&ctx, input).map_err(wit::Error::from)?;
+    serde_json::to_string(&out).map_err(|e| wit::Error::Internal(format!("output: {e}")))
+}
+
+#[doc(hidden)]
+pub fn __run_event(
+    event: wit_handler::Event,
+    f: fn(Event) -> Result<()>,
+) -> std::result::Result<(), wit::Error> {
+    let payload = serde_json::from_str(&event.payload)
+        .map_err(|e| wit::Error::InvalidInput(format!("payload: {e}")))?;
+    f(Event {
+        id: event.id,
+        event_type: event.event_type,
+        occurred_at: event.occurred_at,
+        person_id: event.person_id,
+        payload,
+        producer: event.producer,
+    })
+    .map_err(wit::Error::from)
+}
+
+#[doc(hidden)]
+pub fn __run_enable<C: serde::de::DeserializeOwned>(
+    config: &str,
+    f: fn(C) -> Result<()>,
+) -> std::result::Result<(), wit::Error> {
+    let config: C = serde_json::from_str(config)
+        .map_err(|e| wit::Error::InvalidInput(format!("config: {e}")))?;
+    f(config).map_err(wit::Error::from)
+}
+
+/// Exports a plugin: routes operations by name to functions
+/// `fn(&Context, Input) -> Result<Output>`, events by type to
+/// `fn(Event) -> Result<()>`, and enabling to `fn(Config) -> Result<()>`.
+///
+/// ```ignore
+/// keel_sdk::plugin! {
+///     operations: { "award" => award, "member" => member },
+///     events: { "code.scanned" => on_scan },
+///     on_enable: check_config,
+/// }
+/// ```
+/// An operation the plugin does not know is answered with
+/// [`Error::NotFound`]; an event type without a handler is acknowledged.
+#[macro_export]
+macro_rules! plugin {
+    (
+        operations: { $($op:literal => $f:path),* $(,)? }
+        $(, events: { $($ev:literal => $h:path),* $(,)? })?
+        $(, on_enable: $enable:path)?
+        $(,)?
+    ) => {
+        struct __KeelPlugin;
+
+        impl $crate::bindings::exports::keel::plugin::handler::Guest for __KeelPlugin {
+            fn handle_operation(
+                name: ::std::string::String,
+                input: ::std::string::String,
+                context: $crate::bindings::exports::keel::plugin::handler::CallContext,
+            ) -> ::std::result::Result<::std::string::String, $crate::bindings::keel::plugin::types::Error> {
+                match name.as_str() {
+                    $( $op => $crate::__run_operation(context, &input, $f), )*
+                    other => ::std::result::Result::Err(
+                        $crate::Error::NotFound(::std::format!("no operation {other:?}")).into(),
+                    ),
+                }
+            }
+
+            fn handle_event(
+                event: $crate::bindings::exports::keel::plugin::handler::Event,
+            ) -> ::std::result::Result<(), $crate::bindings::keel::plugin::types::Error> {
+                match event.event_type.as_str() {
+                    $($( $ev => $crate::__run_event(event, $h), )*)?
+                    _ => ::std::result::Result::Ok(()),
+                }
+            }
+
+            #[allow(unused_variables, unreachable_code)]
+            fn on_enable(
+                config: ::std::string::String,
+            ) -> ::std::result::Result<(), $crate::bindings::keel::plugin::types::Error> {
+                $( return $crate::__run_enable(&config, $enable); )?
+                ::std::result::Result::Ok(())
+            }
+        }
+
+        $crate::bindings::__export_keel_plugin!(__KeelPlugin with_types_in $crate::bindings);
+    };
+}
