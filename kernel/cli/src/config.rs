@@ -27,6 +27,7 @@ pub struct FileConfig {
     pub max_body_bytes: Option<usize>,
     pub request_timeout_secs: Option<u64>,
     pub database_max_connections: Option<u32>,
+    pub plugin_cache_dir: Option<String>,
 }
 
 impl FileConfig {
@@ -50,6 +51,8 @@ pub struct Config {
     pub log_format: LogFormat,
     pub gateway: GatewayConfig,
     pub database_max_connections: u32,
+    /// Where compiled plugins are cached.
+    pub plugin_cache_dir: std::path::PathBuf,
 }
 
 /// How log lines look.
@@ -115,6 +118,10 @@ impl Config {
             log_format,
             gateway,
             database_max_connections: file.database_max_connections.unwrap_or(16),
+            plugin_cache_dir: file
+                .plugin_cache_dir
+                .map(Into::into)
+                .unwrap_or_else(|| "keel-data/plugin-cache".into()),
         })
     }
 }

@@ -12,6 +12,7 @@ use keel_core::identity::api_keys::{self, NewApiKey};
 use keel_core::identity::operators::{self, NewOperator};
 use keel_core::{Db, DbOptions, tenants};
 use keel_gateway::Gateway;
+use keel_host::{Host, HostConfig, Registry};
 
 /// Keel: the open marketing-digitalization platform for consumer brands.
 ///
@@ -56,6 +57,21 @@ enum Command {
     Operator(OperatorCommand),
     /// Print the kernel's GraphQL schema (SDL).
     Schema,
+    /// Install and inspect plugin packages.
+    #[command(subcommand)]
+    Plugin(PluginCommand),
+}
+
+#[derive(Debug, Subcommand)]
+enum PluginCommand {
+    /// Install a plugin package from a folder holding keel-plugin.toml and
+    /// its component.
+    Install {
+        /// The package folder.
+        dir: PathBuf,
+    },
+    /// List installed plugin packages.
+    List,
 }
 
 #[derive(Debug, Args)]
@@ -195,6 +211,7 @@ async fn main() -> Result<()> {
         Command::Tenant(cmd) => tenant(&cfg, cmd).await,
         Command::ApiKey(cmd) => api_key(&cfg, cmd).await,
         Command::Operator(cmd) => operator(&cfg, cmd).await,
+        Command::Plugin(cmd) => plugin(&cfg, cmd).await,
     }
 }
 
@@ -211,7 +228,7 @@ async fn serve(cfg: &Config, args: ServeArgs) -> Result<()> {
     } else {
         None
     };
-    let gateway = Gateway::new(db.clone(), cfg.gateway.clone()).await?;
+    let gateway = Gateway::new(db.clone(), registry(cfg, &db).await?, cfg.gateway.clone()).await?;
     let listener = tokio::net::TcpListener::bind(cfg.listen)
         .await
         .with_context(|| format!("listening on {}", cfg.listen))?;
@@ -261,6 +278,41 @@ async fn shutdown_signal() {
         _ = term => {},
     }
     tracing::info!("shutting down");
+}
+
+async fn registry(cfg: &Config, db: &Db) -> Result<Registry> {
+    let host = Host::new(db.clone(), HostConfig::new(&cfg.plugin_cache_dir))
+        .await
+        .context("starting the plugin host")?;
+    Ok(Registry::new(host, db.clone()))
+}
+
+async fn plugin(cfg: &Config, cmd: PluginCommand) -> Result<()> {
+    let db = open_db(cfg).await?;
+    let registry = registry(cfg, &db).await?;
+    match cmd {
+        PluginCommand::Install { dir } => {
+            let p = registry.install_dir(&dir).await?;
+            println!(
+                "installed {} {} ({})",
+                p.manifest.name,
+                p.manifest.version,
+                &p.hash[..12]
+            );
+        }
+        PluginCommand::List => {
+            for p in registry.packages().await? {
+                println!(
+                    "{}\t{}\t{}\t{}",
+                    p.manifest.name,
+                    p.manifest.version,
+                    p.manifest.publisher,
+                    p.manifest.description
+                );
+            }
+        }
+    }
+    Ok(())
 }
 
 async fn demo_tenant(db: &Db) -> Result<String> {

@@ -28,7 +28,7 @@ p = sub, dom, obj, act
 e = some(where (p.eft == allow))
 
 [matchers]
-m = r.sub == p.sub && (p.dom == "*" || p.dom == r.dom) && (p.obj == "*" || p.obj == r.obj) && (p.act == "*" || p.act == r.act)
+m = r.sub == p.sub && (p.dom == "*" || p.dom == r.dom) && (p.obj == "*" || keyMatch(r.obj, p.obj)) && (p.act == "*" || p.act == r.act)
 "#;
 
 /// The domain of platform-wide operations (creating tenants).
@@ -67,6 +67,10 @@ pub mod objects {
     pub const EVENTS: &str = "events";
     pub const COUNTERS: &str = "counters";
     pub const RECORDS: &str = "records";
+    /// Enabling, disabling and configuring plugins.
+    pub const PLUGINS: &str = "plugins";
+    /// Installing plugin packages (platform).
+    pub const PACKAGES: &str = "packages";
 }
 
 /// The enforcer, shared by every request.

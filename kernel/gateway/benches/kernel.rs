@@ -56,7 +56,12 @@ async fn setup(kind: Backend) -> Option<(TestDb, String)> {
 
 async fn viewer_over_http(kind: Backend, requests: usize) -> Option<Stats> {
     let (t, key) = setup(kind).await?;
-    let gateway = Gateway::new(t.db.clone(), GatewayConfig::default())
+    let cache = tempfile::tempdir().unwrap();
+    let host = keel_host::Host::new(t.db.clone(), keel_host::HostConfig::new(cache.path()))
+        .await
+        .unwrap();
+    let registry = keel_host::Registry::new(host, t.db.clone());
+    let gateway = Gateway::new(t.db.clone(), registry, GatewayConfig::default())
         .await
         .unwrap();
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();

@@ -13,8 +13,8 @@ use axum::body::Bytes;
 use axum::extract::{ConnectInfo, Query, State};
 use axum::http::{HeaderMap, HeaderValue, StatusCode, header};
 use axum::response::{Html, IntoResponse, Response};
-use keel_core::Error;
 use keel_core::identity::{self, Principal};
+use keel_core::{Error, TenantId};
 use serde::Deserialize;
 use tracing::Span;
 
@@ -110,7 +110,61 @@ pub(crate) async fn graphql_post(
             );
         }
     };
-    execute(&app, request, &headers, addr, format).await
+    execute(&app, request, &headers, addr, format, None).await
+}
+
+/// `POST /t/{tenant}/graphql`: a tenant's public plugin operations (a
+/// consumer's scan, say), without a credential, rate-limited per client
+/// address. The tenant comes from the URL; credentials are ignored.
+pub(crate) async fn public_post(
+    State(app): State<AppState>,
+    ConnectInfo(addr): ConnectInfo<SocketAddr>,
+    axum::extract::Path(slug): axum::extract::Path<String>,
+    headers: HeaderMap,
+    body: Bytes,
+) -> Response {
+    let format = match negotiate(&headers) {
+        Ok(f) => f,
+        Err(r) => return *r,
+    };
+    let tenant = match keel_core::tenants::get_by_slug(&app.services.db, &slug).await {
+        Ok(t) => t,
+        Err(Error::NotFound(_)) => {
+            return error_response(format, StatusCode::NOT_FOUND, "NOT_FOUND", "no such tenant");
+        }
+        Err(e) => {
+            tracing::error!(error = ?e, "looking up a tenant by slug");
+            return error_response(
+                format,
+                StatusCode::INTERNAL_SERVER_ERROR,
+                "INTERNAL",
+                "internal error",
+            );
+        }
+    };
+    if !app.public_limiter.check(addr.ip(), tenant.id.as_str()) {
+        app.metrics.graphql_error("RATE_LIMITED");
+        return error_response(
+            format,
+            StatusCode::TOO_MANY_REQUESTS,
+            "RATE_LIMITED",
+            "too many requests; slow down",
+        );
+    }
+    let request: async_graphql::Request = match serde_json::from_slice(&body) {
+        Ok(r) => r,
+        Err(e) => {
+            return error_response(
+                format,
+                StatusCode::BAD_REQUEST,
+                "BAD_USER_INPUT",
+                &format!("the body is not a GraphQL request: {e}"),
+            );
+        }
+    };
+    let mut headers = headers;
+    headers.remove(header::AUTHORIZATION);
+    execute(&app, request, &headers, addr, format, Some(tenant.id)).await
 }
 
 /// Query parameters of `GET /graphql`.
@@ -196,7 +250,7 @@ pub(crate) async fn graphql_get(
             }
         }
     }
-    execute(&app, request, &headers, addr, format).await
+    execute(&app, request, &headers, addr, format, None).await
 }
 
 fn is_mutation(query: &str, operation_name: Option<&str>) -> bool {
@@ -239,6 +293,7 @@ async fn execute(
     headers: &HeaderMap,
     addr: SocketAddr,
     format: Format,
+    public_tenant: Option<TenantId>,
 ) -> Response {
     let request_id = headers
         .get("x-request-id")
@@ -274,11 +329,50 @@ async fn execute(
             span.record("tenant", t.as_str());
         }
     }
+    let tenant = public_tenant
+        .clone()
+        .or_else(|| principal.as_ref().and_then(|p| p.tenant.clone()));
+    let needs_tenant_schema = public_tenant.is_some()
+        || app
+            .tenant_schemas
+            .needs_tenant_schema(&request.query, request.operation_name.as_deref());
+    let mut tenant_schema = None;
+    if let (Some(t), true) = (&tenant, needs_tenant_schema) {
+        match app.services.plugins.enabled(t).await {
+            Ok(set) if !set.plugins.is_empty() => match app.tenant_schemas.schema(t.as_str(), &set)
+            {
+                Ok(schema) => tenant_schema = Some((schema, set)),
+                Err(e) => {
+                    tracing::error!(tenant = %t, error = %e, "building the tenant's schema");
+                    return error_response(
+                        format,
+                        StatusCode::INTERNAL_SERVER_ERROR,
+                        "INTERNAL",
+                        "internal error",
+                    );
+                }
+            },
+            Ok(_) => {}
+            Err(e) => {
+                tracing::error!(tenant = %t, error = ?e, "loading the tenant's plugins");
+                return error_response(
+                    format,
+                    StatusCode::INTERNAL_SERVER_ERROR,
+                    "INTERNAL",
+                    "internal error",
+                );
+            }
+        }
+    }
     let request = request.data(RequestInfo {
         principal,
         client_ip: addr.ip(),
+        request_id: request_id.clone(),
     });
-    let mut response = app.schema.execute(request).await;
+    let mut response = match tenant_schema {
+        Some((schema, set)) => schema.execute(request.data(set)).await,
+        None => app.schema.execute(request).await,
+    };
     ensure_codes(&mut response.errors, &request_id);
     for e in &response.errors {
         if let Some(async_graphql::Value::String(code)) =

@@ -5,6 +5,7 @@ mod graphql;
 mod http;
 mod limits;
 mod metrics;
+mod tenant_schema;
 
 use std::future::Future;
 use std::net::SocketAddr;
@@ -39,6 +40,9 @@ pub struct GatewayConfig {
     pub logins_per_ip_per_minute: u32,
     /// Login attempts allowed per account per minute.
     pub logins_per_account_per_minute: u32,
+    /// Calls of public plugin operations allowed per client address per
+    /// minute, per tenant.
+    pub public_calls_per_ip_per_minute: u32,
 }
 
 impl Default for GatewayConfig {
@@ -49,6 +53,7 @@ impl Default for GatewayConfig {
             request_timeout: Duration::from_secs(30),
             logins_per_ip_per_minute: 30,
             logins_per_account_per_minute: 10,
+            public_calls_per_ip_per_minute: 600,
         }
     }
 }
@@ -59,6 +64,8 @@ pub(crate) struct AppState {
     schema: KernelSchema,
     services: Services,
     metrics: Metrics,
+    tenant_schemas: Arc<tenant_schema::TenantSchemas>,
+    public_limiter: Arc<limits::PublicLimiter>,
 }
 
 /// The HTTP application of one kernel process.
@@ -77,8 +84,12 @@ impl std::fmt::Debug for Gateway {
 }
 
 impl Gateway {
-    /// Builds the gateway over a migrated database.
-    pub async fn new(db: Db, config: GatewayConfig) -> keel_core::Result<Gateway> {
+    /// Builds the gateway over a migrated database and the plugin registry.
+    pub async fn new(
+        db: Db,
+        plugins: keel_host::Registry,
+        config: GatewayConfig,
+    ) -> keel_core::Result<Gateway> {
         let authz = Arc::new(Authorizer::load(&db).await?);
         let services = Services {
             db,
@@ -87,13 +98,23 @@ impl Gateway {
                 config.logins_per_ip_per_minute,
                 config.logins_per_account_per_minute,
             )),
+            plugins,
         };
         let schema = graphql::build(config.limits, Some(services.clone()));
+        let tenant_schemas = Arc::new(tenant_schema::TenantSchemas::new(
+            schema.clone(),
+            services.clone(),
+            config.limits,
+        ));
         Ok(Gateway {
             state: AppState {
                 schema,
                 services,
                 metrics: Metrics::new(),
+                tenant_schemas,
+                public_limiter: Arc::new(limits::PublicLimiter::new(
+                    config.public_calls_per_ip_per_minute,
+                )),
             },
             config,
         })
@@ -104,6 +125,10 @@ impl Gateway {
         let state = self.state.clone();
         Router::new()
             .route("/graphql", get(http::graphql_get).post(http::graphql_post))
+            .route(
+                "/t/{tenant}/graphql",
+                axum::routing::post(http::public_post),
+            )
             .route("/healthz", get(http::healthz))
             .route("/readyz", get(http::readyz))
             .route("/metrics", get(http::metrics))

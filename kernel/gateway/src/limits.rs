@@ -51,3 +51,27 @@ impl LoginLimiter {
         let _ = self.per_account.check_key(&account.to_owned());
     }
 }
+
+/// Limits calls of public plugin operations per client address and tenant.
+#[derive(Debug)]
+pub(crate) struct PublicLimiter {
+    per_ip: DefaultKeyedRateLimiter<(IpAddr, String)>,
+}
+
+impl PublicLimiter {
+    pub(crate) fn new(per_minute: u32) -> Self {
+        let quota =
+            Quota::per_minute(NonZeroU32::new(per_minute.max(1)).unwrap_or(NonZeroU32::MIN));
+        PublicLimiter {
+            per_ip: RateLimiter::keyed(quota),
+        }
+    }
+
+    /// Takes one call from the address's budget in `tenant`.
+    pub(crate) fn check(&self, ip: IpAddr, tenant: &str) -> bool {
+        if self.per_ip.len() > 100_000 {
+            self.per_ip.retain_recent();
+        }
+        self.per_ip.check_key(&(ip, tenant.to_owned())).is_ok()
+    }
+}

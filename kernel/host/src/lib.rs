@@ -7,12 +7,14 @@ mod error;
 pub mod guests;
 mod invocation;
 pub mod manifest;
+pub mod registry;
 mod state;
 
 pub use engine::{Host, HostConfig, LoadedComponent};
 pub use error::{PluginError, Result};
 pub use invocation::{Activation, CallContext, InvocationEvent};
 pub use manifest::{Capability, Grants, Manifest};
+pub use registry::{Enabled, Package, Registry, TenantPlugins};
 
 /// The WIT versions (`keel:plugin@…`) this kernel runs plugins for.
 pub const SUPPORTED_WIT_VERSIONS: &[&str] = &["0.1.0"];

@@ -52,7 +52,8 @@ pub mod records {
 
     fn decode<T: DeserializeOwned>(r: wit::Record) -> Result<Record<T>> {
         Ok(Record {
-            data: serde_json::from_str(&r.data).map_err(|e| Error::Internal(format!("record {}: {e}", r.key)))?,
+            data: serde_json::from_str(&r.data)
+                .map_err(|e| Error::Internal(format!("record {}: {e}", r.key)))?,
             collection: r.collection,
             key: r.key,
             version: r.version,
@@ -73,7 +74,12 @@ pub mod records {
 
     /// Writes `data` (a struct or map, stored as a JSON object) if the stored
     /// state matches `expect`; otherwise [`Error::Conflict`].
-    pub fn put<T: Serialize + DeserializeOwned>(collection: &str, key: &str, data: &T, expect: Expect) -> Result<Record<T>> {
+    pub fn put<T: Serialize + DeserializeOwned>(
+        collection: &str,
+        key: &str,
+        data: &T,
+        expect: Expect,
+    ) -> Result<Record<T>> {
         let expect = match expect {
             Expect::Any => wit::Expect::Any,
             Expect::Absent => wit::Expect::Absent,
@@ -98,12 +104,28 @@ pub mod records {
     }
 
     /// Records whose indexed `field` equals `value`, in key order.
-    pub fn query<T: DeserializeOwned>(collection: &str, field: &str, value: &serde_json::Value, after: Option<&str>, limit: u32) -> Result<Page<T>> {
-        page(wit::query(collection, field, &to_json(value)?, after, limit)?)
+    pub fn query<T: DeserializeOwned>(
+        collection: &str,
+        field: &str,
+        value: &serde_json::Value,
+        after: Option<&str>,
+        limit: u32,
+    ) -> Result<Page<T>> {
+        page(wit::query(
+            collection,
+            field,
+            &to_json(value)?,
+            after,
+            limit,
+        )?)
     }
 
     /// Every record of a collection, in key order.
-    pub fn scan<T: DeserializeOwned>(collection: &str, after: Option<&str>, limit: u32) -> Result<Page<T>> {
+    pub fn scan<T: DeserializeOwned>(
+        collection: &str,
+        after: Option<&str>,
+        limit: u32,
+    ) -> Result<Page<T>> {
         page(wit::scan(collection, after, limit)?)
     }
 }
@@ -118,8 +140,18 @@ pub mod events {
     /// ```ignore
     /// keel_sdk::events::emit("loyalty.points_awarded", Some(&person), &json!({"points": 5}), Some("scan-42"))?;
     /// ```
-    pub fn emit<T: Serialize>(event_type: &str, person_id: Option<&str>, payload: &T, idempotency_key: Option<&str>) -> Result<String> {
-        Ok(wit::emit(event_type, person_id, &to_json(payload)?, idempotency_key)?)
+    pub fn emit<T: Serialize>(
+        event_type: &str,
+        person_id: Option<&str>,
+        payload: &T,
+        idempotency_key: Option<&str>,
+    ) -> Result<String> {
+        Ok(wit::emit(
+            event_type,
+            person_id,
+            &to_json(payload)?,
+            idempotency_key,
+        )?)
     }
 }
 
@@ -140,8 +172,13 @@ pub mod persons {
     fn decode(p: wit::Person) -> Result<Person> {
         Ok(Person {
             id: p.id,
-            identifiers: p.identifiers.into_iter().map(|i| (i.kind, i.value)).collect(),
-            attributes: serde_json::from_str(&p.attributes).map_err(|e| Error::Internal(e.to_string()))?,
+            identifiers: p
+                .identifiers
+                .into_iter()
+                .map(|i| (i.kind, i.value))
+                .collect(),
+            attributes: serde_json::from_str(&p.attributes)
+                .map_err(|e| Error::Internal(e.to_string()))?,
         })
     }
 
@@ -153,7 +190,10 @@ pub mod persons {
     pub fn resolve(identifiers: &[(&str, &str)]) -> Result<Person> {
         let ids: Vec<wit::Identifier> = identifiers
             .iter()
-            .map(|(k, v)| wit::Identifier { kind: (*k).to_owned(), value: (*v).to_owned() })
+            .map(|(k, v)| wit::Identifier {
+                kind: (*k).to_owned(),
+                value: (*v).to_owned(),
+            })
             .collect();
         decode(wit::resolve(&ids)?)
     }
@@ -191,7 +231,13 @@ pub mod counters {
     ///     Outcome::LimitReached(_) => return Err(Error::refused("SOLD_OUT", "no stock left")),
     /// }
     /// ```
-    pub fn add(key: &str, delta: i64, min: i64, max: i64, idempotency_key: Option<&str>) -> Result<Outcome> {
+    pub fn add(
+        key: &str,
+        delta: i64,
+        min: i64,
+        max: i64,
+        idempotency_key: Option<&str>,
+    ) -> Result<Outcome> {
         Ok(match wit::add(key, delta, min, max, idempotency_key)? {
             wit::Outcome::Applied(v) => Outcome::Applied(v),
             wit::Outcome::LimitReached(v) => Outcome::LimitReached(v),
@@ -233,8 +279,15 @@ pub mod http {
     }
 
     /// A POST of a JSON body.
-    pub fn post_json<T: Serialize>(url: &str, body: &T, headers: &[(&str, &str)]) -> Result<Response> {
-        let mut h: Vec<(String, String)> = headers.iter().map(|(k, v)| ((*k).into(), (*v).into())).collect();
+    pub fn post_json<T: Serialize>(
+        url: &str,
+        body: &T,
+        headers: &[(&str, &str)],
+    ) -> Result<Response> {
+        let mut h: Vec<(String, String)> = headers
+            .iter()
+            .map(|(k, v)| ((*k).into(), (*v).into()))
+            .collect();
         h.push(("content-type".into(), "application/json".into()));
         fetch(&Request {
             method: "POST".into(),

@@ -40,8 +40,8 @@ pub mod bindings {
     });
 }
 
-mod error;
 pub mod capabilities;
+mod error;
 
 pub use capabilities::{config, counters, events, http, log, persons, records};
 pub use error::{Error, Result};
@@ -91,8 +91,8 @@ where
         client_address: context.client_address,
         request_id: context.request_id,
     };
-    let input: I = serde_json::from_str(input)
-        .map_err(|e| wit::Error::InvalidInput(format!("input: {e}")))?;
+    let input: I =
+        serde_json::from_str(input).map_err(|e| wit::Error::InvalidInput(format!("input: {e}")))?;
     let out = f(&ctx, input).map_err(wit::Error::from)?;
     serde_json::to_string(&out).map_err(|e| wit::Error::Internal(format!("output: {e}")))
 }

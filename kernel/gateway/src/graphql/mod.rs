@@ -9,6 +9,7 @@ mod events;
 mod identity;
 mod operators;
 mod persons;
+mod plugins;
 mod tenants;
 
 use std::net::IpAddr;
@@ -19,6 +20,7 @@ use chrono::{DateTime, Utc};
 use keel_core::authz::{Action, Authorizer};
 use keel_core::identity::Principal;
 use keel_core::{Db, TenantId, Timestamp};
+use keel_host::Registry;
 
 use crate::errors::{Gql as _, gql_error};
 use crate::limits::LoginLimiter;
@@ -35,6 +37,7 @@ pub struct Query(
     persons::PersonQuery,
     events::EventQuery,
     counters::CounterQuery,
+    plugins::PluginQuery,
 );
 
 /// Every mutation of the kernel.
@@ -46,6 +49,7 @@ pub struct Mutation(
     persons::PersonMutation,
     events::EventMutation,
     counters::CounterMutation,
+    plugins::PluginMutation,
 );
 
 /// Limits applied to every GraphQL request before it runs.
@@ -64,12 +68,14 @@ impl Default for QueryLimits {
     }
 }
 
-/// What resolvers share: the database, the authorizer, the login limiter.
+/// What resolvers share: the database, the authorizer, the login limiter,
+/// the plugin registry.
 #[derive(Debug, Clone)]
 pub(crate) struct Services {
     pub db: Db,
     pub authz: Arc<Authorizer>,
     pub login_limiter: Arc<LoginLimiter>,
+    pub plugins: Registry,
 }
 
 /// What a resolver knows about its request.
@@ -77,6 +83,7 @@ pub(crate) struct Services {
 pub(crate) struct RequestInfo {
     pub principal: Option<Principal>,
     pub client_ip: IpAddr,
+    pub request_id: String,
 }
 
 /// Builds the schema; without services it can still print its SDL.

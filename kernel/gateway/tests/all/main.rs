@@ -12,5 +12,6 @@ mod limits;
 mod operators;
 mod permissions;
 mod persons;
+mod plugins;
 mod sdl;
 mod tenants;

@@ -17,6 +17,8 @@ pub struct TestApp {
     pub addr: SocketAddr,
     pub http: reqwest::Client,
     pub db: TestDb,
+    pub plugins: keel_host::Registry,
+    _cache: tempfile::TempDir,
     shutdown: Option<oneshot::Sender<()>>,
 }
 
@@ -31,7 +33,16 @@ impl TestApp {
         api_keys::set_bootstrap_platform_key(&db.db, ADMIN_TOKEN)
             .await
             .unwrap();
-        let gateway = Gateway::new(db.db.clone(), config).await.unwrap();
+        let cache = tempfile::tempdir().unwrap();
+        let mut host_config = keel_host::HostConfig::new(cache.path());
+        host_config.deadline = std::time::Duration::from_millis(500);
+        let host = keel_host::Host::new(db.db.clone(), host_config)
+            .await
+            .unwrap();
+        let plugins = keel_host::Registry::new(host, db.db.clone());
+        let gateway = Gateway::new(db.db.clone(), plugins.clone(), config)
+            .await
+            .unwrap();
         let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
         let addr = listener.local_addr().unwrap();
         let (tx, rx) = oneshot::channel::<()>();
@@ -46,6 +57,8 @@ impl TestApp {
             addr,
             http: reqwest::Client::new(),
             db,
+            plugins,
+            _cache: cache,
             shutdown: Some(tx),
         }
     }

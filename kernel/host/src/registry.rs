@@ -1,0 +1,534 @@
+//! Plugin packages installed on the platform and the plugins each tenant
+//! enabled, with what it granted and configured.
+//!
+//! Every kernel process reads the same tables; a tenant's set of plugins
+//! carries a version that any change bumps, so each process notices and
+//! reloads (and its gateway rebuilds that tenant's schema).
+
+use std::collections::HashMap;
+use std::path::Path;
+use std::sync::{Arc, Mutex};
+
+use keel_core::{Db, Error, TenantId, Timestamp, now};
+use sqlx::Row as _;
+
+use crate::manifest::{Grants, Manifest};
+use crate::{Activation, Host, PluginError, Result};
+
+/// An installed plugin package (one version).
+#[derive(Debug, Clone)]
+pub struct Package {
+    pub manifest: Arc<Manifest>,
+    /// SHA-256 of the component.
+    pub hash: String,
+    pub installed_at: Timestamp,
+}
+
+/// A plugin as a tenant enabled it.
+#[derive(Debug, Clone)]
+pub struct Enabled {
+    pub name: String,
+    pub version: String,
+    pub grants: Grants,
+    pub config: serde_json::Value,
+    pub enabled_at: Timestamp,
+    pub disabled_at: Option<Timestamp>,
+}
+
+/// The plugins a tenant has enabled, at one version of that set.
+#[derive(Debug)]
+pub struct TenantPlugins {
+    pub version: i64,
+    pub plugins: Vec<Arc<Activation>>,
+}
+
+impl TenantPlugins {
+    /// The enabled plugin named `name`.
+    pub fn get(&self, name: &str) -> Option<&Arc<Activation>> {
+        self.plugins.iter().find(|a| a.manifest.name == name)
+    }
+}
+
+/// How long a process trusts its cached view of a tenant's plugins before
+/// checking the database for changes made by another process.
+pub const REFRESH: std::time::Duration = std::time::Duration::from_secs(1);
+
+/// Installs packages and enables them per tenant.
+#[derive(Clone)]
+pub struct Registry {
+    host: Host,
+    db: Db,
+    tenants: Arc<Mutex<HashMap<String, Cached>>>,
+}
+
+/// A tenant's plugin set and when this process last checked it.
+type Cached = (std::time::Instant, Arc<TenantPlugins>);
+
+impl std::fmt::Debug for Registry {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Registry").finish_non_exhaustive()
+    }
+}
+
+/// Checks a tenant's would-be set of plugins (e.g. that their GraphQL
+/// merges without conflicts); an `Err` refuses the change.
+pub type SetCheck<'a> =
+    &'a (dyn Fn(&[Arc<Manifest>]) -> std::result::Result<(), String> + Send + Sync);
+
+fn version_key(v: &str) -> Vec<u64> {
+    v.split(['-', '+'])
+        .next()
+        .unwrap_or("")
+        .split('.')
+        .map(|p| p.parse().unwrap_or(0))
+        .collect()
+}
+
+impl Registry {
+    pub fn new(host: Host, db: Db) -> Registry {
+        Registry {
+            host,
+            db,
+            tenants: Arc::new(Mutex::new(HashMap::new())),
+        }
+    }
+
+    /// The host that runs the plugins.
+    pub fn host(&self) -> &Host {
+        &self.host
+    }
+
+    /// Installs a package from a folder holding `keel-plugin.toml` and the
+    /// component it names (`component = "…"`, default `plugin.wasm`).
+    pub async fn install_dir(&self, dir: &Path) -> Result<Package> {
+        let manifest_path = dir.join("keel-plugin.toml");
+        let text = std::fs::read_to_string(&manifest_path).map_err(|e| {
+            Error::bad_input(
+                "package",
+                format!("reading {}: {e}", manifest_path.display()),
+            )
+        })?;
+        let manifest = Manifest::from_toml(&text).map_err(|e| Error::bad_input("manifest", e))?;
+        let component = dir.join(manifest.component.as_deref().unwrap_or("plugin.wasm"));
+        let wasm = std::fs::read(&component).map_err(|e| {
+            Error::bad_input("component", format!("reading {}: {e}", component.display()))
+        })?;
+        self.install(manifest, &wasm).await
+    }
+
+    /// Installs a package. Installing the same name, version and component
+    /// again changes nothing; other content under a taken version is refused.
+    pub async fn install(&self, manifest: Manifest, wasm: &[u8]) -> Result<Package> {
+        manifest
+            .validate()
+            .map_err(|e| Error::bad_input("manifest", e))?;
+        let loaded = self.host.load(wasm).await?;
+        if loaded.wit_version != manifest.wit {
+            return Err(Error::bad_input(
+                "manifest",
+                format!(
+                    "wit: the manifest says keel:plugin@{} but the component is built for keel:plugin@{}",
+                    manifest.wit, loaded.wit_version
+                ),
+            )
+            .into());
+        }
+        let mut tx = self.db.begin().await?;
+        let existing: Option<String> = sqlx::query_scalar(
+            "SELECT component_hash FROM plugins WHERE name = $1 AND version = $2",
+        )
+        .bind(&manifest.name)
+        .bind(&manifest.version)
+        .fetch_optional(&mut *tx)
+        .await
+        .map_err(Error::from)?;
+        match existing {
+            Some(h) if h == loaded.hash => {}
+            Some(_) => {
+                return Err(Error::Conflict(format!(
+                    "{} {} is already installed with other content; publish a new version",
+                    manifest.name, manifest.version
+                ))
+                .into());
+            }
+            None => {
+                sqlx::query(
+                    "INSERT INTO plugins (name, version, manifest, component, component_hash, installed_at) \
+                     VALUES ($1, $2, $3, $4, $5, $6)",
+                )
+                .bind(&manifest.name)
+                .bind(&manifest.version)
+                .bind(serde_json::to_string(&manifest).map_err(Error::from)?)
+                .bind(wasm.to_vec())
+                .bind(&loaded.hash)
+                .bind(now().0)
+                .execute(&mut *tx)
+                .await
+                .map_err(Error::from)?;
+            }
+        }
+        tx.commit().await.map_err(Error::from)?;
+        self.package(&manifest.name, Some(&manifest.version)).await
+    }
+
+    /// Every installed package, by name then version.
+    pub async fn packages(&self) -> Result<Vec<Package>> {
+        let rows = sqlx::query("SELECT manifest, component_hash, installed_at FROM plugins ORDER BY name, installed_at")
+            .fetch_all(self.db.reader())
+            .await
+            .map_err(Error::from)?;
+        rows.iter().map(package_from_row).collect()
+    }
+
+    /// A package: the given version, or the newest installed.
+    pub async fn package(&self, name: &str, version: Option<&str>) -> Result<Package> {
+        let mut all: Vec<Package> = self
+            .packages()
+            .await?
+            .into_iter()
+            .filter(|p| p.manifest.name == name)
+            .collect();
+        all.sort_by_key(|p| version_key(&p.manifest.version));
+        let found = match version {
+            Some(v) => all.into_iter().find(|p| p.manifest.version == v),
+            None => all.pop(),
+        };
+        found.ok_or_else(|| match version {
+            Some(v) => Error::NotFound(format!("plugin {name} {v} is not installed")).into(),
+            None => Error::NotFound(format!("plugin {name} is not installed")).into(),
+        })
+    }
+
+    async fn component(&self, name: &str, version: &str) -> Result<Vec<u8>> {
+        let bytes: Vec<u8> =
+            sqlx::query_scalar("SELECT component FROM plugins WHERE name = $1 AND version = $2")
+                .bind(name)
+                .bind(version)
+                .fetch_optional(self.db.reader())
+                .await
+                .map_err(Error::from)?
+                .ok_or_else(|| {
+                    Error::NotFound(format!("plugin {name} {version} is not installed"))
+                })?;
+        Ok(bytes)
+    }
+
+    async fn activation(
+        &self,
+        tenant: &TenantId,
+        package: &Package,
+        grants: Grants,
+        config: serde_json::Value,
+    ) -> Result<Arc<Activation>> {
+        let wasm = self
+            .component(&package.manifest.name, &package.manifest.version)
+            .await?;
+        Ok(Arc::new(Activation {
+            tenant: tenant.clone(),
+            manifest: package.manifest.clone(),
+            component: self.host.load(&wasm).await?,
+            grants,
+            config,
+        }))
+    }
+
+    /// Checks grants and config against a package's manifest.
+    fn check_activation(
+        package: &Package,
+        grants: &Grants,
+        config: &serde_json::Value,
+    ) -> Result<()> {
+        grants
+            .check_within(&package.manifest)
+            .map_err(|e| Error::bad_input("grants", e))?;
+        if let Some(schema) = &package.manifest.config_schema {
+            let validator = jsonschema::validator_for(schema).map_err(|e| {
+                Error::bad_input(
+                    "config",
+                    format!("the plugin's config schema is invalid: {e}"),
+                )
+            })?;
+            if let Some(first) = validator.iter_errors(config).next() {
+                let at = first.instance_path().to_string();
+                let at = if at.is_empty() {
+                    String::new()
+                } else {
+                    format!(" at {at}")
+                };
+                return Err(Error::bad_input("config", format!("{first}{at}")).into());
+            }
+        } else if !config.is_object() {
+            return Err(Error::bad_input("config", "must be a JSON object").into());
+        }
+        Ok(())
+    }
+
+    /// Enables an installed plugin for `tenant`. Refused, changing nothing,
+    /// when grants exceed the manifest, the config fails its schema, `check`
+    /// refuses the new set, or the plugin's `on-enable` refuses.
+    pub async fn enable(
+        &self,
+        tenant: &TenantId,
+        name: &str,
+        version: Option<&str>,
+        grants: Grants,
+        config: serde_json::Value,
+        check: SetCheck<'_>,
+    ) -> Result<Enabled> {
+        let package = self.package(name, version).await?;
+        if self
+            .enabled_row(tenant, name)
+            .await?
+            .is_some_and(|e| e.disabled_at.is_none())
+        {
+            return Err(Error::Conflict(format!(
+                "{name} is already enabled; use upgradePlugin to change its version"
+            ))
+            .into());
+        }
+        self.switch(tenant, &package, grants, config, check).await
+    }
+
+    /// Moves an enabled plugin to another installed version, keeping its
+    /// grants and config (checked again against the new manifest).
+    pub async fn upgrade(
+        &self,
+        tenant: &TenantId,
+        name: &str,
+        version: &str,
+        check: SetCheck<'_>,
+    ) -> Result<Enabled> {
+        let current = self
+            .enabled_row(tenant, name)
+            .await?
+            .filter(|e| e.disabled_at.is_none())
+            .ok_or_else(|| Error::NotFound(format!("{name} is not enabled")))?;
+        let package = self.package(name, Some(version)).await?;
+        self.switch(tenant, &package, current.grants, current.config, check)
+            .await
+    }
+
+    async fn switch(
+        &self,
+        tenant: &TenantId,
+        package: &Package,
+        grants: Grants,
+        config: serde_json::Value,
+        check: SetCheck<'_>,
+    ) -> Result<Enabled> {
+        let name = package.manifest.name.as_str();
+        Self::check_activation(package, &grants, &config)?;
+        let current = self.enabled(tenant).await?;
+        let mut set: Vec<Arc<Manifest>> = current
+            .plugins
+            .iter()
+            .filter(|a| a.manifest.name != name)
+            .map(|a| a.manifest.clone())
+            .collect();
+        set.push(package.manifest.clone());
+        check(&set).map_err(Error::Conflict)?;
+        let act = self
+            .activation(tenant, package, grants.clone(), config.clone())
+            .await?;
+        self.host.on_enable(&act, "enable").await?;
+        let t = now().0;
+        let mut tx = self.db.begin().await?;
+        sqlx::query(
+            "INSERT INTO tenant_plugins (tenant_id, name, version, grants, config, enabled_at, disabled_at) \
+             VALUES ($1, $2, $3, $4, $5, $6, NULL) ON CONFLICT (tenant_id, name) DO UPDATE SET \
+             version = excluded.version, grants = excluded.grants, config = excluded.config, \
+             enabled_at = excluded.enabled_at, disabled_at = NULL",
+        )
+        .bind(tenant.as_str())
+        .bind(name)
+        .bind(&package.manifest.version)
+        .bind(serde_json::to_string(&grants).map_err(Error::from)?)
+        .bind(config.to_string())
+        .bind(t)
+        .execute(&mut *tx)
+        .await
+        .map_err(Error::from)?;
+        bump(&mut tx, tenant).await?;
+        tx.commit().await.map_err(Error::from)?;
+        self.forget(tenant);
+        self.enabled_row(tenant, name)
+            .await?
+            .ok_or_else(|| PluginError::Internal(anyhow::anyhow!("enabled plugin vanished")))
+    }
+
+    /// Disables a plugin for `tenant`. Its records, counters and events stay.
+    pub async fn disable(&self, tenant: &TenantId, name: &str) -> Result<Enabled> {
+        let mut tx = self.db.begin().await?;
+        let n = sqlx::query("UPDATE tenant_plugins SET disabled_at = $1 WHERE tenant_id = $2 AND name = $3 AND disabled_at IS NULL")
+            .bind(now().0)
+            .bind(tenant.as_str())
+            .bind(name)
+            .execute(&mut *tx)
+            .await
+            .map_err(Error::from)?
+            .rows_affected();
+        if n == 0 {
+            return Err(Error::NotFound(format!("{name} is not enabled")).into());
+        }
+        bump(&mut tx, tenant).await?;
+        tx.commit().await.map_err(Error::from)?;
+        self.forget(tenant);
+        self.enabled_row(tenant, name)
+            .await?
+            .ok_or_else(|| PluginError::Internal(anyhow::anyhow!("disabled plugin vanished")))
+    }
+
+    /// Every plugin the tenant ever enabled, with its state.
+    pub async fn list(&self, tenant: &TenantId) -> Result<Vec<Enabled>> {
+        let rows = sqlx::query(
+            "SELECT name, version, grants, config, enabled_at, disabled_at FROM tenant_plugins WHERE tenant_id = $1 ORDER BY name",
+        )
+        .bind(tenant.as_str())
+        .fetch_all(self.db.reader())
+        .await
+        .map_err(Error::from)?;
+        rows.iter().map(enabled_from_row).collect()
+    }
+
+    async fn enabled_row(&self, tenant: &TenantId, name: &str) -> Result<Option<Enabled>> {
+        Ok(self
+            .list(tenant)
+            .await?
+            .into_iter()
+            .find(|e| e.name == name))
+    }
+
+    /// Stores a secret for a plugin of `tenant` (readable by it with the
+    /// `secrets` grant).
+    pub async fn set_secret(
+        &self,
+        tenant: &TenantId,
+        plugin: &str,
+        name: &str,
+        value: &str,
+    ) -> Result<()> {
+        if name.is_empty() || name.len() > 100 || value.len() > 8192 {
+            return Err(Error::bad_input(
+                "name",
+                "a secret name is 1-100 characters and a value at most 8 KiB",
+            )
+            .into());
+        }
+        let mut tx = self.db.begin().await?;
+        sqlx::query(
+            "INSERT INTO plugin_secrets (tenant_id, plugin, name, value) VALUES ($1, $2, $3, $4) \
+             ON CONFLICT (tenant_id, plugin, name) DO UPDATE SET value = excluded.value",
+        )
+        .bind(tenant.as_str())
+        .bind(plugin)
+        .bind(name)
+        .bind(value)
+        .execute(&mut *tx)
+        .await
+        .map_err(Error::from)?;
+        tx.commit().await.map_err(Error::from)?;
+        Ok(())
+    }
+
+    /// The version of the tenant's plugin set (0 if it never changed).
+    pub async fn version(&self, tenant: &TenantId) -> Result<i64> {
+        let v: Option<i64> =
+            sqlx::query_scalar("SELECT version FROM tenant_schema_versions WHERE tenant_id = $1")
+                .bind(tenant.as_str())
+                .fetch_optional(self.db.reader())
+                .await
+                .map_err(Error::from)?;
+        Ok(v.unwrap_or(0))
+    }
+
+    /// The tenant's enabled plugins, reloaded when the set changed: at once
+    /// for changes made through this registry, within [`REFRESH`] for
+    /// changes made by another kernel process.
+    pub async fn enabled(&self, tenant: &TenantId) -> Result<Arc<TenantPlugins>> {
+        let cached = self.cached(tenant);
+        if let Some((_, set)) = cached
+            .as_ref()
+            .filter(|(checked, _)| checked.elapsed() < REFRESH)
+        {
+            return Ok(set.clone());
+        }
+        let version = self.version(tenant).await?;
+        if let Some((_, set)) = cached.filter(|(_, c)| c.version == version) {
+            if let Ok(mut m) = self.tenants.lock() {
+                m.insert(
+                    tenant.as_str().to_owned(),
+                    (std::time::Instant::now(), set.clone()),
+                );
+            }
+            return Ok(set);
+        }
+        let mut plugins = Vec::new();
+        for e in self
+            .list(tenant)
+            .await?
+            .into_iter()
+            .filter(|e| e.disabled_at.is_none())
+        {
+            let package = self.package(&e.name, Some(&e.version)).await?;
+            plugins.push(
+                self.activation(tenant, &package, e.grants, e.config)
+                    .await?,
+            );
+        }
+        let set = Arc::new(TenantPlugins { version, plugins });
+        if let Ok(mut m) = self.tenants.lock() {
+            m.insert(
+                tenant.as_str().to_owned(),
+                (std::time::Instant::now(), set.clone()),
+            );
+        }
+        Ok(set)
+    }
+
+    fn cached(&self, tenant: &TenantId) -> Option<Cached> {
+        self.tenants.lock().ok()?.get(tenant.as_str()).cloned()
+    }
+
+    fn forget(&self, tenant: &TenantId) {
+        if let Ok(mut m) = self.tenants.lock() {
+            m.remove(tenant.as_str());
+        }
+    }
+}
+
+async fn bump(tx: &mut keel_core::Tx, tenant: &TenantId) -> Result<()> {
+    sqlx::query(
+        "INSERT INTO tenant_schema_versions (tenant_id, version) VALUES ($1, 1) \
+         ON CONFLICT (tenant_id) DO UPDATE SET version = tenant_schema_versions.version + 1",
+    )
+    .bind(tenant.as_str())
+    .execute(&mut **tx)
+    .await
+    .map_err(Error::from)?;
+    Ok(())
+}
+
+fn package_from_row(row: &sqlx::any::AnyRow) -> Result<Package> {
+    let manifest: String = row.try_get("manifest").map_err(Error::from)?;
+    Ok(Package {
+        manifest: Arc::new(serde_json::from_str(&manifest).map_err(Error::from)?),
+        hash: row.try_get("component_hash").map_err(Error::from)?,
+        installed_at: Timestamp(row.try_get("installed_at").map_err(Error::from)?),
+    })
+}
+
+fn enabled_from_row(row: &sqlx::any::AnyRow) -> Result<Enabled> {
+    let grants: String = row.try_get("grants").map_err(Error::from)?;
+    let config: String = row.try_get("config").map_err(Error::from)?;
+    Ok(Enabled {
+        name: row.try_get("name").map_err(Error::from)?,
+        version: row.try_get("version").map_err(Error::from)?,
+        grants: serde_json::from_str(&grants).map_err(Error::from)?,
+        config: serde_json::from_str(&config).map_err(Error::from)?,
+        enabled_at: Timestamp(row.try_get("enabled_at").map_err(Error::from)?),
+        disabled_at: row
+            .try_get::<Option<i64>, _>("disabled_at")
+            .map_err(Error::from)?
+            .map(Timestamp),
+    })
+}
