@@ -228,7 +228,13 @@ async fn serve(cfg: &Config, args: ServeArgs) -> Result<()> {
     } else {
         None
     };
-    let gateway = Gateway::new(db.clone(), registry(cfg, &db).await?, cfg.gateway.clone()).await?;
+    let plugins = registry(cfg, &db).await?;
+    let gateway = Gateway::new(db.clone(), plugins.clone(), cfg.gateway.clone()).await?;
+    let (stop_tx, stop_rx) = tokio::sync::oneshot::channel::<()>();
+    let dispatcher = keel_host::outbox::Dispatcher::new(db.clone(), plugins, Default::default());
+    let dispatching = tokio::spawn(dispatcher.run(async move {
+        let _ = stop_rx.await;
+    }));
     let listener = tokio::net::TcpListener::bind(cfg.listen)
         .await
         .with_context(|| format!("listening on {}", cfg.listen))?;
@@ -243,6 +249,8 @@ async fn serve(cfg: &Config, args: ServeArgs) -> Result<()> {
         );
     }
     keel_gateway::serve(listener, gateway.router(), shutdown_signal()).await?;
+    let _ = stop_tx.send(());
+    let _ = dispatching.await;
     db.close().await;
     tracing::info!("keel stopped");
     Ok(())

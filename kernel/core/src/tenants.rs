@@ -19,6 +19,15 @@ impl TenantId {
         TenantId(id)
     }
 
+    /// A tenant id read back from a kernel table that references `tenants`
+    /// (the outbox, say). Not for ids that come from clients or plugins.
+    pub fn parse_stored(id: String) -> Result<TenantId> {
+        if id.is_empty() {
+            return Err(Error::Internal(anyhow::anyhow!("empty stored tenant id")));
+        }
+        Ok(TenantId(id))
+    }
+
     /// The id as text.
     pub fn as_str(&self) -> &str {
         &self.0

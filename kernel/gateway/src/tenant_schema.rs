@@ -415,6 +415,7 @@ fn plugin_root(
                     caller,
                     client_address: Some(info.client_ip.to_string()),
                     request_id: info.request_id.clone(),
+                    plugins: Some(set.clone()),
                 };
                 let host = &services(&ctx).plugins.host();
                 let out = host

@@ -49,6 +49,31 @@ pub struct CallContext {
     pub caller: Option<String>,
     pub client_address: Option<String>,
     pub request_id: String,
+    /// The tenant's enabled plugins: events the call emits are delivered to
+    /// those that subscribe (sync ones inside the call's transaction, async
+    /// ones through the outbox). Without it, emitted events reach no plugin.
+    pub plugins: Option<Arc<crate::TenantPlugins>>,
+}
+
+/// Where a call runs: its own transaction, or one lent by an emitter.
+pub(crate) struct CallEnv {
+    // Fields are filled by the call paths and by sync delivery.
+    pub(crate) tx: Option<keel_core::Tx>,
+    /// Commit on success (a call of its own) or hand the transaction back.
+    pub(crate) commit: bool,
+    pub(crate) plugins: Option<Arc<crate::TenantPlugins>>,
+    pub(crate) depth: u8,
+}
+
+impl CallEnv {
+    fn own(plugins: Option<Arc<crate::TenantPlugins>>) -> CallEnv {
+        CallEnv {
+            tx: None,
+            commit: true,
+            plugins,
+            depth: 0,
+        }
+    }
 }
 
 /// What a successful call leaves behind besides its value.
@@ -114,8 +139,9 @@ impl Host {
             request_id: ctx.request_id.clone(),
         };
         let (name, input) = (name.to_owned(), input.to_owned());
+        let env = CallEnv::own(ctx.plugins.clone());
         let (out, _) = self
-            .invoke(act, &ctx.request_id, |plugin, store| {
+            .invoke(act, &ctx.request_id, env, |plugin, store| {
                 Box::pin(async move {
                     plugin
                         .keel_plugin_handler()
@@ -123,7 +149,8 @@ impl Host {
                         .await
                 })
             })
-            .await?;
+            .await
+            .0?;
         let limit = self.inner.config.max_output_bytes;
         if out.len() > limit {
             return Err(PluginError::TooLarge {
@@ -139,7 +166,7 @@ impl Host {
     /// Calls the plugin's `on-enable` with its configuration.
     pub async fn on_enable(&self, act: &Arc<Activation>, request_id: &str) -> Result<()> {
         let config = act.config.to_string();
-        self.invoke(act, request_id, |plugin, store| {
+        self.invoke(act, request_id, CallEnv::own(None), |plugin, store| {
             Box::pin(async move {
                 plugin
                     .keel_plugin_handler()
@@ -148,16 +175,33 @@ impl Host {
             })
         })
         .await
+        .0
         .map(|_| ())
     }
 
-    /// Delivers an event to the plugin's `handle-event`.
+    /// Delivers an event to the plugin's `handle-event` in a transaction of
+    /// its own (the outbox's async delivery).
     pub async fn handle_event(
         &self,
         act: &Arc<Activation>,
         event: &keel_core::events::Event,
         request_id: &str,
+        plugins: Option<Arc<crate::TenantPlugins>>,
     ) -> Result<()> {
+        self.deliver(act, event, request_id, CallEnv::own(plugins))
+            .await
+            .0
+    }
+
+    /// Delivers an event inside the emitter's transaction (a sync
+    /// subscriber); the transaction comes back whatever happens.
+    pub(crate) async fn deliver(
+        &self,
+        act: &Arc<Activation>,
+        event: &keel_core::events::Event,
+        request_id: &str,
+        env: CallEnv,
+    ) -> (Result<()>, Option<keel_core::Tx>) {
         let e = crate::bindings::exports::keel::plugin::handler::Event {
             id: event.id.clone(),
             event_type: event.event_type.clone(),
@@ -166,16 +210,17 @@ impl Host {
             payload: event.payload.to_string(),
             producer: event.producer.clone(),
         };
-        self.invoke(act, request_id, |plugin, store| {
-            Box::pin(async move {
-                plugin
-                    .keel_plugin_handler()
-                    .call_handle_event(store, &e)
-                    .await
+        let (r, tx) = self
+            .invoke(act, request_id, env, |plugin, store| {
+                Box::pin(async move {
+                    plugin
+                        .keel_plugin_handler()
+                        .call_handle_event(store, &e)
+                        .await
+                })
             })
-        })
-        .await
-        .map(|_| ())
+            .await;
+        (r.map(|_| ()), tx)
     }
 
     /// Instantiates, calls `f`, and commits or rolls back. Returns the value
@@ -184,8 +229,12 @@ impl Host {
         &self,
         act: &Arc<Activation>,
         request_id: &str,
+        env: CallEnv,
         f: F,
-    ) -> Result<(T, Vec<keel_core::events::Event>)>
+    ) -> (
+        Result<(T, Vec<keel_core::events::Event>)>,
+        Option<keel_core::Tx>,
+    )
     where
         F: for<'a> FnOnce(
             &'a Plugin,
@@ -201,13 +250,17 @@ impl Host {
     {
         let inner = &self.inner;
         let plugin_name = act.manifest.name.clone();
-        let state = State::new(
+        let mut state = State::new(
             inner.db.clone(),
             act.clone(),
             request_id.to_owned(),
             inner.http.clone(),
             inner.config.memory_bytes,
         );
+        state.tx = env.tx;
+        state.plugins = env.plugins;
+        state.host = Some(self.clone());
+        state.depth = env.depth;
         let mut store = Store::new(&inner.engine, state);
         store.limiter(|s| s as &mut dyn wasmtime::ResourceLimiter);
         let deadline = inner.config.deadline;
@@ -218,23 +271,32 @@ impl Host {
         let instance = match act.component.pre.instantiate_async(&mut store).await {
             Ok(i) => i,
             Err(e) => {
-                return Err(self.classify(&store, e, &plugin_name, deadline, "instantiating"));
+                let err = self.classify(&store, e, &plugin_name, deadline, "instantiating");
+                return (Err(err), store.data_mut().tx.take());
             }
         };
         let outcome = f(&instance, &mut store).await;
-        match outcome {
-            Ok(Ok(value)) => {
-                let state = store.data_mut();
-                let events = std::mem::take(&mut state.emitted);
-                if let Some(tx) = state.tx.take() {
-                    tx.commit()
-                        .await
-                        .map_err(|e| PluginError::Internal(e.into()))?;
-                }
-                Ok((value, events))
-            }
+        let result = match outcome {
+            Ok(Ok(value)) => Ok(value),
             Ok(Err(e)) => Err(wit_error(&plugin_name, e)),
             Err(trap) => Err(self.classify(&store, trap, &plugin_name, deadline, "calling")),
+        };
+        let state = store.data_mut();
+        let tx = state.tx.take();
+        let events = std::mem::take(&mut state.emitted);
+        match (result, env.commit) {
+            (Ok(value), true) => {
+                if let Some(tx) = tx
+                    && let Err(e) = tx.commit().await
+                {
+                    return (Err(PluginError::Internal(e.into())), None);
+                }
+                (Ok((value, events)), None)
+            }
+            (Ok(value), false) => (Ok((value, events)), tx),
+            // An own transaction rolls back when dropped here.
+            (Err(e), true) => (Err(e), None),
+            (Err(e), false) => (Err(e), tx),
         }
         // The store, the instance and an uncommitted transaction drop here.
     }

@@ -7,6 +7,7 @@ mod error;
 pub mod guests;
 mod invocation;
 pub mod manifest;
+pub mod outbox;
 pub mod registry;
 mod state;
 

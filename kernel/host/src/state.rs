@@ -32,6 +32,12 @@ pub(crate) struct State {
     table: ResourceTable,
     /// What the plugin wrote to stderr (a panic message), capped.
     pub(crate) stderr: MemoryOutputPipe,
+    /// The tenant's enabled plugins, for delivering emitted events.
+    pub(crate) plugins: Option<Arc<crate::TenantPlugins>>,
+    /// The host, to run sync subscribers inside this transaction.
+    pub(crate) host: Option<crate::Host>,
+    /// How deep in sync deliveries this call runs (0 = called by a client).
+    pub(crate) depth: u8,
 }
 
 impl State {
@@ -60,6 +66,9 @@ impl State {
             wasi,
             table: ResourceTable::new(),
             stderr,
+            plugins: None,
+            host: None,
+            depth: 0,
         }
     }
 

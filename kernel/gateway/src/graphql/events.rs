@@ -7,6 +7,7 @@ use keel_core::events::{self, EventFilter, NewEvent};
 use keel_core::{Error, Timestamp};
 use serde_json::Value;
 
+use super::plugins::plugin_error;
 use super::{authorize, commit, principal, services, to_time};
 use crate::errors::Gql as _;
 
@@ -204,6 +205,16 @@ impl EventMutation {
         )
         .await
         .gql()?;
+        // Async subscribers among the tenant's plugins get it via the outbox,
+        // written in this same transaction.
+        let plugins = services(ctx)
+            .plugins
+            .enabled(&tenant)
+            .await
+            .map_err(plugin_error)?;
+        keel_host::outbox::enqueue(&mut tx, &tenant, &plugins, &e)
+            .await
+            .gql()?;
         commit(tx).await?;
         Ok(e.into())
     }

@@ -11,7 +11,7 @@ use serde_json::Value;
 use super::{authorize, services, to_time};
 use crate::errors::gql_error;
 
-fn plugin_error(e: PluginError) -> async_graphql::Error {
+pub(crate) fn plugin_error(e: PluginError) -> async_graphql::Error {
     if let PluginError::Internal(cause) = &e {
         tracing::error!(error = ?cause, "plugin registry failure");
     }
@@ -144,6 +144,19 @@ fn check(set: &[std::sync::Arc<keel_host::Manifest>]) -> Result<(), String> {
     crate::tenant_schema::check_plugin_set(set)
 }
 
+/// An event a plugin failed to handle after every retry.
+#[derive(SimpleObject)]
+pub(crate) struct DeadLetter {
+    id: async_graphql::ID,
+    event_id: async_graphql::ID,
+    event_type: String,
+    /// The plugin that failed to handle it.
+    subscriber: String,
+    attempts: i64,
+    last_error: Option<String>,
+    dead_at: DateTime<Utc>,
+}
+
 #[derive(Default)]
 pub(crate) struct PluginQuery;
 
@@ -172,6 +185,25 @@ impl PluginQuery {
             .await
             .map_err(plugin_error)?;
         Ok(list.into_iter().map(Into::into).collect())
+    }
+    /// Events a plugin failed to handle after every retry, newest first.
+    async fn dead_letters(&self, ctx: &Context<'_>) -> async_graphql::Result<Vec<DeadLetter>> {
+        let tenant = authorize(ctx, objects::PLUGINS, Action::Read).await?;
+        let list = keel_host::outbox::dead_letters(&services(ctx).db, &tenant)
+            .await
+            .map_err(plugin_error)?;
+        Ok(list
+            .into_iter()
+            .map(|d| DeadLetter {
+                id: d.id.into(),
+                event_id: d.event_id.into(),
+                event_type: d.event_type,
+                subscriber: d.subscriber,
+                attempts: d.attempts,
+                last_error: d.last_error,
+                dead_at: to_time(d.dead_at),
+            })
+            .collect())
     }
 }
 
@@ -238,6 +270,19 @@ impl PluginMutation {
             .await
             .map_err(plugin_error)?;
         Ok(enabled.into())
+    }
+
+    /// Puts a dead letter back in line for delivery, with fresh attempts.
+    async fn replay_dead_letter(
+        &self,
+        ctx: &Context<'_>,
+        id: async_graphql::ID,
+    ) -> async_graphql::Result<bool> {
+        let tenant = authorize(ctx, objects::PLUGINS, Action::Write).await?;
+        keel_host::outbox::replay(&services(ctx).db, &tenant, &id)
+            .await
+            .map_err(plugin_error)?;
+        Ok(true)
     }
 
     /// Stores a secret a plugin reads with the `secrets` grant (write-only).

@@ -244,3 +244,34 @@ on_both_backends! {
         assert_eq!(code(&app.gql(Some(&erp), "mutation { touch(key: \"k\") { count } }", json!({})).await), "FORBIDDEN");
     }
 }
+
+on_both_backends! {
+    async fn an_appended_event_reaches_async_subscribers_through_the_outbox_and_dead_letters_replay(kind) {
+        use keel_host::outbox::{Dispatcher, DispatcherConfig};
+        let app = TestApp::start(kind).await;
+        let (_, owner) = app.tenant("acme").await;
+        let mut m = manifest("listener", "0.1.0", SDL);
+        m.events.subscribes = vec![keel_host::manifest::Subscription { event_type: "probe.touched".into(), mode: keel_host::manifest::DeliveryMode::Async }];
+        app.plugins.install(m, &probe_wasm()).await.unwrap();
+        ok(&enable(&app, &owner, "listener", json!({})).await);
+        let append = "mutation($k: String!) { appendEvent(input: {type: \"probe.touched\", payload: {key: $k}, idempotencyKey: $k}) { id } }";
+        ok(&app.gql(Some(&owner), append, json!({"k": "gated-erp"})).await);
+        let config = DispatcherConfig { backoff: std::time::Duration::ZERO, max_attempts: 1, ..Default::default() };
+        let d = Dispatcher::new(app.db.db.clone(), app.plugins.clone(), config);
+        assert_eq!(d.deliver_due().await.unwrap(), 1);
+        let dead = app.gql(Some(&owner), "{ deadLetters { id subscriber eventType attempts lastError } }", json!({})).await;
+        let dead = ok(&dead)["deadLetters"].as_array().unwrap().clone();
+        assert_eq!(dead.len(), 1);
+        assert_eq!(dead[0]["subscriber"], "listener");
+        assert!(dead[0]["lastError"].as_str().unwrap().contains("GATE_CLOSED"));
+        // Open the gate, replay, deliver.
+        ok(&app.gql(Some(&owner), "mutation { put(key: \"gate\", data: {}) }", json!({})).await);
+        let r = app.gql(Some(&owner), "mutation($id: ID!) { replayDeadLetter(id: $id) }", json!({"id": dead[0]["id"]})).await;
+        assert_eq!(ok(&r)["replayDeadLetter"], true);
+        assert_eq!(d.deliver_due().await.unwrap(), 1);
+        let dead = app.gql(Some(&owner), "{ deadLetters { id } }", json!({})).await;
+        assert_eq!(ok(&dead)["deadLetters"], json!([]));
+        let seen = keel_core::counters::get(&app.db.db, &app.db_tenant("acme").await, "listener", "seen:gated-erp").await.unwrap();
+        assert_eq!(seen, 1, "the subscriber handled the event once");
+    }
+}

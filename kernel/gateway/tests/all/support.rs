@@ -112,6 +112,14 @@ impl TestApp {
             .to_owned()
     }
 
+    /// The id of the tenant `slug`, read from the database.
+    pub async fn db_tenant(&self, slug: &str) -> keel_core::TenantId {
+        keel_core::tenants::get_by_slug(&self.db.db, slug)
+            .await
+            .unwrap()
+            .id
+    }
+
     /// Creates a person with one identifier; returns its id.
     pub async fn person(&self, key: &str, kind: &str, value: &str) -> String {
         let r = self

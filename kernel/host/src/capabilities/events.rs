@@ -3,9 +3,11 @@
 use keel_core::events::{self, NewEvent};
 
 use super::{json_arg, wit};
-use crate::bindings::WitError;
 use crate::bindings::keel::plugin::events::Host;
+use crate::bindings::{Refusal, WitError};
+use crate::invocation::CallEnv;
 use crate::manifest::Capability;
+use crate::manifest::DeliveryMode;
 use crate::state::State;
 
 impl Host for State {
@@ -40,13 +42,104 @@ impl Host for State {
             idempotency_key,
             occurred_at: None,
         };
-        let stored = wit(events::append(self.conn().await?, &tenant, new, &producer).await)?;
-        Ok(stored.map(|e| {
-            let id = e.id.clone();
-            if !self.emitted.iter().any(|x| x.id == e.id) {
-                self.emitted.push(e);
+        let event = match wit(events::append(self.conn().await?, &tenant, new, &producer).await)? {
+            Ok(e) => e,
+            Err(e) => return Ok(Err(e)),
+        };
+        if self.emitted.iter().any(|x| x.id == event.id) {
+            // A repeated idempotency key within the call: delivered already.
+            return Ok(Ok(event.id));
+        }
+        self.emitted.push(event.clone());
+        if let Err(e) = self.fan_out(&event).await? {
+            return Ok(Err(e));
+        }
+        Ok(Ok(event.id))
+    }
+}
+
+/// How deep sync deliveries may nest (an event whose sync subscriber emits
+/// an event whose sync subscriber emits…).
+const MAX_SYNC_DEPTH: u8 = 4;
+
+impl State {
+    /// Delivers a just-appended event: outbox rows for async subscribers,
+    /// and each sync subscriber run here, inside this transaction, behind a
+    /// savepoint so that a failing subscriber leaves no partial writes (and
+    /// fails the emit).
+    async fn fan_out(
+        &mut self,
+        event: &keel_core::events::Event,
+    ) -> wasmtime::Result<Result<(), WitError>> {
+        let Some(plugins) = self.plugins.clone() else {
+            return Ok(Ok(()));
+        };
+        let tenant = self.tenant().clone();
+        if let Err(e) =
+            wit(crate::outbox::enqueue(self.conn().await?, &tenant, &plugins, event).await)?
+        {
+            return Ok(Err(e));
+        }
+        let sync: Vec<_> = plugins
+            .plugins
+            .iter()
+            .filter(|a| {
+                a.manifest
+                    .events
+                    .subscribes
+                    .iter()
+                    .any(|s| s.event_type == event.event_type && s.mode == DeliveryMode::Sync)
+            })
+            .cloned()
+            .collect();
+        for (n, sub) in sync.into_iter().enumerate() {
+            if self.depth >= MAX_SYNC_DEPTH {
+                return Ok(Err(WitError::Refused(Refusal {
+                    code: "EVENT_LOOP".into(),
+                    message: format!("sync deliveries nest deeper than {MAX_SYNC_DEPTH}"),
+                })));
             }
-            id
-        }))
+            let savepoint = format!("keel_sync_{}_{n}", self.depth);
+            sqlx::query(&format!("SAVEPOINT {savepoint}"))
+                .execute(self.conn().await?)
+                .await?;
+            let host = self
+                .host
+                .clone()
+                .ok_or_else(|| wasmtime::Error::msg("no host for sync delivery"))?;
+            let env = CallEnv {
+                tx: self.tx.take(),
+                commit: false,
+                plugins: Some(plugins.clone()),
+                depth: self.depth + 1,
+            };
+            let (result, tx) = Box::pin(host.deliver(&sub, event, &self.request_id, env)).await;
+            self.tx = tx;
+            match result {
+                Ok(()) => {
+                    sqlx::query(&format!("RELEASE SAVEPOINT {savepoint}"))
+                        .execute(self.conn().await?)
+                        .await?;
+                }
+                Err(e) => {
+                    sqlx::query(&format!("ROLLBACK TO SAVEPOINT {savepoint}"))
+                        .execute(self.conn().await?)
+                        .await?;
+                    sqlx::query(&format!("RELEASE SAVEPOINT {savepoint}"))
+                        .execute(self.conn().await?)
+                        .await?;
+                    return Ok(Err(WitError::Refused(Refusal {
+                        code: "SUBSCRIBER_FAILED".into(),
+                        message: format!(
+                            "{} failed on {}: {}: {e}",
+                            sub.manifest.name,
+                            event.event_type,
+                            e.code()
+                        ),
+                    })));
+                }
+            }
+        }
+        Ok(Ok(()))
     }
 }

@@ -6,3 +6,4 @@ mod abuse;
 mod contract;
 mod isolation;
 mod manifest;
+mod outbox;

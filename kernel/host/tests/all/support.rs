@@ -123,6 +123,7 @@ pub fn ctx() -> CallContext {
         caller: Some("key:test".into()),
         client_address: None,
         request_id: "test-request".into(),
+        plugins: None,
     }
 }
 
