@@ -1,6 +1,7 @@
 #![doc = include_str!("../README.md")]
 
 mod config;
+mod scaffold;
 
 use std::io::Read as _;
 use std::path::PathBuf;
@@ -72,6 +73,24 @@ enum PluginCommand {
     },
     /// List installed plugin packages.
     List,
+    /// Create a new plugin crate that builds and passes its tests.
+    New {
+        /// The plugin's name (a-z, 0-9, '-').
+        name: String,
+        /// Where to create it [default: the current folder].
+        #[arg(long, default_value = ".")]
+        dir: PathBuf,
+        /// The Keel `sdk/` folder [default: the one this binary was built from].
+        #[arg(long)]
+        sdk: Option<PathBuf>,
+    },
+    /// Build a plugin crate into an installable package
+    /// (target/keel-package: keel-plugin.toml + plugin.wasm).
+    Build {
+        /// The plugin crate [default: the current folder].
+        #[arg(default_value = ".")]
+        dir: PathBuf,
+    },
 }
 
 #[derive(Debug, Args)]
@@ -296,11 +315,27 @@ async fn registry(cfg: &Config, db: &Db) -> Result<Registry> {
 }
 
 async fn plugin(cfg: &Config, cmd: PluginCommand) -> Result<()> {
-    let db = open_db(cfg).await?;
-    let registry = registry(cfg, &db).await?;
     match cmd {
+        PluginCommand::New { name, dir, sdk } => {
+            let sdk = sdk.unwrap_or_else(scaffold::default_sdk_dir);
+            let root = scaffold::new_plugin(&dir, &name, &sdk)?;
+            println!(
+                "created {}; try: cd {} && cargo test",
+                root.display(),
+                root.display()
+            );
+        }
+        PluginCommand::Build { dir } => {
+            let out = scaffold::build(&dir)?;
+            println!(
+                "package ready: {} (install with `keel plugin install {}`)",
+                out.display(),
+                out.display()
+            );
+        }
         PluginCommand::Install { dir } => {
-            let p = registry.install_dir(&dir).await?;
+            let db = open_db(cfg).await?;
+            let p = registry(cfg, &db).await?.install_dir(&dir).await?;
             println!(
                 "installed {} {} ({})",
                 p.manifest.name,
@@ -309,13 +344,12 @@ async fn plugin(cfg: &Config, cmd: PluginCommand) -> Result<()> {
             );
         }
         PluginCommand::List => {
-            for p in registry.packages().await? {
+            let db = open_db(cfg).await?;
+            for p in registry(cfg, &db).await?.packages().await? {
+                let m = &p.manifest;
                 println!(
                     "{}\t{}\t{}\t{}",
-                    p.manifest.name,
-                    p.manifest.version,
-                    p.manifest.publisher,
-                    p.manifest.description
+                    m.name, m.version, m.publisher, m.description
                 );
             }
         }

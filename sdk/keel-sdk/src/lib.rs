@@ -146,6 +146,7 @@ macro_rules! plugin {
         $(, on_enable: $enable:path)?
         $(,)?
     ) => {
+        #[allow(dead_code)]
         struct __KeelPlugin;
 
         impl $crate::bindings::exports::keel::plugin::handler::Guest for __KeelPlugin {
@@ -180,6 +181,19 @@ macro_rules! plugin {
             }
         }
 
+        // Exported only in the component: a native build (for the plugin's
+        // own `cargo test`) links no WIT exports.
+        #[cfg(target_arch = "wasm32")]
         $crate::bindings::__export_keel_plugin!(__KeelPlugin with_types_in $crate::bindings);
+
+        /// Keeps the handlers reachable in a native build.
+        #[cfg(not(target_arch = "wasm32"))]
+        #[doc(hidden)]
+        pub fn __keel_plugin_handlers() {
+            use $crate::bindings::exports::keel::plugin::handler::Guest as _;
+            let _ = __KeelPlugin::handle_operation;
+            let _ = __KeelPlugin::handle_event;
+            let _ = __KeelPlugin::on_enable;
+        }
     };
 }

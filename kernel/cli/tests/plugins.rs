@@ -1,0 +1,105 @@
+//! Plugin tooling end to end: `keel plugin new` scaffolds a crate that
+//! builds and passes its own tests unmodified, the example plugin passes its
+//! tests, and `keel plugin build` + `install` put a package on the platform.
+//!
+//! The nested cargo runs use `target/nested` (and `target/wasm` for
+//! components) so that they never wait on this test run's own build lock.
+
+use std::path::{Path, PathBuf};
+use std::process::Command;
+
+fn repo() -> PathBuf {
+    PathBuf::from(env!("CARGO_MANIFEST_DIR"))
+        .join("../..")
+        .canonicalize()
+        .unwrap()
+}
+
+fn cargo_test(dir: &Path) {
+    let repo = repo();
+    // Pin the same dependency versions as Keel's own workspace.
+    if !dir.join("Cargo.lock").exists() {
+        std::fs::copy(repo.join("Cargo.lock"), dir.join("Cargo.lock")).unwrap();
+    }
+    let out = Command::new(env!("CARGO"))
+        .arg("test")
+        .current_dir(dir)
+        .env("CARGO_TARGET_DIR", repo.join("target/nested"))
+        .env("KEEL_PLUGIN_TARGET_DIR", repo.join("target/wasm"))
+        .env_remove("RUSTFLAGS")
+        .output()
+        .unwrap();
+    let text = format!(
+        "{}\n{}",
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert!(
+        out.status.success(),
+        "cargo test in {} failed:\n{text}",
+        dir.display()
+    );
+    // At least one test ran and passed (not only empty doc-test runs).
+    let ran = text
+        .lines()
+        .any(|l| l.starts_with("test result: ok.") && !l.contains("ok. 0 passed"));
+    assert!(ran, "no test ran in {}:\n{text}", dir.display());
+}
+
+fn keel(dir: &Path, args: &[&str]) -> String {
+    let out = Command::new(env!("CARGO_BIN_EXE_keel"))
+        .args(args)
+        .current_dir(dir)
+        .env("KEEL_LOG", "warn")
+        .env("KEEL_PLUGIN_TARGET_DIR", repo().join("target/wasm"))
+        .env_remove("KEEL_DATABASE_URL")
+        .output()
+        .unwrap();
+    let text = format!(
+        "{}{}",
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert!(out.status.success(), "keel {args:?} failed:\n{text}");
+    text
+}
+
+#[test]
+fn a_scaffolded_plugin_and_the_example_pass_their_tests_and_install() {
+    let tmp = tempfile::tempdir().unwrap();
+    keel(tmp.path(), &["plugin", "new", "hello-world"]);
+    let crate_dir = tmp.path().join("hello-world");
+    cargo_test(&crate_dir);
+
+    cargo_test(&repo().join("examples/loyalty"));
+
+    let out = keel(&crate_dir, &["plugin", "build"]);
+    assert!(out.contains("package ready"), "{out}");
+    let package = crate_dir.join("target/keel-package");
+    keel(
+        tmp.path(),
+        &["plugin", "install", package.to_str().unwrap()],
+    );
+    let list = keel(tmp.path(), &["plugin", "list"]);
+    assert!(list.contains("hello-world\t0.1.0"), "{list}");
+}
+
+#[test]
+fn plugin_new_refuses_a_bad_name_or_an_existing_folder() {
+    let tmp = tempfile::tempdir().unwrap();
+    let out = Command::new(env!("CARGO_BIN_EXE_keel"))
+        .args(["plugin", "new", "Bad_Name"])
+        .current_dir(tmp.path())
+        .output()
+        .unwrap();
+    assert!(!out.status.success());
+    assert!(String::from_utf8_lossy(&out.stderr).contains("not a plugin name"));
+    std::fs::create_dir(tmp.path().join("taken")).unwrap();
+    let out = Command::new(env!("CARGO_BIN_EXE_keel"))
+        .args(["plugin", "new", "taken"])
+        .current_dir(tmp.path())
+        .output()
+        .unwrap();
+    assert!(!out.status.success());
+    assert!(String::from_utf8_lossy(&out.stderr).contains("already exists"));
+}
