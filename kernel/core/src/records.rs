@@ -221,6 +221,27 @@ pub async fn put_indexed(
     Ok(r)
 }
 
+fn check_page(namespace: &str, collection: &str, limit: usize) -> Result<()> {
+    validate(&Location {
+        namespace,
+        collection,
+        key: "-",
+    })?;
+    if limit == 0 || limit > MAX_PAGE {
+        return Err(Error::bad_input("limit", format!("must be 1-{MAX_PAGE}")));
+    }
+    Ok(())
+}
+
+/// A page from `limit + 1` fetched rows: the first `limit`, and whether
+/// more follow.
+fn page(rows: &[sqlx::any::AnyRow], limit: usize) -> Result<(Vec<Record>, bool)> {
+    let mut out = rows.iter().map(from_row).collect::<Result<Vec<_>>>()?;
+    let more = out.len() > limit;
+    out.truncate(limit);
+    Ok((out, more))
+}
+
 /// Records whose indexed `field` has the index text `value`, in key order
 /// after `after_key`. Returns the page and whether more follow.
 #[allow(
@@ -237,14 +258,7 @@ pub async fn query_indexed(
     after_key: Option<&str>,
     limit: usize,
 ) -> Result<(Vec<Record>, bool)> {
-    validate(&Location {
-        namespace,
-        collection,
-        key: "-",
-    })?;
-    if limit == 0 || limit > MAX_PAGE {
-        return Err(Error::bad_input("limit", format!("must be 1-{MAX_PAGE}")));
-    }
+    check_page(namespace, collection, limit)?;
     let rows = sqlx::query(
         "SELECT r.collection, r.key, r.version, r.data, r.created_at, r.updated_at \
          FROM record_index i JOIN records r ON r.tenant_id = i.tenant_id AND r.namespace = i.namespace \
@@ -261,10 +275,7 @@ pub async fn query_indexed(
     .bind((limit + 1) as i64)
     .fetch_all(&mut *conn)
     .await?;
-    let mut out = rows.iter().map(from_row).collect::<Result<Vec<_>>>()?;
-    let more = out.len() > limit;
-    out.truncate(limit);
-    Ok((out, more))
+    page(&rows, limit)
 }
 
 /// Deletes the record at `loc` (only at version `expect_version` when
@@ -318,14 +329,7 @@ pub async fn list(
     after_key: Option<&str>,
     limit: usize,
 ) -> Result<(Vec<Record>, bool)> {
-    validate(&Location {
-        namespace,
-        collection,
-        key: "-",
-    })?;
-    if limit == 0 || limit > MAX_PAGE {
-        return Err(Error::bad_input("limit", format!("must be 1-{MAX_PAGE}")));
-    }
+    check_page(namespace, collection, limit)?;
     let rows = sqlx::query(&format!(
         "SELECT {COLUMNS} FROM records WHERE tenant_id = $1 AND namespace = $2 AND collection = $3 \
          AND key > $4 ORDER BY key LIMIT $5"
@@ -337,8 +341,5 @@ pub async fn list(
     .bind((limit + 1) as i64)
     .fetch_all(&mut *conn)
     .await?;
-    let mut out = rows.iter().map(from_row).collect::<Result<Vec<_>>>()?;
-    let more = out.len() > limit;
-    out.truncate(limit);
-    Ok((out, more))
+    page(&rows, limit)
 }

@@ -8,7 +8,6 @@
 //! 20000) sets the number of HTTP requests per run.
 
 use std::sync::Arc;
-use std::time::{Duration, Instant};
 
 use keel_core::counters::{self, Add, Outcome};
 use keel_core::identity::api_keys::{self, NewApiKey};
@@ -16,23 +15,11 @@ use keel_core::{Backend, tenants};
 use keel_gateway::{Gateway, GatewayConfig};
 use keel_testkit::TestDb;
 
+mod support;
+
+use support::Stats;
+
 const CONCURRENCY: usize = 32;
-
-struct Stats {
-    per_sec: f64,
-    p50: Duration,
-    p99: Duration,
-}
-
-fn stats(mut lat: Vec<Duration>, wall: Duration) -> Stats {
-    lat.sort();
-    let at = |q: f64| lat[((lat.len() as f64 * q) as usize).min(lat.len() - 1)];
-    Stats {
-        per_sec: lat.len() as f64 / wall.as_secs_f64(),
-        p50: at(0.50),
-        p99: at(0.99),
-    }
-}
 
 async fn setup(kind: Backend) -> Option<(TestDb, String)> {
     let t = TestDb::of(kind).await?;
@@ -88,78 +75,47 @@ async fn viewer_over_http(kind: Backend, requests: usize) -> Option<Stats> {
     for _ in 0..200 {
         call(client.clone(), url.clone(), key.clone(), body.clone()).await;
     }
-    let per_task = requests / CONCURRENCY;
-    let start = Instant::now();
-    let mut tasks = Vec::new();
-    for _ in 0..CONCURRENCY {
-        let (client, url, key, body) = (client.clone(), url.clone(), key.clone(), body.clone());
-        tasks.push(tokio::spawn(async move {
-            let mut lat = Vec::with_capacity(per_task);
-            for _ in 0..per_task {
-                let s = Instant::now();
-                call(client.clone(), url.clone(), key.clone(), body.clone()).await;
-                lat.push(s.elapsed());
-            }
-            lat
-        }));
-    }
-    let mut all = Vec::new();
-    for t in tasks {
-        all.extend(t.await.unwrap());
-    }
-    let wall = start.elapsed();
+    let stats = support::concurrently(CONCURRENCY, requests / CONCURRENCY, move || {
+        call(client.clone(), url.clone(), key.clone(), body.clone())
+    })
+    .await;
     server.abort();
-    Some(stats(all, wall))
+    Some(stats)
 }
 
 async fn counter_increments(kind: Backend, total: usize, concurrency: usize) -> Option<Stats> {
     let (t, _) = setup(kind).await?;
     let tenant = Arc::new(tenants::get_by_slug(&t.db, "bench").await.unwrap().id);
     let per_task = total / concurrency;
-    let start = Instant::now();
-    let mut tasks = Vec::new();
-    for _ in 0..concurrency {
-        let (db, tenant) = (t.db.clone(), tenant.clone());
-        tasks.push(tokio::spawn(async move {
-            let mut lat = Vec::with_capacity(per_task);
-            for _ in 0..per_task {
-                let s = Instant::now();
-                let add = Add {
-                    namespace: "bench",
-                    key: "stock",
-                    delta: 1,
-                    min: 0,
-                    max: i64::from(u32::MAX),
-                    idempotency_key: None,
-                };
-                let out = counters::add_now(&db, &tenant, add).await.unwrap();
-                assert!(matches!(out, Outcome::Applied(_)));
-                lat.push(s.elapsed());
-            }
-            lat
-        }));
-    }
-    let mut all = Vec::new();
-    for t in tasks {
-        all.extend(t.await.unwrap());
-    }
-    let wall = start.elapsed();
+    let db = t.db.clone();
+    let tenant2 = tenant.clone();
+    let stats = support::concurrently(concurrency, per_task, move || {
+        let (db, tenant) = (db.clone(), tenant2.clone());
+        async move {
+            let add = Add {
+                namespace: "bench",
+                key: "stock",
+                delta: 1,
+                min: 0,
+                max: i64::from(u32::MAX),
+                idempotency_key: None,
+            };
+            let out = counters::add_now(&db, &tenant, add).await.unwrap();
+            assert!(matches!(out, Outcome::Applied(_)));
+        }
+    })
+    .await;
     let value = counters::get(&t.db, &tenant, "bench", "stock")
         .await
         .unwrap();
     assert_eq!(value as usize, per_task * concurrency);
-    Some(stats(all, wall))
+    Some(stats)
 }
 
 fn row(name: &str, s: Option<Stats>) {
     match s {
-        Some(s) => println!(
-            "{name:<44} {:>10.0}/s   p50 {:>8.3} ms   p99 {:>8.3} ms",
-            s.per_sec,
-            s.p50.as_secs_f64() * 1e3,
-            s.p99.as_secs_f64() * 1e3
-        ),
-        None => println!("{name:<44} skipped (set KEEL_TEST_POSTGRES_URL)"),
+        Some(s) => support::row(name, &s),
+        None => println!("{name:<46} skipped (set KEEL_TEST_POSTGRES_URL)"),
     }
 }
 

@@ -12,7 +12,7 @@
 
 use std::path::PathBuf;
 use std::sync::Arc;
-use std::time::{Duration, Instant};
+use std::time::Instant;
 
 use async_graphql::{EmptySubscription, Object, Schema};
 use keel_core::counters::{self, Add};
@@ -25,6 +25,10 @@ use keel_host::manifest::{Grants, Manifest};
 use keel_host::{CallContext, Host, HostConfig, Registry};
 use keel_testkit::TestDb;
 use serde_json::json;
+
+mod support;
+
+use support::{Stats, row};
 
 const CONCURRENCY: usize = 16;
 
@@ -129,12 +133,6 @@ impl NativeMutation {
     }
 }
 
-struct Stats {
-    per_sec: f64,
-    p50: Duration,
-    p99: Duration,
-}
-
 async fn load(url: String, key: String, body: serde_json::Value, requests: usize) -> Stats {
     let client = reqwest::Client::new();
     let send = |c: reqwest::Client, url: String, key: String, body: serde_json::Value| async move {
@@ -151,42 +149,10 @@ async fn load(url: String, key: String, body: serde_json::Value, requests: usize
     for _ in 0..100 {
         send(client.clone(), url.clone(), key.clone(), body.clone()).await;
     }
-    let per = requests / CONCURRENCY;
-    let start = Instant::now();
-    let mut tasks = Vec::new();
-    for _ in 0..CONCURRENCY {
-        let (c, u, k, b) = (client.clone(), url.clone(), key.clone(), body.clone());
-        tasks.push(tokio::spawn(async move {
-            let mut lat = Vec::with_capacity(per);
-            for _ in 0..per {
-                let s = Instant::now();
-                send(c.clone(), u.clone(), k.clone(), b.clone()).await;
-                lat.push(s.elapsed());
-            }
-            lat
-        }));
-    }
-    let mut all = Vec::new();
-    for t in tasks {
-        all.extend(t.await.unwrap());
-    }
-    let wall = start.elapsed();
-    all.sort();
-    let at = |q: f64| all[((all.len() as f64 * q) as usize).min(all.len() - 1)];
-    Stats {
-        per_sec: all.len() as f64 / wall.as_secs_f64(),
-        p50: at(0.5),
-        p99: at(0.99),
-    }
-}
-
-fn row(name: &str, s: &Stats) {
-    println!(
-        "{name:<46} {:>9.0}/s   p50 {:>7.3} ms   p99 {:>7.3} ms",
-        s.per_sec,
-        s.p50.as_secs_f64() * 1e3,
-        s.p99.as_secs_f64() * 1e3
-    );
+    support::concurrently(CONCURRENCY, requests / CONCURRENCY, move || {
+        send(client.clone(), url.clone(), key.clone(), body.clone())
+    })
+    .await
 }
 
 async fn run(kind: Backend, requests: usize, wasm: &[u8]) -> Option<()> {

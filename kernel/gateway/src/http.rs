@@ -75,6 +75,18 @@ fn json_response(format: Format, status: StatusCode, body: &async_graphql::Respo
     res
 }
 
+/// A JSON GraphQL request body, or the 400 response to send.
+fn parse_body(format: Format, body: &[u8]) -> Result<async_graphql::Request, Box<Response>> {
+    serde_json::from_slice(body).map_err(|e| {
+        Box::new(error_response(
+            format,
+            StatusCode::BAD_REQUEST,
+            "BAD_USER_INPUT",
+            &format!("the body is not a GraphQL request: {e}"),
+        ))
+    })
+}
+
 /// `POST /graphql`.
 pub(crate) async fn graphql_post(
     State(app): State<AppState>,
@@ -99,16 +111,9 @@ pub(crate) async fn graphql_post(
             "send the request as Content-Type: application/json",
         );
     }
-    let request: async_graphql::Request = match serde_json::from_slice(&body) {
+    let request = match parse_body(format, &body) {
         Ok(r) => r,
-        Err(e) => {
-            return error_response(
-                format,
-                StatusCode::BAD_REQUEST,
-                "BAD_USER_INPUT",
-                &format!("the body is not a GraphQL request: {e}"),
-            );
-        }
+        Err(res) => return *res,
     };
     execute(&app, request, &headers, addr, format, None).await
 }
@@ -151,16 +156,9 @@ pub(crate) async fn public_post(
             "too many requests; slow down",
         );
     }
-    let request: async_graphql::Request = match serde_json::from_slice(&body) {
+    let request = match parse_body(format, &body) {
         Ok(r) => r,
-        Err(e) => {
-            return error_response(
-                format,
-                StatusCode::BAD_REQUEST,
-                "BAD_USER_INPUT",
-                &format!("the body is not a GraphQL request: {e}"),
-            );
-        }
+        Err(res) => return *res,
     };
     let mut headers = headers;
     headers.remove(header::AUTHORIZATION);

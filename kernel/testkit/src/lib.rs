@@ -166,3 +166,21 @@ macro_rules! on_both_backends {
         )*
     };
 }
+
+/// Checks that the committed file at `path` (relative to the repository
+/// root) equals `actual`, generated from code; with `KEEL_BLESS=1` rewrites
+/// it instead. `regenerate` tells the reader how to refresh it.
+pub fn assert_committed(path: &str, actual: &str, regenerate: &str) {
+    let full = std::path::Path::new(env!("CARGO_MANIFEST_DIR"))
+        .join("../..")
+        .join(path);
+    if std::env::var("KEEL_BLESS").is_ok_and(|v| v == "1") {
+        std::fs::write(&full, actual).expect("writing the blessed file");
+        return;
+    }
+    let committed = std::fs::read_to_string(&full).unwrap_or_default();
+    assert!(
+        committed == actual,
+        "{path} is out of date with the code; regenerate it with `{regenerate}` and review the diff"
+    );
+}

@@ -1,23 +1,16 @@
 //! The manifest: its committed JSON Schema, and what validation refuses.
 
-use std::path::PathBuf;
-
 use keel_host::manifest::{Capability, Grants, Manifest};
 
 use crate::support::PROBE_MANIFEST;
 
 #[test]
 fn committed_manifest_schema_matches_the_types() {
-    let path = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../../schemas/manifest.schema.json");
     let actual = serde_json::to_string_pretty(&Manifest::json_schema()).unwrap() + "\n";
-    if std::env::var("KEEL_BLESS").is_ok_and(|v| v == "1") {
-        std::fs::write(&path, &actual).unwrap();
-        return;
-    }
-    let committed = std::fs::read_to_string(&path).unwrap_or_default();
-    assert!(
-        committed == actual,
-        "schemas/manifest.schema.json is out of date; run `KEEL_BLESS=1 cargo test -p keel-host --test all manifest` and review the diff"
+    keel_testkit::assert_committed(
+        "schemas/manifest.schema.json",
+        &actual,
+        "KEEL_BLESS=1 cargo test -p keel-host --test all manifest",
     );
 }
 
