@@ -227,8 +227,12 @@ on_both_backends! {
         let r = app.gql(Some(&owner), "mutation { disablePlugin(name: \"probe\") { enabled } }", json!({})).await;
         ok(&r);
         ok(&enable(&app, &owner, "liar", json!({})).await);
-        let r = app.gql(Some(&owner), "{ caller }", json!({})).await;
+        let (r, good) = tokio::join!(
+            app.gql(Some(&owner), "{ caller }", json!({})),
+            app.gql(Some(&owner), "{ viewer { roles } }", json!({}))
+        );
         assert_eq!(code(&r), "PLUGIN_INVALID_OUTPUT");
+        ok(&good);
     }
 
     async fn plugin_operations_follow_roles_and_scopes(kind) {

@@ -138,13 +138,19 @@ async fn every_capability_not_granted_is_denied_with_a_typed_error() {
         let act = f
             .activation(&f.tenant, "probe", Some(grants_without(cap)))
             .await;
-        let err = call(&f.host, &act, "call", input.clone())
-            .await
-            .unwrap_err();
+        let full = f.probe().await;
+        let (denied, good) = tokio::join!(
+            call(&f.host, &act, "call", input.clone()),
+            call(&f.host, &full, "caller", json!({}))
+        );
+        assert!(
+            good.is_ok(),
+            "the well-behaved call beside it failed: {good:?}"
+        );
+        let err = denied.unwrap_err();
         assert_eq!(err.code(), "FORBIDDEN", "{cap:?}: {err:?}");
         assert!(err.to_string().contains(cap.as_str()), "{cap:?}: {err}");
         // With the grant, the same call is not refused for want of it.
-        let full = f.probe().await;
         if let Err(e) = call(&f.host, &full, "call", input).await {
             assert_ne!(e.code(), "FORBIDDEN", "{cap:?} granted but refused: {e}");
         }
