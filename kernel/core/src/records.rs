@@ -171,13 +171,8 @@ pub fn index_text(v: &Value) -> Option<String> {
     }
 }
 
-async fn reindex(
-    conn: &mut Conn,
-    tenant: &TenantId,
-    loc: Location<'_>,
-    data: &Value,
-    indexed: &[String],
-) -> Result<()> {
+/// Drops the index entries of the record at `loc`.
+async fn unindex(conn: &mut Conn, tenant: &TenantId, loc: Location<'_>) -> Result<()> {
     sqlx::query("DELETE FROM record_index WHERE tenant_id = $1 AND namespace = $2 AND collection = $3 AND key = $4")
         .bind(tenant.as_str())
         .bind(loc.namespace)
@@ -185,6 +180,17 @@ async fn reindex(
         .bind(loc.key)
         .execute(&mut *conn)
         .await?;
+    Ok(())
+}
+
+async fn reindex(
+    conn: &mut Conn,
+    tenant: &TenantId,
+    loc: Location<'_>,
+    data: &Value,
+    indexed: &[String],
+) -> Result<()> {
+    unindex(conn, tenant, loc).await?;
     for field in indexed {
         let Some(value) = data.get(field).and_then(index_text) else {
             continue;
@@ -299,13 +305,7 @@ pub async fn delete(
     .execute(&mut *conn)
     .await?;
     if res.rows_affected() > 0 {
-        sqlx::query("DELETE FROM record_index WHERE tenant_id = $1 AND namespace = $2 AND collection = $3 AND key = $4")
-            .bind(tenant.as_str())
-            .bind(loc.namespace)
-            .bind(loc.collection)
-            .bind(loc.key)
-            .execute(&mut *conn)
-            .await?;
+        unindex(conn, tenant, loc).await?;
     }
     if res.rows_affected() == 0 {
         if let (Some(v), Some(found)) = (expect_version, get(conn, tenant, loc).await?) {
