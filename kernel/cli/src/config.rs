@@ -26,6 +26,7 @@ pub struct FileConfig {
     pub max_query_complexity: Option<usize>,
     pub max_body_bytes: Option<usize>,
     pub request_timeout_secs: Option<u64>,
+    pub download_timeout_secs: Option<u64>,
     pub database_max_connections: Option<u32>,
     pub plugin_cache_dir: Option<String>,
 }
@@ -105,6 +106,10 @@ impl Config {
                 .request_timeout_secs
                 .map(Duration::from_secs)
                 .unwrap_or(defaults.request_timeout),
+            download_timeout: file
+                .download_timeout_secs
+                .map(Duration::from_secs)
+                .unwrap_or(defaults.download_timeout),
             ..defaults
         };
         Ok(Config {

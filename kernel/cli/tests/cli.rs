@@ -147,7 +147,10 @@ fn serve_demo_prints_a_working_key_and_answers_graphql() {
     let stdout = child.stdout.take().unwrap();
     let mut key = None;
     let deadline = Instant::now() + Duration::from_secs(60);
-    for line in BufReader::new(stdout).lines() {
+    // Kept open until the end: the server is still printing its banner
+    // when the key line arrives, and a closed pipe would make it panic.
+    let mut lines = BufReader::new(stdout).lines();
+    for line in lines.by_ref() {
         let line = line.unwrap();
         if let Some(k) = line.split_whitespace().find(|w| w.starts_with("keel_ak_")) {
             key = Some(k.trim_matches('\'').to_owned());
@@ -171,6 +174,7 @@ fn serve_demo_prints_a_working_key_and_answers_graphql() {
     });
     let _ = child.kill();
     let _ = child.wait();
+    drop(lines);
     assert_eq!(body["data"]["viewer"]["tenant"]["slug"], "demo", "{body}");
     assert_eq!(
         body["data"]["viewer"]["roles"],

@@ -5,7 +5,9 @@
 //! that id.
 
 use async_graphql::{ErrorExtensionValues, ServerError};
+use axum::http::StatusCode;
 use keel_core::Error;
+use keel_host::PluginError;
 
 /// Converts a kernel error for a resolver.
 pub(crate) fn to_gql(e: Error) -> async_graphql::Error {
@@ -27,6 +29,51 @@ pub(crate) fn to_gql(e: Error) -> async_graphql::Error {
         message,
         source: None,
         extensions: Some(ext),
+    }
+}
+
+/// A kernel error as a code and a message safe for the client, for routes
+/// outside GraphQL. An internal cause is logged here and never sent.
+pub(crate) fn core_failure(e: &Error) -> (&'static str, String) {
+    let message = match e {
+        Error::Internal(cause) => {
+            tracing::error!(error = ?cause, "internal error");
+            "internal error".to_owned()
+        }
+        other => other.to_string(),
+    };
+    (e.code(), message)
+}
+
+/// A failed plugin call as a code and a message safe for the client. An
+/// internal cause is logged here and never sent.
+pub(crate) fn plugin_failure(e: &PluginError) -> (String, String) {
+    if let PluginError::Internal(cause) = e {
+        tracing::error!(error = ?cause, "plugin call failed inside the kernel");
+    }
+    (e.code().to_owned(), e.to_string())
+}
+
+/// The HTTP status of a request that fails as a whole with `code`, for the
+/// routes that answer outside GraphQL (downloads and pages). Kernel codes
+/// have their usual statuses; a plugin's own refusal code is 422; a plugin
+/// that breaks (traps, runs out of memory, answers too much or nonsense) is
+/// 502, one that runs past its deadline 504.
+pub(crate) fn http_status(code: &str) -> StatusCode {
+    match code {
+        "UNAUTHENTICATED" => StatusCode::UNAUTHORIZED,
+        "FORBIDDEN" => StatusCode::FORBIDDEN,
+        "BAD_USER_INPUT" => StatusCode::BAD_REQUEST,
+        "NOT_FOUND" => StatusCode::NOT_FOUND,
+        "CONFLICT" => StatusCode::CONFLICT,
+        "RATE_LIMITED" => StatusCode::TOO_MANY_REQUESTS,
+        "INTERNAL" => StatusCode::INTERNAL_SERVER_ERROR,
+        "PLUGIN_TIMEOUT" => StatusCode::GATEWAY_TIMEOUT,
+        "PLUGIN_FAILED"
+        | "PLUGIN_OUT_OF_MEMORY"
+        | "PLUGIN_OUTPUT_TOO_LARGE"
+        | "PLUGIN_INVALID_OUTPUT" => StatusCode::BAD_GATEWAY,
+        _ => StatusCode::UNPROCESSABLE_ENTITY,
     }
 }
 

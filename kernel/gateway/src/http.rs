@@ -267,6 +267,90 @@ fn is_mutation(query: &str, operation_name: Option<&str>) -> bool {
     ty == Some(OperationType::Mutation)
 }
 
+/// The response to a credential that did not authenticate: 401 with
+/// `WWW-Authenticate`, or 500 when the database failed (logged here).
+fn auth_failure(app: &AppState, format: Format, e: &Error) -> Response {
+    let (status, message) = match e {
+        Error::Internal(cause) => {
+            tracing::error!(error = ?cause, "authenticating a request");
+            (
+                StatusCode::INTERNAL_SERVER_ERROR,
+                "internal error".to_owned(),
+            )
+        }
+        other => (StatusCode::UNAUTHORIZED, other.to_string()),
+    };
+    app.metrics.graphql_error(e.code());
+    let mut res = error_response(format, status, e.code(), &message);
+    if status == StatusCode::UNAUTHORIZED {
+        res.headers_mut()
+            .insert(header::WWW_AUTHENTICATE, HeaderValue::from_static("Bearer"));
+    }
+    res
+}
+
+/// Names the caller (and its tenant) in the request's tracing span.
+pub(crate) fn record_principal(p: &Principal) {
+    let span = Span::current();
+    span.record("principal", p.label());
+    if let Some(t) = &p.tenant {
+        span.record("tenant", t.as_str());
+    }
+}
+
+/// The caller of a request outside GraphQL (a download): a bearer
+/// credential is required; its absence or failure is the JSON error
+/// response to send.
+pub(crate) async fn require_principal(
+    app: &AppState,
+    headers: &HeaderMap,
+) -> Result<Principal, Box<Response>> {
+    match principal_of(app, headers).await {
+        Ok(Some(p)) => {
+            record_principal(&p);
+            Ok(p)
+        }
+        Ok(None) => Err(Box::new(auth_failure(
+            app,
+            Format::Json,
+            &Error::Unauthenticated(
+                "send an API key or session token as `Authorization: Bearer …`".into(),
+            ),
+        ))),
+        Err(e) => Err(Box::new(auth_failure(app, Format::Json, &e))),
+    }
+}
+
+/// A JSON error response (`{"errors": [{"message", "extensions": {"code"}}]}`)
+/// for routes outside GraphQL. An `INTERNAL` error carries the request id.
+pub(crate) fn json_error(
+    status: StatusCode,
+    code: &str,
+    message: &str,
+    request_id: &str,
+) -> Response {
+    let mut e = request_error(code, message);
+    if code == "INTERNAL" {
+        e.extensions
+            .get_or_insert_with(Default::default)
+            .set("requestId", request_id);
+    }
+    json_response(
+        Format::Json,
+        status,
+        &async_graphql::Response::from_errors(vec![e]),
+    )
+}
+
+/// The request id set by the gateway's request-id layer.
+pub(crate) fn request_id(headers: &HeaderMap) -> String {
+    headers
+        .get("x-request-id")
+        .and_then(|v| v.to_str().ok())
+        .unwrap_or("")
+        .to_owned()
+}
+
 async fn principal_of(app: &AppState, headers: &HeaderMap) -> Result<Option<Principal>, Error> {
     let Some(value) = headers.get(header::AUTHORIZATION) else {
         return Ok(None);
@@ -293,39 +377,13 @@ async fn execute(
     format: Format,
     public_tenant: Option<TenantId>,
 ) -> Response {
-    let request_id = headers
-        .get("x-request-id")
-        .and_then(|v| v.to_str().ok())
-        .unwrap_or("")
-        .to_owned();
+    let request_id = request_id(headers);
     let principal = match principal_of(app, headers).await {
         Ok(p) => p,
-        Err(e) => {
-            let (status, message) = match &e {
-                Error::Internal(cause) => {
-                    tracing::error!(error = ?cause, "authenticating a request");
-                    (
-                        StatusCode::INTERNAL_SERVER_ERROR,
-                        "internal error".to_owned(),
-                    )
-                }
-                other => (StatusCode::UNAUTHORIZED, other.to_string()),
-            };
-            app.metrics.graphql_error(e.code());
-            let mut res = error_response(format, status, e.code(), &message);
-            if status == StatusCode::UNAUTHORIZED {
-                res.headers_mut()
-                    .insert(header::WWW_AUTHENTICATE, HeaderValue::from_static("Bearer"));
-            }
-            return res;
-        }
+        Err(e) => return auth_failure(app, format, &e),
     };
     if let Some(p) = &principal {
-        let span = Span::current();
-        span.record("principal", p.label());
-        if let Some(t) = &p.tenant {
-            span.record("tenant", t.as_str());
-        }
+        record_principal(p);
     }
     let tenant = public_tenant
         .clone()

@@ -1,10 +1,12 @@
 #![doc = include_str!("../README.md")]
 
 mod errors;
+mod files;
 mod graphql;
 mod http;
 mod limits;
 mod metrics;
+mod pages;
 mod tenant_schema;
 
 use std::future::Future;
@@ -34,8 +36,12 @@ pub struct GatewayConfig {
     pub limits: QueryLimits,
     /// Largest request body accepted.
     pub max_body_bytes: usize,
-    /// Longest a request may run before it is answered 408.
+    /// Longest a request may run before it is answered 408. Downloads
+    /// (`GET /files/…`) are exempt: they have `download_timeout`.
     pub request_timeout: Duration,
+    /// Longest a download (`GET /files/…`) may take, from the request to
+    /// the last chunk; a download still running then is aborted.
+    pub download_timeout: Duration,
     /// Login attempts allowed per client address per minute.
     pub logins_per_ip_per_minute: u32,
     /// Login attempts allowed per account per minute.
@@ -51,6 +57,7 @@ impl Default for GatewayConfig {
             limits: QueryLimits::default(),
             max_body_bytes: 1024 * 1024,
             request_timeout: Duration::from_secs(30),
+            download_timeout: Duration::from_secs(15 * 60),
             logins_per_ip_per_minute: 30,
             logins_per_account_per_minute: 10,
             public_calls_per_ip_per_minute: 600,
@@ -66,6 +73,7 @@ pub(crate) struct AppState {
     metrics: Metrics,
     tenant_schemas: Arc<tenant_schema::TenantSchemas>,
     public_limiter: Arc<limits::PublicLimiter>,
+    download_timeout: Duration,
 }
 
 /// The HTTP application of one kernel process.
@@ -115,6 +123,7 @@ impl Gateway {
                 public_limiter: Arc::new(limits::PublicLimiter::new(
                     config.public_calls_per_ip_per_minute,
                 )),
+                download_timeout: config.download_timeout,
             },
             config,
         })
@@ -129,19 +138,25 @@ impl Gateway {
                 "/t/{tenant}/graphql",
                 axum::routing::post(http::public_post),
             )
+            .route("/t/{tenant}/p/{plugin}", get(pages::page))
+            .route("/t/{tenant}/p/{plugin}/", get(pages::page))
+            .route("/t/{tenant}/p/{plugin}/{*path}", get(pages::page))
             .route("/healthz", get(http::healthz))
             .route("/readyz", get(http::readyz))
             .route("/metrics", get(http::metrics))
+            .layer(TimeoutLayer::with_status_code(
+                StatusCode::REQUEST_TIMEOUT,
+                self.config.request_timeout,
+            ))
+            // Added after the timeout layer, so exempt from it: a download
+            // enforces its own `download_timeout` while it streams.
+            .route("/files/{plugin}/{name}", get(files::download))
             .with_state(state.clone())
             .layer(axum::middleware::from_fn_with_state(
                 state.metrics.clone(),
                 metrics::track,
             ))
             .layer(DefaultBodyLimit::max(self.config.max_body_bytes))
-            .layer(TimeoutLayer::with_status_code(
-                StatusCode::REQUEST_TIMEOUT,
-                self.config.request_timeout,
-            ))
             .layer(PropagateRequestIdLayer::x_request_id())
             .layer(
                 TraceLayer::new_for_http().make_span_with(|req: &Request<_>| {

@@ -91,7 +91,14 @@ fn plan(kernel: &ServiceDocument, plugins: &[Arc<Manifest>]) -> Result<Plan, Str
     let docs =
         std::iter::once((Owner::Kernel, Ok(kernel.clone()))).chain(plugins.iter().map(|m| {
             let who = Owner::Plugin(m.name.clone());
-            let doc = parse(&m.graphql.sdl, &who);
+            // A plugin may serve only files or pages, with no GraphQL.
+            let doc = if m.graphql.sdl.trim().is_empty() {
+                Ok(ServiceDocument {
+                    definitions: Vec::new(),
+                })
+            } else {
+                parse(&m.graphql.sdl, &who)
+            };
             (who, doc)
         }));
     for (who, doc) in docs {
@@ -357,10 +364,8 @@ fn kernel_root(f: &FieldDefinition, op: &'static str, kernel: Option<KernelSchem
 }
 
 fn plugin_error(e: PluginError) -> async_graphql::Error {
-    if let PluginError::Internal(cause) = &e {
-        tracing::error!(error = ?cause, "plugin call failed inside the kernel");
-    }
-    gql_error(e.code(), e.to_string())
+    let (code, message) = crate::errors::plugin_failure(&e);
+    gql_error(&code, message)
 }
 
 /// A plugin root field: authorize, call the operation, check the output.

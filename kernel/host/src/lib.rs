@@ -14,7 +14,7 @@ mod state;
 pub use engine::{Host, HostConfig, LoadedComponent};
 pub use error::{PluginError, Result};
 pub use invocation::{Activation, CallContext, InvocationEvent};
-pub use manifest::{Capability, Grants, Manifest};
+pub use manifest::{Access, Capability, Download, Grants, Manifest, Pages};
 pub use registry::{Enabled, Package, Registry, TenantPlugins};
 
 /// The WIT versions (`keel:plugin@…`) this kernel runs plugins for.

@@ -33,6 +33,13 @@ pub struct Manifest {
     pub events: EventDecl,
     #[serde(default)]
     pub graphql: GraphqlDecl,
+    /// Files the plugin serves at `GET /files/{plugin}/{name}`, built chunk
+    /// by chunk by one of its operations.
+    #[serde(default)]
+    pub downloads: Vec<Download>,
+    /// Public HTML pages at `GET /t/{tenant-slug}/p/{plugin}/{*path}`.
+    #[serde(default)]
+    pub pages: Option<Pages>,
     /// JSON Schema of the tenant's configuration of this plugin.
     #[serde(default)]
     pub config_schema: Option<serde_json::Value>,
@@ -97,6 +104,42 @@ pub struct GraphqlDecl {
     pub public: Vec<String>,
 }
 
+/// A file the plugin serves, built by calling `operation` once per chunk.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct Download {
+    /// The URL segment: 2-40 characters of a-z, 0-9 and '-', unique in the
+    /// plugin.
+    pub name: String,
+    /// The operation that returns each chunk (it need not be in the SDL).
+    pub operation: String,
+    /// The response's `Content-Type`, e.g. `text/csv; charset=utf-8`.
+    pub content_type: String,
+    /// The file name suggested to the client: 1-100 characters of A-Z, a-z,
+    /// 0-9, '.', '_' and '-'.
+    pub file_name: String,
+    /// The action a caller needs on the object `plugin.<name>`.
+    #[serde(default)]
+    pub access: Access,
+}
+
+/// What a caller must be allowed to do to the plugin to download a file.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
+#[serde(rename_all = "lowercase")]
+pub enum Access {
+    #[default]
+    Read,
+    Write,
+}
+
+/// The plugin's public pages.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct Pages {
+    /// The operation that renders a page (it need not be in the SDL).
+    pub operation: String,
+}
+
 /// A capability a plugin may be granted.
 #[derive(
     Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize, JsonSchema,
@@ -139,7 +182,9 @@ impl Capability {
 pub struct Requested {
     #[serde(default)]
     pub capabilities: BTreeSet<Capability>,
-    /// Hosts it may want to reach over HTTP (the tenant grants a subset).
+    /// Hosts it may want to reach over HTTP (the tenant grants a subset);
+    /// `"*"` for a connector whose hosts each tenant chooses (the tenant
+    /// still names every host it allows).
     #[serde(default)]
     pub http_hosts: Vec<String>,
 }
@@ -159,7 +204,13 @@ impl Grants {
     pub fn all_requested(m: &Manifest) -> Grants {
         Grants {
             capabilities: m.capabilities.capabilities.clone(),
-            http_hosts: m.capabilities.http_hosts.clone(),
+            http_hosts: m
+                .capabilities
+                .http_hosts
+                .iter()
+                .filter(|h| *h != "*")
+                .cloned()
+                .collect(),
         }
     }
 
@@ -180,11 +231,15 @@ impl Grants {
                 c.as_str()
             ));
         }
-        if let Some(h) = self
-            .http_hosts
-            .iter()
-            .find(|h| !m.capabilities.http_hosts.contains(h))
-        {
+        if self.http_hosts.iter().any(|h| h == "*" || h.is_empty()) {
+            return Err("grants: name each HTTP host; '*' is not a host".into());
+        }
+        if let Some(h) = self.http_hosts.iter().find(|h| {
+            !m.capabilities
+                .http_hosts
+                .iter()
+                .any(|r| r == "*" || r == *h)
+        }) {
             return Err(format!("grants: {} requests no HTTP access to {h}", m.name));
         }
         if !self.http_hosts.is_empty() && !self.has(Capability::Http) {
@@ -199,6 +254,34 @@ fn is_name(s: &str, max: usize) -> bool {
         && s.bytes().next().is_some_and(|b| b.is_ascii_lowercase())
         && s.bytes()
             .all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'-' || b == b'_')
+}
+
+fn is_operation(s: &str) -> bool {
+    (1..=64).contains(&s.len())
+        && s.bytes()
+            .all(|b| b.is_ascii_alphanumeric() || b == b'_' || b == b'-')
+}
+
+fn is_file_name(s: &str) -> bool {
+    (1..=100).contains(&s.len())
+        && s.bytes()
+            .all(|b| b.is_ascii_alphanumeric() || b == b'.' || b == b'_' || b == b'-')
+        && s.bytes().any(|b| b != b'.')
+}
+
+/// A media type with optional parameters, safe as a header value.
+fn is_content_type(s: &str) -> bool {
+    let essence = s.split(';').next().unwrap_or("").trim();
+    let token = |t: &str| {
+        !t.is_empty()
+            && t.bytes()
+                .all(|b| b.is_ascii_alphanumeric() || b"!#$&-^_.+".contains(&b))
+    };
+    s.len() <= 200
+        && s.bytes().all(|b| (0x20..0x7f).contains(&b))
+        && essence
+            .split_once('/')
+            .is_some_and(|(t, sub)| token(t) && token(sub))
 }
 
 fn is_semver(s: &str) -> bool {
@@ -268,7 +351,54 @@ impl Manifest {
         if self.config_schema.as_ref().is_some_and(|s| !s.is_object()) {
             return Err("config_schema: must be a JSON Schema object".into());
         }
+        self.validate_files_and_pages()
+    }
+
+    fn validate_files_and_pages(&self) -> Result<(), String> {
+        let mut seen = BTreeSet::new();
+        for d in &self.downloads {
+            if !is_name(&d.name, 40) || d.name.contains('_') {
+                return Err(format!(
+                    "downloads: {:?} must be 2-40 characters of a-z, 0-9 and '-'",
+                    d.name
+                ));
+            }
+            if !seen.insert(&d.name) {
+                return Err(format!("downloads: {:?} is declared twice", d.name));
+            }
+            if !is_operation(&d.operation) {
+                return Err(format!(
+                    "downloads.{}.operation: {:?} must be 1-64 characters of A-Z, a-z, 0-9, '_' and '-'",
+                    d.name, d.operation
+                ));
+            }
+            if !is_content_type(&d.content_type) {
+                return Err(format!(
+                    "downloads.{}.content_type: {:?} is not a media type like text/csv; charset=utf-8",
+                    d.name, d.content_type
+                ));
+            }
+            if !is_file_name(&d.file_name) {
+                return Err(format!(
+                    "downloads.{}.file_name: {:?} must be 1-100 characters of A-Z, a-z, 0-9, '.', '_' and '-'",
+                    d.name, d.file_name
+                ));
+            }
+        }
+        if let Some(p) = &self.pages
+            && !is_operation(&p.operation)
+        {
+            return Err(format!(
+                "pages.operation: {:?} must be 1-64 characters of A-Z, a-z, 0-9, '_' and '-'",
+                p.operation
+            ));
+        }
         Ok(())
+    }
+
+    /// The download named `name`, if declared.
+    pub fn download(&self, name: &str) -> Option<&Download> {
+        self.downloads.iter().find(|d| d.name == name)
     }
 
     /// The collection named `name`, if declared.

@@ -11,7 +11,7 @@ use serde_json::{Value, json};
 
 use crate::support::{TestApp, code, field, ok};
 
-fn probe_wasm() -> Vec<u8> {
+pub(crate) fn probe_wasm() -> Vec<u8> {
     static DIR: OnceLock<PathBuf> = OnceLock::new();
     let dir = DIR.get_or_init(|| {
         let root = PathBuf::from(env!("CARGO_MANIFEST_DIR"));
@@ -24,7 +24,7 @@ fn probe_wasm() -> Vec<u8> {
     std::fs::read(dir.join("probe.wasm")).unwrap()
 }
 
-fn manifest(name: &str, version: &str, sdl: &str) -> Manifest {
+pub(crate) fn manifest(name: &str, version: &str, sdl: &str) -> Manifest {
     Manifest::from_toml(&format!(
         r#"
 name = "{name}"
@@ -50,12 +50,28 @@ properties = {{ refuse = {{ type = "boolean" }} }}
 
 [capabilities]
 capabilities = ["records", "events", "counters"]
+
+[[downloads]]
+name = "lines"
+operation = "lines"
+content_type = "text/csv; charset=utf-8"
+file_name = "lines.csv"
+
+[[downloads]]
+name = "lines-for-writers"
+operation = "lines"
+content_type = "text/plain"
+file_name = "lines.txt"
+access = "write"
+
+[pages]
+operation = "page"
 "#
     ))
     .unwrap()
 }
 
-const SDL: &str = r#"
+pub(crate) const SDL: &str = r#"
 type Touched { found: Boolean!, count: Int! }
 extend type Query {
   caller: JSON
@@ -70,14 +86,14 @@ extend type Mutation {
 
 const ENABLE: &str = "mutation($i: EnablePluginInput!) { enablePlugin(input: $i) { name version enabled capabilities config } }";
 
-async fn install(app: &TestApp, name: &str, version: &str, sdl: &str) {
+pub(crate) async fn install(app: &TestApp, name: &str, version: &str, sdl: &str) {
     app.plugins
         .install(manifest(name, version, sdl), &probe_wasm())
         .await
         .unwrap();
 }
 
-async fn enable(app: &TestApp, key: &str, name: &str, extra: Value) -> Value {
+pub(crate) async fn enable(app: &TestApp, key: &str, name: &str, extra: Value) -> Value {
     let mut input = json!({"name": name, "capabilities": ["records", "events", "counters"]});
     if let (Value::Object(i), Value::Object(e)) = (&mut input, extra) {
         i.extend(e);

@@ -1,6 +1,6 @@
 //! The manifest: its committed JSON Schema, and what validation refuses.
 
-use keel_host::manifest::{Capability, Grants, Manifest};
+use keel_host::manifest::{Access, Capability, Grants, Manifest};
 
 use crate::support::PROBE_MANIFEST;
 
@@ -22,7 +22,8 @@ fn check(edit: &str, expected: Result<(), &str>) {
     let mut lines: Vec<String> = PROBE_MANIFEST
         .lines()
         .map(|l| {
-            if !edit.is_empty() && l.starts_with(&prefix) {
+            // Only the first match: top-level keys come before the tables.
+            if !edit.is_empty() && !replaced && l.starts_with(&prefix) {
                 replaced = true;
                 edit.to_owned()
             } else {
@@ -50,6 +51,95 @@ fn manifest_validation_table() {
     check("wit = \"9.0.0\"", Err("keel:plugin@9.0.0"));
     check("color = \"blue\"", Err("unknown field"));
     check("config_schema = \"not a schema\"", Err("config_schema"));
+}
+
+/// Validates the probe's manifest with the first occurrence of `from`
+/// replaced by `to`.
+fn check_replaced(from: &str, to: &str, expected: Result<(), &str>) {
+    assert!(
+        PROBE_MANIFEST.contains(from),
+        "the probe's manifest lacks {from:?}"
+    );
+    let text = PROBE_MANIFEST.replacen(from, to, 1);
+    match (Manifest::from_toml(&text), expected) {
+        (Ok(_), Ok(())) => {}
+        (Err(e), Err(needle)) => assert!(e.contains(needle), "{to}: {e} lacks {needle:?}"),
+        (got, want) => panic!("{to}: got {got:?}, expected {want:?}"),
+    }
+}
+
+#[test]
+fn download_and_page_validation_table() {
+    let name = "name = \"lines\"";
+    check_replaced(name, "name = \"print-file\"", Ok(()));
+    check_replaced(name, "name = \"Lines\"", Err("downloads: \"Lines\""));
+    check_replaced(name, "name = \"l\"", Err("2-40 characters"));
+    check_replaced(
+        name,
+        &format!("name = \"{}\"", "x".repeat(41)),
+        Err("downloads"),
+    );
+    check_replaced(name, "name = \"lines_csv\"", Err("downloads"));
+    check_replaced(name, "name = \"lines-for-writers\"", Err("declared twice"));
+    let op = "operation = \"lines\"";
+    check_replaced(op, "operation = \"printFileChunk\"", Ok(()));
+    check_replaced(op, "operation = \"\"", Err("downloads.lines.operation"));
+    check_replaced(
+        op,
+        "operation = \"print file\"",
+        Err("downloads.lines.operation"),
+    );
+    let ct = "content_type = \"text/csv; charset=utf-8\"";
+    check_replaced(ct, "content_type = \"application/vnd.ms-excel\"", Ok(()));
+    check_replaced(
+        ct,
+        "content_type = \"csv\"",
+        Err("downloads.lines.content_type"),
+    );
+    check_replaced(
+        ct,
+        "content_type = \"text/csv\\r\\nX-Evil: 1\"",
+        Err("content_type"),
+    );
+    check_replaced(ct, "content_type = \"\"", Err("content_type"));
+    let file = "file_name = \"lines.csv\"";
+    check_replaced(file, "file_name = \"codes_2026-11.csv\"", Ok(()));
+    check_replaced(
+        file,
+        "file_name = \"../etc/passwd\"",
+        Err("downloads.lines.file_name"),
+    );
+    check_replaced(file, "file_name = \"a b.csv\"", Err("file_name"));
+    check_replaced(file, "file_name = \"\\\"x.csv\"", Err("file_name"));
+    check_replaced(file, "file_name = \"..\"", Err("file_name"));
+    check_replaced(file, "file_name = \"\"", Err("file_name"));
+    check_replaced(
+        file,
+        &format!("file_name = \"{}\"", "x".repeat(101)),
+        Err("file_name"),
+    );
+    let access = "access = \"write\"";
+    check_replaced(access, "access = \"read\"", Ok(()));
+    check_replaced(access, "access = \"admin\"", Err("unknown variant"));
+    check_replaced(access, "color = \"blue\"", Err("unknown field"));
+    let page = "operation = \"page\"";
+    check_replaced(page, "operation = \"render-page\"", Ok(()));
+    check_replaced(page, "operation = \"\"", Err("pages.operation"));
+    check_replaced(page, "path = \"/\"", Err("unknown field"));
+}
+
+#[test]
+fn downloads_default_to_read_access_and_pages_to_none() {
+    let m = Manifest::from_toml(PROBE_MANIFEST).unwrap();
+    assert_eq!(m.download("lines").unwrap().access, Access::Read);
+    assert_eq!(
+        m.download("lines-for-writers").unwrap().access,
+        Access::Write
+    );
+    assert_eq!(m.pages.as_ref().unwrap().operation, "page");
+    let end = PROBE_MANIFEST.find("[[downloads]]").unwrap();
+    let bare = Manifest::from_toml(&PROBE_MANIFEST[..end]).unwrap();
+    assert!(bare.downloads.is_empty() && bare.pages.is_none());
 }
 
 #[test]

@@ -41,6 +41,22 @@ subscribes = [{ type = "probe.touched", mode = "async" }]
 [capabilities]
 capabilities = ["records", "events", "persons-read", "persons-write", "counters", "secrets", "http"]
 http_hosts = ["127.0.0.1"]
+
+[[downloads]]
+name = "lines"
+operation = "lines"
+content_type = "text/csv; charset=utf-8"
+file_name = "lines.csv"
+
+[[downloads]]
+name = "lines-for-writers"
+operation = "lines"
+content_type = "text/plain"
+file_name = "lines.txt"
+access = "write"
+
+[pages]
+operation = "page"
 "#;
 
 pub struct Fixture {

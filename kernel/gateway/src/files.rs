@@ -1,0 +1,286 @@
+//! `GET /files/{plugin}/{name}?input=<JSON object>`: a file that a plugin
+//! builds chunk by chunk with one of its operations (a manifest
+//! `[[downloads]]` entry).
+//!
+//! The gateway calls the download's operation once per chunk — an ordinary
+//! plugin call: one instance, one transaction — with the client's input
+//! plus `"after"` (`null`, then the previous chunk's `next`). Each call
+//! answers `{"data": "<text>", "next": "<cursor>" | null, "total": <n> |
+//! null}`; `next: null` ends the file. The first chunk is fetched before
+//! any header is sent, so its failure is an ordinary JSON error with its
+//! status; later chunks are streamed one at a time (the file is never held
+//! whole), and a failure among them aborts the transfer, so the client sees
+//! a truncated body, never a complete-looking file.
+
+use std::collections::HashMap;
+use std::net::SocketAddr;
+use std::sync::Arc;
+
+use axum::body::{Body, Bytes};
+use axum::extract::rejection::{PathRejection, QueryRejection};
+use axum::extract::{ConnectInfo, Path, Query, State};
+use axum::http::{HeaderMap, HeaderValue, StatusCode, header};
+use axum::response::Response;
+use futures::StreamExt as _;
+use keel_core::authz::Action;
+use keel_host::{Access, Activation, CallContext, Host, TenantPlugins};
+use serde_json::{Map, Value};
+use tokio::time::Instant;
+
+use crate::AppState;
+use crate::errors::{core_failure, http_status, plugin_failure};
+use crate::http::{json_error, request_id, require_principal};
+
+/// One chunk of a file, as the download's operation returned it.
+#[derive(Debug)]
+struct Chunk {
+    data: String,
+    next: Option<String>,
+    total: Option<u64>,
+}
+
+/// Why a chunk could not be had: a code and a message safe for the client.
+#[derive(Debug)]
+struct ChunkError {
+    code: String,
+    message: String,
+}
+
+/// Checks a chunk's JSON. `after` is the cursor the call was given: a
+/// `next` equal to it would never end.
+fn parse_chunk(out: &str, after: Option<&str>) -> Result<Chunk, &'static str> {
+    let v: Value = serde_json::from_str(out).map_err(|_| "it is not JSON")?;
+    let obj = v.as_object().ok_or("it is not a JSON object")?;
+    let data = obj
+        .get("data")
+        .and_then(Value::as_str)
+        .ok_or("it has no string `data`")?
+        .to_owned();
+    let next = match obj.get("next") {
+        Some(Value::String(s)) => Some(s.clone()),
+        Some(Value::Null) => None,
+        _ => return Err("its `next` is not a string or null"),
+    };
+    if next.is_some() && next.as_deref() == after {
+        return Err("its `next` repeats the cursor it was given");
+    }
+    let total = match obj.get("total") {
+        None | Some(Value::Null) => None,
+        Some(t) => Some(
+            t.as_u64()
+                .ok_or("its `total` is not a non-negative integer or null")?,
+        ),
+    };
+    Ok(Chunk { data, next, total })
+}
+
+/// What fetching chunks needs; it moves into the response body's stream.
+struct Fetcher {
+    host: Host,
+    act: Arc<Activation>,
+    plugins: Arc<TenantPlugins>,
+    operation: String,
+    input: Map<String, Value>,
+    caller: String,
+    client: String,
+    request_id: String,
+    /// When the whole transfer must be over (`download_timeout`).
+    deadline: Instant,
+}
+
+impl Fetcher {
+    async fn fetch(&self, after: Option<&str>) -> Result<Chunk, ChunkError> {
+        let mut input = self.input.clone();
+        input.insert(
+            "after".into(),
+            after.map_or(Value::Null, |a| Value::String(a.to_owned())),
+        );
+        let ctx = CallContext {
+            caller: Some(self.caller.clone()),
+            client_address: Some(self.client.clone()),
+            request_id: self.request_id.clone(),
+            plugins: Some(self.plugins.clone()),
+        };
+        let input = Value::Object(input).to_string();
+        let call = self
+            .host
+            .call_operation(&self.act, &self.operation, &input, ctx);
+        let plugin = &self.act.manifest.name;
+        let timed_out = || ChunkError {
+            code: "PLUGIN_TIMEOUT".into(),
+            message: "the download ran past its time limit".into(),
+        };
+        // A call that finishes in one poll never lets `timeout_at` look at
+        // the clock: check it first.
+        if Instant::now() >= self.deadline {
+            return Err(timed_out());
+        }
+        let out = match tokio::time::timeout_at(self.deadline, call).await {
+            Ok(Ok(out)) => out,
+            Ok(Err(e)) => {
+                let (code, message) = plugin_failure(&e);
+                return Err(ChunkError { code, message });
+            }
+            Err(_) => return Err(timed_out()),
+        };
+        parse_chunk(&out, after).map_err(|why| {
+            tracing::warn!(%plugin, operation = %self.operation, why, "malformed download chunk");
+            ChunkError {
+                code: "PLUGIN_INVALID_OUTPUT".into(),
+                message: format!(
+                    "the plugin {plugin} answered a chunk of a download with a value that is not a chunk: {why}"
+                ),
+            }
+        })
+    }
+}
+
+/// `GET /files/{plugin}/{name}`.
+pub(crate) async fn download(
+    State(app): State<AppState>,
+    ConnectInfo(addr): ConnectInfo<SocketAddr>,
+    path: Result<Path<(String, String)>, PathRejection>,
+    query: Result<Query<HashMap<String, String>>, QueryRejection>,
+    headers: HeaderMap,
+) -> Response {
+    let rid = request_id(&headers);
+    let fail = |code: &str, message: &str| json_error(http_status(code), code, message, &rid);
+    let principal = match require_principal(&app, &headers).await {
+        Ok(p) => p,
+        Err(res) => return *res,
+    };
+    let (Ok(Path((plugin, name))), Ok(Query(params))) = (path, query) else {
+        return fail("BAD_USER_INPUT", "the URL cannot be decoded");
+    };
+    // The tenant is the credential's; a platform key has none.
+    let Some(tenant) = principal.tenant.clone() else {
+        return fail(
+            "FORBIDDEN",
+            "a platform administrator is not a member of any tenant; use a tenant's key",
+        );
+    };
+    let plugins = match app.services.plugins.enabled(&tenant).await {
+        Ok(set) => set,
+        Err(e) => {
+            let (code, message) = plugin_failure(&e);
+            return fail(&code, &message);
+        }
+    };
+    let Some((act, download)) = plugins
+        .get(&plugin)
+        .and_then(|a| a.manifest.download(&name).map(|d| (a.clone(), d.clone())))
+    else {
+        return fail(
+            "NOT_FOUND",
+            &format!("no download {name:?} of an enabled plugin {plugin:?}"),
+        );
+    };
+    let action = match download.access {
+        Access::Read => Action::Read,
+        Access::Write => Action::Write,
+    };
+    if let Err(e) = app
+        .services
+        .authz
+        .tenant(&principal, &format!("plugin.{plugin}"), action)
+        .await
+    {
+        let (code, message) = core_failure(&e);
+        return fail(code, &message);
+    }
+    let input = match params
+        .get("input")
+        .map(|s| serde_json::from_str::<Value>(s))
+    {
+        None => Map::new(),
+        Some(Ok(Value::Object(m))) => m,
+        Some(_) => return fail("BAD_USER_INPUT", "`input` must be a JSON object"),
+    };
+    let fetcher = Fetcher {
+        host: app.services.plugins.host().clone(),
+        act,
+        plugins,
+        operation: download.operation.clone(),
+        input,
+        caller: principal.label(),
+        client: addr.ip().to_string(),
+        request_id: rid.clone(),
+        deadline: Instant::now() + app.download_timeout,
+    };
+    let first = match fetcher.fetch(None).await {
+        Ok(c) => c,
+        Err(e) => return fail(&e.code, &e.message),
+    };
+    let mut res = Response::new(Body::from_stream(body(fetcher, first.data, first.next)));
+    let h = res.headers_mut();
+    let content_type = HeaderValue::from_str(&download.content_type)
+        .unwrap_or(HeaderValue::from_static("application/octet-stream"));
+    h.insert(header::CONTENT_TYPE, content_type);
+    if let Ok(v) =
+        HeaderValue::from_str(&format!("attachment; filename=\"{}\"", download.file_name))
+    {
+        h.insert(header::CONTENT_DISPOSITION, v);
+    }
+    h.insert(header::CACHE_CONTROL, HeaderValue::from_static("no-store"));
+    h.insert(
+        header::X_CONTENT_TYPE_OPTIONS,
+        HeaderValue::from_static("nosniff"),
+    );
+    if let Some(total) = first.total {
+        h.insert("x-keel-total", HeaderValue::from(total));
+    }
+    *res.status_mut() = StatusCode::OK;
+    res
+}
+
+/// The body: the first chunk's data, then each next chunk as the client
+/// reads. A failure ends the stream with an error, which aborts the
+/// transfer (no final chunk), and is logged with the request id — the
+/// request's span is gone by then.
+fn body(
+    fetcher: Fetcher,
+    first: String,
+    next: Option<String>,
+) -> impl futures::Stream<Item = Result<Bytes, std::io::Error>> + Send + 'static {
+    let rest = futures::stream::unfold((fetcher, next), |(f, next)| async move {
+        let after = next?;
+        match f.fetch(Some(&after)).await {
+            Ok(c) => Some((Ok(Bytes::from(c.data)), (f, c.next))),
+            Err(e) => {
+                tracing::warn!(
+                    request_id = %f.request_id,
+                    plugin = %f.act.manifest.name,
+                    code = %e.code,
+                    message = %e.message,
+                    "download aborted mid-stream"
+                );
+                let err = std::io::Error::other(format!("{}: {}", e.code, e.message));
+                Some((Err(err), (f, None)))
+            }
+        }
+    });
+    futures::stream::once(async move { Ok(Bytes::from(first)) }).chain(rest)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_chunk_must_have_string_data_and_a_next_that_moves_on() {
+        for (out, after, ok) in [
+            (r#"{"data": "a\n", "next": "1", "total": 3}"#, None, true),
+            (r#"{"data": "", "next": null}"#, Some("1"), true),
+            (r#"{"data": "a", "next": null, "total": null}"#, None, true),
+            (r#"{"data": "a", "next": "1"}"#, Some("1"), false),
+            (r#"{"data": 1, "next": null}"#, None, false),
+            (r#"{"data": "a"}"#, None, false),
+            (r#"{"data": "a", "next": 2}"#, None, false),
+            (r#"{"data": "a", "next": null, "total": -1}"#, None, false),
+            (r#"["data"]"#, None, false),
+            ("not json", None, false),
+        ] {
+            assert_eq!(parse_chunk(out, after).is_ok(), ok, "{out} after {after:?}");
+        }
+    }
+}
