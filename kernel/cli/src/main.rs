@@ -1,9 +1,12 @@
 #![doc = include_str!("../README.md")]
 
 mod config;
+mod demo;
+mod download;
 mod scaffold;
 
 use std::io::Read as _;
+use std::io::Write as _;
 use std::path::PathBuf;
 
 use anyhow::{Context as _, Result};
@@ -20,8 +23,8 @@ use keel_host::{Host, HostConfig, Registry};
 /// Settings come from flags, then KEEL_* environment variables, then the
 /// TOML file named by --config (keys: listen, database_url, log, log_format,
 /// max_query_depth, max_query_complexity, max_body_bytes,
-/// request_timeout_secs, database_max_connections; unknown keys are an
-/// error), then defaults.
+/// request_timeout_secs, download_timeout_secs, database_max_connections;
+/// unknown keys are an error), then defaults.
 #[derive(Debug, Parser)]
 #[command(name = "keel", version)]
 struct Cli {
@@ -61,6 +64,8 @@ enum Command {
     /// Install and inspect plugin packages.
     #[command(subcommand)]
     Plugin(PluginCommand),
+    /// Download a plugin's file from a running kernel.
+    Download(download::DownloadArgs),
 }
 
 #[derive(Debug, Subcommand)]
@@ -231,6 +236,7 @@ async fn main() -> Result<()> {
         Command::ApiKey(cmd) => api_key(&cfg, cmd).await,
         Command::Operator(cmd) => operator(&cfg, cmd).await,
         Command::Plugin(cmd) => plugin(&cfg, cmd).await,
+        Command::Download(args) => download::run(args).await,
     }
 }
 
@@ -242,29 +248,43 @@ async fn serve(cfg: &Config, args: ServeArgs) -> Result<()> {
             .context("KEEL_ADMIN_TOKEN")?;
         tracing::info!("platform administrator key set from KEEL_ADMIN_TOKEN");
     }
-    let demo_key = if args.demo {
+    let demo = if args.demo {
         Some(demo_tenant(&db).await?)
     } else {
         None
     };
     let plugins = registry(cfg, &db).await?;
+    keel_plugins::install_all(&plugins)
+        .await
+        .context("installing the bundled plugins")?;
+    let listener = tokio::net::TcpListener::bind(cfg.listen)
+        .await
+        .with_context(|| format!("listening on {}", cfg.listen))?;
+    let addr = listener.local_addr()?;
+    let demo = match demo {
+        Some((tenant, key)) => Some((key, demo::prepare(&plugins, &tenant, addr).await?)),
+        None => None,
+    };
     let gateway = Gateway::new(db.clone(), plugins.clone(), cfg.gateway.clone()).await?;
     let (stop_tx, stop_rx) = tokio::sync::oneshot::channel::<()>();
     let dispatcher = keel_host::outbox::Dispatcher::new(db.clone(), plugins, Default::default());
     let dispatching = tokio::spawn(dispatcher.run(async move {
         let _ = stop_rx.await;
     }));
-    let listener = tokio::net::TcpListener::bind(cfg.listen)
-        .await
-        .with_context(|| format!("listening on {}", cfg.listen))?;
-    let addr = listener.local_addr()?;
     tracing::info!(%addr, database = %redact(&cfg.database_url), "keel is serving");
-    if let Some(key) = demo_key {
-        println!(
-            "\nKeel is running at http://{addr}/graphql with the demo tenant `demo`.\n\
+    if let Some((key, demo)) = demo {
+        let scan = demo
+            .scan_url
+            .map(|u| format!("\nOpen a printed code as a consumer would (a phone's browser):\n\n    {u}?openid=demo-consumer\n"))
+            .unwrap_or_default();
+        // Ignore a closed stdout: the banner is a courtesy, serving goes on.
+        let _ = writeln!(
+            std::io::stdout(),
+            "\nKeel is running at http://{addr}/graphql with the demo tenant `demo`\n\
+             (plugins codes and rewards enabled, a product, 1,000 activated codes and a campaign).\n\
              Its owner API key (shown once):\n\n    {key}\n\n\
              Try:\n    curl -s http://{addr}/graphql -H 'Authorization: Bearer {key}' \\\n      \
-             -H 'Content-Type: application/json' -d '{{\"query\":\"{{ viewer {{ tenant {{ slug name }} roles }} }}\"}}'\n"
+             -H 'Content-Type: application/json' -d '{{\"query\":\"{{ viewer {{ tenant {{ slug name }} roles }} }}\"}}'\n{scan}"
         );
     }
     keel_gateway::serve(listener, gateway.router(), shutdown_signal()).await?;
@@ -357,7 +377,8 @@ async fn plugin(cfg: &Config, cmd: PluginCommand) -> Result<()> {
     Ok(())
 }
 
-async fn demo_tenant(db: &Db) -> Result<String> {
+/// The demo tenant (created if missing) and a fresh owner key for it.
+async fn demo_tenant(db: &Db) -> Result<(keel_core::TenantId, String)> {
     let tenant = match tenants::get_by_slug(db, "demo").await {
         Ok(t) => t,
         Err(keel_core::Error::NotFound(_)) => {
@@ -377,7 +398,7 @@ async fn demo_tenant(db: &Db) -> Result<String> {
     )
     .await?;
     tx.commit().await?;
-    Ok(secret)
+    Ok((tenant.id, secret))
 }
 
 async fn tenant(cfg: &Config, cmd: TenantCommand) -> Result<()> {

@@ -1,0 +1,218 @@
+//! The codes plugin, measured in one run:
+//!
+//! - codes derived per second, in the plugin (the print-file download over
+//!   HTTP) and natively (the same derivation and CSV rows, in this
+//!   process), and their ratio;
+//! - a 1,000,000-code print file: time and the kernel process's peak
+//!   memory growth while streaming it;
+//! - verified scans per second over HTTP with p50/p99 (first scans, then
+//!   repeat scans), on SQLite and, with KEEL_TEST_POSTGRES_URL, PostgreSQL.
+//!
+//! `cargo bench -p keel-plugins --bench codes` (CODES=… sets the batch size).
+
+#[path = "../tests/all/support.rs"]
+#[allow(dead_code, reason = "the tests' support module, shared")]
+mod support;
+
+use std::sync::Arc;
+use std::sync::atomic::{AtomicU32, Ordering};
+use std::time::{Duration, Instant};
+
+use keel_codes_core::{BatchCodec, Key};
+use keel_core::Backend;
+use keel_gateway::GatewayConfig;
+use serde_json::json;
+use support::{Kernel, ok};
+
+const SCAN: &str = "mutation($c: String!) { scan(code: $c) { verdict } }";
+
+fn rss_kib(field: &str) -> u64 {
+    let status = std::fs::read_to_string("/proc/self/status").unwrap_or_default();
+    status
+        .lines()
+        .find(|l| l.starts_with(field))
+        .and_then(|l| l.split_whitespace().nth(1))
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(0)
+}
+
+/// The print file's rows, derived natively with the same code and layout.
+fn native_export(n: u32) -> (Duration, usize) {
+    let codec = BatchCodec::new(&Key::from_bytes([1; 32]), 1, Key::from_bytes([2; 32]));
+    let base = b"http://127.0.0.1:8080/t/acme/p/codes/c/";
+    let start = Instant::now();
+    let mut bytes = 0;
+    let mut chunk = Vec::with_capacity(800 * 1024);
+    for serial in 1..=n {
+        chunk.extend_from_slice(serial.to_string().as_bytes());
+        chunk.push(b',');
+        let at = chunk.len();
+        codec.push_code(serial, &mut chunk);
+        let end = chunk.len();
+        chunk.push(b',');
+        chunk.extend_from_slice(base);
+        chunk.extend_from_within(at..end);
+        chunk.push(b'\n');
+        if chunk.len() >= 768 * 1024 {
+            bytes += chunk.len();
+            chunk.clear();
+        }
+    }
+    bytes += chunk.len();
+    (start.elapsed(), bytes)
+}
+
+fn pct(mut v: Vec<Duration>, q: f64) -> Duration {
+    v.sort();
+    v[((v.len() as f64 * q) as usize).min(v.len() - 1)]
+}
+
+async fn scans(
+    k: &Arc<Kernel>,
+    slug: &str,
+    codes: Arc<Vec<String>>,
+    clients: usize,
+) -> (f64, Duration, Duration) {
+    let next = Arc::new(AtomicU32::new(0));
+    let start = Instant::now();
+    let mut tasks = Vec::new();
+    for _ in 0..clients {
+        let (k, codes, next, slug) = (k.clone(), codes.clone(), next.clone(), slug.to_owned());
+        tasks.push(tokio::spawn(async move {
+            let mut lat = Vec::new();
+            loop {
+                let i = next.fetch_add(1, Ordering::Relaxed) as usize;
+                if i >= codes.len() {
+                    return lat;
+                }
+                let s = Instant::now();
+                let r = k.public(&slug, SCAN, json!({"c": codes[i]})).await;
+                assert!(
+                    ok(&r)["scan"]["verdict"]
+                        .as_str()
+                        .unwrap()
+                        .starts_with("GENUINE"),
+                    "{r}"
+                );
+                lat.push(s.elapsed());
+            }
+        }));
+    }
+    let mut all = Vec::new();
+    for t in tasks {
+        all.extend(t.await.unwrap());
+    }
+    let per_sec = all.len() as f64 / start.elapsed().as_secs_f64();
+    (per_sec, pct(all.clone(), 0.5), pct(all, 0.99))
+}
+
+async fn run(kind: Backend, n: u32) {
+    let config = GatewayConfig {
+        public_calls_per_ip_per_minute: 10_000_000,
+        request_timeout: Duration::from_secs(600),
+        ..GatewayConfig::default()
+    };
+    let k = Arc::new(Kernel::start_with(kind, config).await);
+    let b = k.brand("acme", json!({})).await;
+    ok(&k
+        .gql(
+            &b.owner,
+            "mutation { createCodeProduct(sku: \"S\", name: \"Bench\") { sku } }",
+            json!({}),
+        )
+        .await);
+    let r = k.gql(&b.owner, "mutation($q: Int!) { issueCodeBatch(product: \"S\", lot: \"L\", quantity: $q) { id } }", json!({"q": n})).await;
+    let batch = ok(&r)["issueCodeBatch"]["id"].as_str().unwrap().to_owned();
+    println!("\n== {kind:?} ==");
+
+    // The print file, streamed and counted, never kept.
+    let base_rss = rss_kib("VmRSS:");
+    let _ = std::fs::write("/proc/self/clear_refs", "5");
+    let start = Instant::now();
+    let mut resp = k
+        .http
+        .get(k.url("/files/codes/print-file"))
+        .bearer_auth(&b.owner)
+        .query(&[("input", json!({"batch": batch}).to_string())])
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(resp.status(), 200);
+    let (mut bytes, mut lines) = (0usize, 0usize);
+    while let Some(chunk) = resp.chunk().await.unwrap() {
+        bytes += chunk.len();
+        lines += chunk.iter().filter(|&&c| c == b'\n').count();
+    }
+    let plugin = start.elapsed();
+    let peak = rss_kib("VmHWM:");
+    assert_eq!(lines, n as usize + 1);
+    let (native, native_bytes) = native_export(n);
+    println!(
+        "print file, {n} codes: plugin over HTTP {:.2} s ({:.0} codes/s, {:.1} MB), native {:.2} s ({:.0} codes/s, {:.1} MB): plugin/native time {:.2}x",
+        plugin.as_secs_f64(),
+        n as f64 / plugin.as_secs_f64(),
+        bytes as f64 / 1e6,
+        native.as_secs_f64(),
+        n as f64 / native.as_secs_f64(),
+        native_bytes as f64 / 1e6,
+        plugin.as_secs_f64() / native.as_secs_f64(),
+    );
+    println!(
+        "peak memory while exporting: {:.1} MB above the {:.1} MB before (the file is {:.1} MB)",
+        peak.saturating_sub(base_rss) as f64 / 1024.0,
+        base_rss as f64 / 1024.0,
+        bytes as f64 / 1e6
+    );
+
+    // Scans: activate, take codes from the print file's first rows.
+    ok(&k
+        .gql(
+            &b.owner,
+            "mutation($b: String!) { activateCodes(batch: $b) { id } }",
+            json!({"b": batch}),
+        )
+        .await);
+    let scans_n = std::env::var("SCANS")
+        .ok()
+        .and_then(|s| s.parse().ok())
+        .unwrap_or(4_000u32);
+    let (_, csv) = k
+        .download(
+            &b.owner,
+            "/files/codes/print-file",
+            json!({"batch": batch, "to": scans_n}),
+        )
+        .await;
+    let codes: Arc<Vec<String>> = Arc::new(
+        csv.lines()
+            .skip(1)
+            .map(|l| l.split(',').nth(1).unwrap().to_owned())
+            .collect(),
+    );
+    for (what, clients) in [("first scans", 16), ("repeat scans", 16)] {
+        let (per_sec, p50, p99) = scans(&k, &b.slug, codes.clone(), clients).await;
+        println!(
+            "{what}, {} codes, {clients} clients: {per_sec:.0}/s, p50 {:.2} ms, p99 {:.2} ms",
+            codes.len(),
+            p50.as_secs_f64() * 1e3,
+            p99.as_secs_f64() * 1e3
+        );
+    }
+}
+
+fn main() {
+    let n: u32 = std::env::var("CODES")
+        .ok()
+        .and_then(|s| s.parse().ok())
+        .unwrap_or(1_000_000);
+    let rt = tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+        .unwrap();
+    rt.block_on(async {
+        run(Backend::Sqlite, n).await;
+        if keel_testkit::postgres_url().is_some() {
+            run(Backend::Postgres, n).await;
+        }
+    });
+}

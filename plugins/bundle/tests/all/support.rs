@@ -1,0 +1,340 @@
+//! A kernel on a loopback port with the bundled plugins installed, over a
+//! throwaway database; brands (tenants) with `codes` enabled; helpers to
+//! call it as a brand, an ERP, a consumer or a browser would.
+
+use std::net::SocketAddr;
+
+use keel_core::Backend;
+use keel_core::identity::api_keys;
+use keel_gateway::{Gateway, GatewayConfig};
+use keel_host::outbox::{Dispatcher, DispatcherConfig};
+use keel_testkit::TestDb;
+use serde_json::{Value, json};
+use std::time::Duration;
+use tokio::sync::oneshot;
+
+pub const ADMIN: &str = "platform-admin-token-for-plugin-tests";
+
+pub struct Kernel {
+    pub addr: SocketAddr,
+    pub http: reqwest::Client,
+    /// This process's database pools and plugin registry (for the benches).
+    #[allow(dead_code, reason = "the benches call the host and keel-core directly")]
+    pub db: keel_core::Db,
+    #[allow(dead_code, reason = "the benches call the host and keel-core directly")]
+    pub registry: keel_host::Registry,
+    test_db: std::sync::Arc<TestDb>,
+    _cache: tempfile::TempDir,
+    stop: Option<oneshot::Sender<()>>,
+}
+
+/// A tenant and its owner's key.
+pub struct Brand {
+    pub slug: String,
+    pub owner: String,
+}
+
+/// Outbox delivery as fast as a test wants it.
+fn dispatcher_config() -> DispatcherConfig {
+    DispatcherConfig {
+        poll: Duration::from_millis(20),
+        backoff: Duration::from_millis(50),
+        max_backoff: Duration::from_millis(400),
+        ..DispatcherConfig::default()
+    }
+}
+
+impl Kernel {
+    pub async fn start(kind: Backend) -> Kernel {
+        Self::start_with(kind, GatewayConfig::default()).await
+    }
+
+    pub async fn start_with(kind: Backend, config: GatewayConfig) -> Kernel {
+        let test_db = TestDb::of(kind).await.expect("a database for the test");
+        api_keys::set_bootstrap_platform_key(&test_db.db, ADMIN)
+            .await
+            .unwrap();
+        let db = test_db.db.clone();
+        Self::serve(std::sync::Arc::new(test_db), db, config).await
+    }
+
+    /// Another kernel process on the same database (its own pools, host,
+    /// caches and outbox dispatcher), as a second replica would be.
+    pub async fn replica(&self, config: GatewayConfig) -> Kernel {
+        let db = self.test_db.another_process().await;
+        Self::serve(self.test_db.clone(), db, config).await
+    }
+
+    async fn serve(
+        test_db: std::sync::Arc<TestDb>,
+        db: keel_core::Db,
+        config: GatewayConfig,
+    ) -> Kernel {
+        let cache = tempfile::tempdir().unwrap();
+        // Tests run a debug kernel and race thousands of calls on two cores: a
+        // plugin call waiting its turn for SQLite's writer must not count as a
+        // runaway plugin. The host's own tests check the 2 s default.
+        let mut host_config = keel_host::HostConfig::new(cache.path());
+        host_config.deadline = Duration::from_secs(20);
+        let host = keel_host::Host::new(db.clone(), host_config).await.unwrap();
+        let registry = keel_host::Registry::new(host, db.clone());
+        keel_plugins::install_all(&registry).await.unwrap();
+        let gateway = Gateway::new(db.clone(), registry.clone(), config)
+            .await
+            .unwrap();
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let addr = listener.local_addr().unwrap();
+        let (stop, stopped) = oneshot::channel::<()>();
+        let (stop_outbox, outbox_stopped) = oneshot::channel::<()>();
+        tokio::spawn(async move {
+            let _ = stopped.await;
+            let _ = stop_outbox.send(());
+        });
+        let dispatcher = Dispatcher::new(db.clone(), registry.clone(), dispatcher_config());
+        tokio::spawn(dispatcher.run(async move {
+            let _ = outbox_stopped.await;
+        }));
+        let (stop_http, http_stopped) = oneshot::channel::<()>();
+        tokio::spawn(keel_gateway::serve(
+            listener,
+            gateway.router(),
+            async move {
+                let _ = http_stopped.await;
+            },
+        ));
+        let (all_stop, all_stopped) = oneshot::channel::<()>();
+        tokio::spawn(async move {
+            let _ = all_stopped.await;
+            let _ = stop.send(());
+            let _ = stop_http.send(());
+        });
+        Kernel {
+            addr,
+            http: reqwest::Client::new(),
+            db,
+            registry,
+            test_db,
+            _cache: cache,
+            stop: Some(all_stop),
+        }
+    }
+
+    pub fn url(&self, path: &str) -> String {
+        format!("http://{}{}", self.addr, path)
+    }
+
+    /// A GraphQL request with a credential; the response body.
+    pub async fn gql(&self, key: &str, query: &str, variables: Value) -> Value {
+        self.http
+            .post(self.url("/graphql"))
+            .bearer_auth(key)
+            .json(&json!({"query": query, "variables": variables}))
+            .send()
+            .await
+            .unwrap()
+            .json()
+            .await
+            .unwrap()
+    }
+
+    /// A GraphQL request to a tenant's public endpoint, as a consumer.
+    pub async fn public(&self, slug: &str, query: &str, variables: Value) -> Value {
+        self.http
+            .post(self.url(&format!("/t/{slug}/graphql")))
+            .json(&json!({"query": query, "variables": variables}))
+            .send()
+            .await
+            .unwrap()
+            .json()
+            .await
+            .unwrap()
+    }
+
+    /// A new tenant with `codes` enabled (and `extra` config).
+    pub async fn brand(&self, slug: &str, extra: Value) -> Brand {
+        let r = self
+            .gql(
+                ADMIN,
+                "mutation($i: CreateTenantInput!) { createTenant(input: $i) { adminKey } }",
+                json!({"i": {"slug": slug, "name": format!("Brand {slug}")}}),
+            )
+            .await;
+        let owner = ok(&r)["createTenant"]["adminKey"]
+            .as_str()
+            .unwrap()
+            .to_owned();
+        let brand = Brand {
+            slug: slug.to_owned(),
+            owner,
+        };
+        let mut config = json!({"scan_base_url": self.url(&format!("/t/{slug}/p/codes/"))});
+        if let (Value::Object(c), Value::Object(e)) = (&mut config, extra) {
+            c.extend(e);
+        }
+        self.enable(
+            &brand,
+            "codes",
+            &["records", "events", "counters", "persons-read"],
+            config,
+            &[],
+        )
+        .await;
+        brand
+    }
+
+    /// Enables `plugin` for `brand` with these grants and config.
+    pub async fn enable(
+        &self,
+        brand: &Brand,
+        plugin: &str,
+        caps: &[&str],
+        config: Value,
+        hosts: &[String],
+    ) {
+        let r = self
+            .gql(
+                &brand.owner,
+                "mutation($i: EnablePluginInput!) { enablePlugin(input: $i) { enabled } }",
+                json!({"i": {"name": plugin, "capabilities": caps, "config": config, "httpHosts": hosts}}),
+            )
+            .await;
+        assert_eq!(ok(&r)["enablePlugin"]["enabled"], true, "{r}");
+    }
+
+    /// Enables `rewards` with every grant it asks for.
+    pub async fn enable_rewards(&self, brand: &Brand, config: Value, hosts: &[String]) {
+        let caps = ["records", "events", "counters", "persons-read", "http"];
+        self.enable(brand, "rewards", &caps, config, hosts).await;
+    }
+
+    /// An API key of `brand` with roles and scopes.
+    pub async fn key(&self, brand: &Brand, roles: &[&str], scopes: &[&str]) -> String {
+        let r = self
+            .gql(
+                &brand.owner,
+                "mutation($i: CreateApiKeyInput!) { createApiKey(input: $i) { secret } }",
+                json!({"i": {"name": "test key", "roles": roles, "scopes": scopes}}),
+            )
+            .await;
+        ok(&r)["createApiKey"]["secret"]
+            .as_str()
+            .unwrap()
+            .to_owned()
+    }
+
+    /// GETs `/files/{plugin}/{name}` with `input`; status and body text.
+    pub async fn download(&self, key: &str, path: &str, input: Value) -> (u16, String) {
+        let r = self
+            .http
+            .get(self.url(path))
+            .bearer_auth(key)
+            .query(&[("input", input.to_string())])
+            .send()
+            .await
+            .unwrap();
+        (r.status().as_u16(), r.text().await.unwrap())
+    }
+}
+
+impl Drop for Kernel {
+    fn drop(&mut self) {
+        if let Some(s) = self.stop.take() {
+            let _ = s.send(());
+        }
+    }
+}
+
+/// The `data` of a response without errors.
+pub fn ok(r: &Value) -> &Value {
+    assert!(r.get("errors").is_none(), "unexpected errors: {r:#}");
+    &r["data"]
+}
+
+/// The `extensions.code` of the first error.
+pub fn code(r: &Value) -> &str {
+    r["errors"][0]["extensions"]["code"]
+        .as_str()
+        .unwrap_or_else(|| panic!("expected an error with a code, got {r:#}"))
+}
+
+/// What the provider saw: idempotency key → (attempts, amount paid).
+type Calls =
+    std::sync::Arc<std::sync::Mutex<std::collections::HashMap<String, (u32, Option<i64>)>>>;
+
+/// A payment provider on loopback: a real HTTP server that fails the
+/// first `fail_first` attempts of every payout (503), then pays it once
+/// per idempotency key; `/always-fail` never pays.
+pub struct Provider {
+    pub addr: SocketAddr,
+    pub calls: Calls,
+}
+
+impl Provider {
+    pub async fn start(fail_first: u32) -> Provider {
+        use axum::Json;
+        use axum::http::{HeaderMap, StatusCode};
+        let calls: Calls = Default::default();
+        let pay = {
+            let calls = calls.clone();
+            move |headers: HeaderMap, Json(body): Json<Value>| {
+                let calls = calls.clone();
+                async move {
+                    let key = headers
+                        .get("idempotency-key")
+                        .and_then(|v| v.to_str().ok())
+                        .unwrap_or_default()
+                        .to_owned();
+                    let mut calls = calls.lock().unwrap();
+                    let entry = calls.entry(key.clone()).or_insert((0, None));
+                    entry.0 += 1;
+                    if entry.1.is_none() && entry.0 <= fail_first {
+                        return (
+                            StatusCode::SERVICE_UNAVAILABLE,
+                            Json(json!({"error": "try again"})),
+                        );
+                    }
+                    entry.1 = body["amountCents"].as_i64();
+                    (
+                        StatusCode::OK,
+                        Json(json!({"reference": format!("PAY-{key}")})),
+                    )
+                }
+            }
+        };
+        let app = axum::Router::new()
+            .route("/pay", axum::routing::post(pay))
+            .route(
+                "/always-fail",
+                axum::routing::post(|| async { (StatusCode::INTERNAL_SERVER_ERROR, "down") }),
+            );
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let addr = listener.local_addr().unwrap();
+        tokio::spawn(async move { axum::serve(listener, app).await });
+        Provider { addr, calls }
+    }
+
+    pub fn url(&self, path: &str) -> String {
+        format!("http://{}{}", self.addr, path)
+    }
+
+    /// The host the tenant must allow.
+    pub fn host(&self) -> String {
+        self.addr.ip().to_string()
+    }
+}
+
+/// Polls `f` every 100 ms for up to `secs` seconds until it returns Some.
+pub async fn eventually<T, F, Fut>(secs: u64, mut f: F) -> Option<T>
+where
+    F: FnMut() -> Fut,
+    Fut: std::future::Future<Output = Option<T>>,
+{
+    let until = std::time::Instant::now() + Duration::from_secs(secs);
+    while std::time::Instant::now() < until {
+        if let Some(v) = f().await {
+            return Some(v);
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    None
+}

@@ -1,0 +1,487 @@
+//! Claiming a scan's rewards: once per scan (a retry returns the first
+//! result), judged against every open campaign in priority order, each
+//! limit reserved through the kernel's counters so that no budget, stock
+//! or per-person limit is ever exceeded, whatever the concurrency.
+//!
+//! A campaign's reservations are made one after another; when one is
+//! refused, those made before it are given back in the same transaction,
+//! so a claim never leaves a partial award.
+
+use keel_rewards_core::prizes::{self, PrizeKind};
+use keel_rewards_core::rules::Facts;
+use keel_sdk::counters::{self, Outcome};
+use keel_sdk::records::{self, Expect};
+use keel_sdk::{Context, Error, Result, events, persons};
+use serde::{Deserialize, Serialize};
+use serde_json::json;
+
+use crate::campaigns::{self, Campaign, coupon_key, spend_key, stock_key};
+use crate::model::{Identifier, day, now, random_u64, rfc3339, time_key};
+use crate::scans::{Scan, count_person_scan};
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "SCREAMING_SNAKE_CASE")]
+pub(crate) enum ClaimOutcome {
+    Won,
+    NoPrize,
+    ScanNotFound,
+    NotGenuine,
+    NoCampaign,
+    NotEligible,
+    CodeAlreadyWon,
+    PersonRequired,
+    PersonLimit,
+    SoldOut,
+    BudgetExhausted,
+}
+
+impl ClaimOutcome {
+    fn message(self) -> &'static str {
+        use ClaimOutcome::*;
+        match self {
+            Won => "Congratulations, you won!",
+            NoPrize => "No prize this time. Thank you for taking part!",
+            ScanNotFound => "We do not know this scan. Scan the code on the pack again.",
+            NotGenuine => "Only genuine, activated products take part.",
+            NoCampaign => "There is no campaign running right now.",
+            NotEligible => "This product or place does not take part in the current campaigns.",
+            CodeAlreadyWon => "This code has already won its prize.",
+            PersonRequired => "Sign in to claim this prize.",
+            PersonLimit => "You have reached the most prizes you can win for now.",
+            SoldOut => "This prize is all gone.",
+            BudgetExhausted => "The campaign's prizes are all given out.",
+        }
+    }
+
+    /// How telling a campaign's outcome is, when none awarded: the claim
+    /// reports the most telling one.
+    fn rank(self) -> u8 {
+        use ClaimOutcome::*;
+        match self {
+            Won => 9,
+            NoPrize => 8,
+            PersonLimit | SoldOut | BudgetExhausted | CodeAlreadyWon | PersonRequired => 7,
+            NotEligible => 2,
+            _ => 1,
+        }
+    }
+}
+
+/// GraphQL `RewardAward`, also the stored award.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub(crate) struct Award {
+    pub id: String,
+    pub campaign: String,
+    pub prize: String,
+    pub prize_name: String,
+    pub kind: String,
+    pub points: Option<i64>,
+    pub amount_cents: Option<i64>,
+    pub coupon: Option<String>,
+    pub scan_id: String,
+    pub code_id: String,
+    pub person_id: Option<String>,
+    pub region: Option<String>,
+    pub at: String,
+    pub payout_status: Option<String>,
+    /// Indexed: the UTC day, the person, the campaign.
+    pub day: String,
+    pub person: Option<String>,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub(crate) struct Check {
+    campaign: String,
+    outcome: ClaimOutcome,
+    message: String,
+}
+
+/// GraphQL `ClaimResult`, also what a claim record keeps.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub(crate) struct ClaimResult {
+    outcome: ClaimOutcome,
+    message: String,
+    scan_id: String,
+    awards: Vec<Award>,
+    checks: Vec<Check>,
+    dry_run: bool,
+}
+
+#[derive(Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub(crate) struct ClaimInput {
+    scan_id: String,
+    identifiers: Option<Vec<Identifier>>,
+}
+
+/// The claim record: `pending` while its transaction runs.
+#[derive(Serialize, Deserialize)]
+struct Stored {
+    result: Option<ClaimResult>,
+}
+
+fn bare(scan_id: &str, outcome: ClaimOutcome, dry_run: bool) -> ClaimResult {
+    ClaimResult {
+        outcome,
+        message: outcome.message().into(),
+        scan_id: scan_id.to_owned(),
+        awards: Vec::new(),
+        checks: Vec::new(),
+        dry_run,
+    }
+}
+
+fn check_scan_id(id: &str) -> Result<()> {
+    if id.is_empty() || id.len() > 100 {
+        return Err(Error::invalid("scanId: 1-100 characters"));
+    }
+    Ok(())
+}
+
+pub(crate) fn claim(_ctx: &Context, input: ClaimInput) -> Result<ClaimResult> {
+    check_scan_id(&input.scan_id)?;
+    if let Some(c) = records::get::<Stored>("claims", &input.scan_id)?
+        && let Some(r) = c.data.result
+    {
+        return Ok(r);
+    }
+    let Some(scan) = records::get::<Scan>("scans", &input.scan_id)?.map(|r| r.data) else {
+        return Ok(bare(&input.scan_id, ClaimOutcome::ScanNotFound, false));
+    };
+    // The claim record first: a concurrent claim of the same scan waits
+    // here for this one to commit, then returns its result.
+    if let Err(Error::Conflict(_)) = records::put(
+        "claims",
+        &input.scan_id,
+        &Stored { result: None },
+        Expect::Absent,
+    ) {
+        return match records::get::<Stored>("claims", &input.scan_id)?.and_then(|c| c.data.result) {
+            Some(r) => Ok(r),
+            None => Err(Error::Conflict("this scan is being claimed; retry".into())),
+        };
+    }
+    let person = person_of(&scan, input.identifiers.as_deref(), false)?;
+    let result = judge(&scan, person, false)?;
+    let stored = records::get::<Stored>("claims", &input.scan_id)?
+        .ok_or_else(|| Error::Internal("the claim record vanished".into()))?;
+    records::put(
+        "claims",
+        &input.scan_id,
+        &Stored {
+            result: Some(result.clone()),
+        },
+        Expect::Version(stored.version),
+    )?;
+    Ok(result)
+}
+
+/// The dry run: what a claim would give now, writing nothing.
+pub(crate) fn preview(_ctx: &Context, input: ClaimInput) -> Result<ClaimResult> {
+    check_scan_id(&input.scan_id)?;
+    let Some(scan) = records::get::<Scan>("scans", &input.scan_id)?.map(|r| r.data) else {
+        return Ok(bare(&input.scan_id, ClaimOutcome::ScanNotFound, true));
+    };
+    if let Some(c) = records::get::<Stored>("claims", &input.scan_id)?
+        && let Some(mut r) = c.data.result
+    {
+        r.dry_run = true;
+        return Ok(r);
+    }
+    let person = person_of(&scan, input.identifiers.as_deref(), true)?;
+    judge(&scan, person, true)
+}
+
+/// The person and profile a claim is judged for: the scan's, or the one
+/// the claim's identifiers name (resolved through One ID; a dry run only
+/// looks them up by the scan).
+struct Claimant {
+    id: String,
+    profile: serde_json::Value,
+    scan_n: Option<u64>,
+}
+
+fn person_of(scan: &Scan, ids: Option<&[Identifier]>, dry: bool) -> Result<Option<Claimant>> {
+    let (person, fresh) = match (&scan.person, ids) {
+        (Some(p), _) => (persons::get(p)?, false),
+        (None, Some(ids)) if !ids.is_empty() && !dry => {
+            let pairs: Vec<(&str, &str)> = ids
+                .iter()
+                .map(|i| (i.kind.as_str(), i.value.as_str()))
+                .collect();
+            (Some(persons::resolve(&pairs)?), true)
+        }
+        _ => (None, false),
+    };
+    let Some(p) = person else { return Ok(None) };
+    let scan_n = match (fresh, scan.person_scan_n) {
+        (false, n) => n,
+        (true, _) => Some(count_person_scan(&p.id, &scan.scan_id)?),
+    };
+    Ok(Some(Claimant {
+        id: p.id,
+        profile: serde_json::Value::Object(p.attributes),
+        scan_n,
+    }))
+}
+
+/// Counter additions of one campaign, given back if a later one fails.
+struct Reservations {
+    dry: bool,
+    made: Vec<(String, i64)>,
+}
+
+impl Reservations {
+    /// Adds `delta` to `key` if it stays at most `max`; false if not.
+    fn take(&mut self, key: &str, delta: i64, max: i64) -> Result<bool> {
+        if self.dry {
+            return Ok(counters::get(key)? + delta <= max);
+        }
+        match counters::add(key, delta, i64::MIN, max, None)? {
+            Outcome::Applied(_) => {
+                self.made.push((key.to_owned(), delta));
+                Ok(true)
+            }
+            Outcome::LimitReached(_) => Ok(false),
+        }
+    }
+
+    fn give_back(&mut self) -> Result<()> {
+        for (key, delta) in self.made.drain(..).rev() {
+            counters::add(&key, -delta, i64::MIN, i64::MAX, None)?;
+        }
+        Ok(())
+    }
+}
+
+fn judge(scan: &Scan, person: Option<Claimant>, dry: bool) -> Result<ClaimResult> {
+    if !scan.verdict.starts_with("GENUINE") {
+        return Ok(bare(&scan.scan_id, ClaimOutcome::NotGenuine, dry));
+    }
+    let at = now();
+    let mut open: Vec<Campaign> = campaigns::all()?
+        .into_iter()
+        .filter(|c| c.open_at(at.timestamp_micros()))
+        .collect();
+    if open.is_empty() {
+        return Ok(bare(&scan.scan_id, ClaimOutcome::NoCampaign, dry));
+    }
+    open.sort_by(|a, b| b.priority.cmp(&a.priority).then_with(|| a.id.cmp(&b.id)));
+    let facts = Facts {
+        sku: scan.sku.clone(),
+        lot: scan.lot.clone(),
+        batch: scan.batch.clone(),
+        serial: scan.serial,
+        region: scan.region.clone(),
+        location: scan.location,
+        at_micros: scan.at_micros,
+        first_scan: scan.first_scan,
+        person_scan_n: person.as_ref().and_then(|p| p.scan_n),
+        profile: person.as_ref().map(|p| p.profile.clone()),
+    };
+    let mut awards = Vec::new();
+    let mut checks = Vec::new();
+    let mut won_groups: Vec<String> = Vec::new();
+    for c in &open {
+        if c.group.as_ref().is_some_and(|g| won_groups.contains(g)) {
+            continue;
+        }
+        let outcome = if c.rule()?.eval(&facts) {
+            let (outcome, award) =
+                try_campaign(c, scan, person.as_ref().map(|p| p.id.as_str()), dry, at)?;
+            if let Some(a) = award {
+                awards.push(a);
+                if let Some(g) = &c.group {
+                    won_groups.push(g.clone());
+                }
+            }
+            outcome
+        } else {
+            ClaimOutcome::NotEligible
+        };
+        if !dry {
+            crate::reports::count_claim(c, scan, outcome)?;
+        }
+        checks.push(Check {
+            campaign: c.id.clone(),
+            outcome,
+            message: outcome.message().into(),
+        });
+    }
+    let outcome = checks
+        .iter()
+        .map(|c| c.outcome)
+        .max_by_key(|o| o.rank())
+        .unwrap_or(ClaimOutcome::NotEligible);
+    Ok(ClaimResult {
+        outcome,
+        message: outcome.message().into(),
+        scan_id: scan.scan_id.clone(),
+        awards,
+        checks,
+        dry_run: dry,
+    })
+}
+
+/// One campaign's draw and reservations.
+fn try_campaign(
+    c: &Campaign,
+    scan: &Scan,
+    person: Option<&str>,
+    dry: bool,
+    at: crate::model::Time,
+) -> Result<(ClaimOutcome, Option<Award>)> {
+    let needs_person = c.limits.per_person_per_day.is_some()
+        || c.limits.per_person_total.is_some()
+        || c.prizes.iter().any(|p| {
+            matches!(
+                p.kind,
+                PrizeKind::Points { .. } | PrizeKind::RedPacket { .. }
+            )
+        });
+    if needs_person && person.is_none() {
+        return Ok((ClaimOutcome::PersonRequired, None));
+    }
+    let mut r = Reservations {
+        dry,
+        made: Vec::new(),
+    };
+    // One draw per code and campaign.
+    if !r.take(&format!("c:{}:code:{}", c.id, scan.code_id), 1, 1)? {
+        return Ok((ClaimOutcome::CodeAlreadyWon, None));
+    }
+    let prize = &c.prizes[prizes::draw(&c.prizes, random_u64()?)];
+    if !prize.is_win() {
+        return Ok((ClaimOutcome::NoPrize, None));
+    }
+    let today = day(at);
+    if let Some(p) = person {
+        let limits = [
+            (
+                format!("c:{}:pd:{p}:{today}", c.id),
+                c.limits.per_person_per_day,
+            ),
+            (format!("c:{}:pt:{p}", c.id), c.limits.per_person_total),
+        ];
+        for (key, limit) in limits {
+            if let Some(max) = limit
+                && !r.take(&key, 1, max)?
+            {
+                r.give_back()?;
+                return Ok((ClaimOutcome::PersonLimit, None));
+            }
+        }
+    }
+    let stock_n = match prize.stock {
+        Some(stock) => {
+            let key = stock_key(&c.id, &prize.id);
+            if !r.take(&key, 1, stock)? {
+                r.give_back()?;
+                return Ok((ClaimOutcome::SoldOut, None));
+            }
+            Some(if dry { 0 } else { counters::get(&key)? })
+        }
+        None => None,
+    };
+    let mut award = Award {
+        id: String::new(),
+        campaign: c.id.clone(),
+        prize: prize.id.clone(),
+        prize_name: prize.name.clone(),
+        kind: String::new(),
+        points: None,
+        amount_cents: None,
+        coupon: None,
+        scan_id: scan.scan_id.clone(),
+        code_id: scan.code_id.clone(),
+        person_id: person.map(str::to_owned),
+        region: scan.region.clone(),
+        at: rfc3339(at),
+        payout_status: None,
+        day: today,
+        person: person.map(str::to_owned),
+    };
+    match &prize.kind {
+        PrizeKind::RedPacket {
+            min_cents,
+            max_cents,
+        } => {
+            let budget = c.budget_cents.unwrap_or(0);
+            let mut amount = prizes::amount(*min_cents, *max_cents, random_u64()?);
+            if !r.take(&spend_key(&c.id), amount, budget)? {
+                // Cut to what is left, if that is still a prize.
+                let left = budget - counters::get(&spend_key(&c.id))?;
+                if left < *min_cents || !r.take(&spend_key(&c.id), left, budget)? {
+                    r.give_back()?;
+                    return Ok((ClaimOutcome::BudgetExhausted, None));
+                }
+                amount = left;
+            }
+            award.kind = "RED_PACKET".into();
+            award.amount_cents = Some(amount);
+            award.payout_status = Some("PENDING".into());
+        }
+        PrizeKind::Points { points } => {
+            award.kind = "POINTS".into();
+            award.points = Some(*points);
+        }
+        PrizeKind::Coupon => {
+            award.kind = "COUPON".into();
+            if !dry {
+                let n = stock_n.unwrap_or(0);
+                let coupon =
+                    records::get::<serde_json::Value>("coupons", &coupon_key(&c.id, &prize.id, n))?;
+                match coupon.and_then(|c| {
+                    c.data
+                        .get("code")
+                        .and_then(|v| v.as_str())
+                        .map(str::to_owned)
+                }) {
+                    Some(code) => award.coupon = Some(code),
+                    None => {
+                        r.give_back()?;
+                        return Ok((ClaimOutcome::SoldOut, None));
+                    }
+                }
+            }
+        }
+        PrizeKind::Thanks => unreachable!("thanks is not a win"),
+    }
+    if dry {
+        return Ok((ClaimOutcome::Won, Some(award)));
+    }
+    if prize.stock.is_none() {
+        counters::add(
+            &format!("c:{}:won:{}", c.id, prize.id),
+            1,
+            0,
+            i64::MAX,
+            None,
+        )?;
+    }
+    crate::reports::count_spend(&award, scan)?;
+    award.id = format!("A{}", time_key(at)?);
+    records::put("awards", &award.id, &award, Expect::Absent)?;
+    if let (Some(points), Some(p)) = (award.points, person) {
+        crate::wallet::credit(
+            p,
+            points,
+            &format!("won in campaign {}", c.id),
+            &format!("award:{}", award.id),
+        )?;
+    }
+    if let Some(amount) = award.amount_cents {
+        crate::payouts::request(&award, amount)?;
+    }
+    events::emit(
+        "rewards.awarded",
+        person,
+        &json!({"award": award.id, "campaign": c.id, "prize": prize.id, "kind": award.kind,
+                "points": award.points, "amountCents": award.amount_cents, "scanId": scan.scan_id,
+                "codeId": scan.code_id, "region": scan.region}),
+        Some(&format!("award:{}", award.id)),
+    )?;
+    Ok((ClaimOutcome::Won, Some(award)))
+}

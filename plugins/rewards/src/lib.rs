@@ -1,0 +1,46 @@
+//! Keel's first-party `rewards` plugin: scan-to-win campaigns.
+//!
+//! Written only against `keel-sdk`. It learns of scans from the `codes`
+//! plugin's `code.scanned` events (delivered inside the scan's
+//! transaction), never by calling it. The strategy engine (rules, draws,
+//! simulation) lives in `keel-rewards-core`:
+//!
+//! - `campaigns` — campaigns, their prize tables and coupon pools;
+//! - `scans` — the copy of each scan a claim is judged on;
+//! - `claim` — the public claim and its dry run, every limit reserved
+//!   through the kernel's counters;
+//! - `wallet` — points; `payouts` — red packets through the provider;
+//! - `reports` — per campaign, day and region, and the day's awards.
+
+mod campaigns;
+mod claim;
+mod model;
+mod payouts;
+mod reports;
+mod scans;
+mod wallet;
+
+use keel_sdk::plugin;
+
+plugin! {
+    operations: {
+        "campaigns" => campaigns::list,
+        "campaign" => campaigns::get,
+        "createCampaign" => campaigns::create,
+        "updateCampaign" => campaigns::update,
+        "setCampaignStatus" => campaigns::set_status,
+        "addCoupons" => campaigns::add_coupons,
+        "simulateCampaign" => campaigns::simulate,
+        "claimReward" => claim::claim,
+        "previewClaim" => claim::preview,
+        "campaignReport" => reports::campaign,
+        "rewardAwards" => reports::awards,
+        "pointsWallet" => wallet::wallet,
+        "spendPoints" => wallet::spend,
+        "rewardPayouts" => payouts::list,
+    },
+    events: {
+        "code.scanned" => scans::on_scanned,
+        "rewards.payout_requested" => payouts::on_requested,
+    },
+}
