@@ -254,6 +254,13 @@ on_both_backends! {
             ("WON".to_owned(), Some("MUG-2".to_owned())),
             ("SOLD_OUT".to_owned(), None),
         ]);
+        // A code has one draw per campaign, whoever scans it again.
+        let again = scan(&k, &b, &codes[0], None, Some("o-other")).await;
+        assert_eq!(claim(&k, &b, &again).await["outcome"], "CODE_ALREADY_WON");
+        // Another brand's scan id is no scan here.
+        let (other, _) = shop(&k, "other", 1, json!({}), &[]).await;
+        let r = claim(&k, &other, &again).await;
+        assert_eq!((r["outcome"].as_str(), r["awards"].as_array().map(Vec::len)), (Some("SCAN_NOT_FOUND"), Some(0)));
         let rp = json!([{"id": "rp", "name": "Red packet", "kind": "RED_PACKET", "min_cents": 100, "max_cents": 500, "weight": 1},
                         {"id": "thanks", "name": "Thanks", "kind": "THANKS", "weight": 3}]);
         let r = k.gql(&b.owner, CREATE, json!({"i": campaign(json!({"all": []}), rp, json!({"budgetCents": 100000}))})).await;
