@@ -152,28 +152,33 @@ pub(crate) fn claim(_ctx: &Context, input: ClaimInput) -> Result<ClaimResult> {
     };
     // The claim record first: a concurrent claim of the same scan waits
     // here for this one to commit, then returns its result.
-    if let Err(Error::Conflict(_)) = records::put(
+    let pending = match records::put(
         "claims",
         &input.scan_id,
         &Stored { result: None },
         Expect::Absent,
     ) {
-        return match records::get::<Stored>("claims", &input.scan_id)?.and_then(|c| c.data.result) {
-            Some(r) => Ok(r),
-            None => Err(Error::Conflict("this scan is being claimed; retry".into())),
-        };
-    }
+        Ok(p) => p,
+        Err(Error::Conflict(_)) => {
+            return match records::get::<Stored>("claims", &input.scan_id)?
+                .and_then(|c| c.data.result)
+            {
+                Some(r) => Ok(r),
+                None => Err(Error::Conflict("this scan is being claimed; retry".into())),
+            };
+        }
+        Err(e) => return Err(e),
+    };
     let person = person_of(&scan, input.identifiers.as_deref(), false)?;
     let result = judge(&scan, person, false)?;
-    let stored = records::get::<Stored>("claims", &input.scan_id)?
-        .ok_or_else(|| Error::Internal("the claim record vanished".into()))?;
+    let done = Stored {
+        result: Some(result.clone()),
+    };
     records::put(
         "claims",
         &input.scan_id,
-        &Stored {
-            result: Some(result.clone()),
-        },
-        Expect::Version(stored.version),
+        &done,
+        Expect::Version(pending.version),
     )?;
     Ok(result)
 }
