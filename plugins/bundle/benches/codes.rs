@@ -13,9 +13,10 @@
 #[path = "../tests/all/support.rs"]
 #[allow(dead_code, reason = "the tests' support module, shared")]
 mod support;
+#[path = "timing/mod.rs"]
+mod timing;
 
 use std::sync::Arc;
-use std::sync::atomic::{AtomicU32, Ordering};
 use std::time::{Duration, Instant};
 
 use keel_codes_core::{BatchCodec, Key};
@@ -60,50 +61,6 @@ fn native_export(n: u32) -> (Duration, usize) {
     }
     bytes += chunk.len();
     (start.elapsed(), bytes)
-}
-
-fn pct(mut v: Vec<Duration>, q: f64) -> Duration {
-    v.sort();
-    v[((v.len() as f64 * q) as usize).min(v.len() - 1)]
-}
-
-async fn scans(
-    k: &Arc<Kernel>,
-    slug: &str,
-    codes: Arc<Vec<String>>,
-    clients: usize,
-) -> (f64, Duration, Duration) {
-    let next = Arc::new(AtomicU32::new(0));
-    let start = Instant::now();
-    let mut tasks = Vec::new();
-    for _ in 0..clients {
-        let (k, codes, next, slug) = (k.clone(), codes.clone(), next.clone(), slug.to_owned());
-        tasks.push(tokio::spawn(async move {
-            let mut lat = Vec::new();
-            loop {
-                let i = next.fetch_add(1, Ordering::Relaxed) as usize;
-                if i >= codes.len() {
-                    return lat;
-                }
-                let s = Instant::now();
-                let r = k.public(&slug, SCAN, json!({"c": codes[i]})).await;
-                assert!(
-                    ok(&r)["scan"]["verdict"]
-                        .as_str()
-                        .unwrap()
-                        .starts_with("GENUINE"),
-                    "{r}"
-                );
-                lat.push(s.elapsed());
-            }
-        }));
-    }
-    let mut all = Vec::new();
-    for t in tasks {
-        all.extend(t.await.unwrap());
-    }
-    let per_sec = all.len() as f64 / start.elapsed().as_secs_f64();
-    (per_sec, pct(all.clone(), 0.5), pct(all, 0.99))
 }
 
 async fn run(kind: Backend, n: u32) {
@@ -190,12 +147,22 @@ async fn run(kind: Backend, n: u32) {
             .collect(),
     );
     for (what, clients) in [("first scans", 16), ("repeat scans", 16)] {
-        let (per_sec, p50, p99) = scans(&k, &b.slug, codes.clone(), clients).await;
+        let (k, codes2, slug) = (k.clone(), codes.clone(), b.slug.clone());
+        let s = timing::measure(codes.len(), clients, move |i| {
+            let (k, codes, slug) = (k.clone(), codes2.clone(), slug.clone());
+            async move {
+                let r = k.public(&slug, SCAN, json!({"c": codes[i]})).await;
+                let verdict = ok(&r)["scan"]["verdict"].as_str().unwrap().to_owned();
+                assert!(verdict.starts_with("GENUINE"), "{r}");
+            }
+        })
+        .await;
         println!(
-            "{what}, {} codes, {clients} clients: {per_sec:.0}/s, p50 {:.2} ms, p99 {:.2} ms",
+            "{what}, {} codes, {clients} clients: {:.0}/s, p50 {:.2} ms, p99 {:.2} ms",
             codes.len(),
-            p50.as_secs_f64() * 1e3,
-            p99.as_secs_f64() * 1e3
+            s.per_sec,
+            s.p50.as_secs_f64() * 1e3,
+            s.p99.as_secs_f64() * 1e3
         );
     }
 }

@@ -11,10 +11,10 @@
 #[path = "../tests/all/support.rs"]
 #[allow(dead_code, reason = "the tests' support module, shared")]
 mod support;
+#[path = "timing/mod.rs"]
+mod timing;
 
 use std::sync::Arc;
-use std::sync::atomic::{AtomicUsize, Ordering};
-use std::time::{Duration, Instant};
 
 use keel_core::counters::{self, Add, Outcome};
 use keel_core::events::{self, NewEvent};
@@ -26,6 +26,7 @@ use keel_rewards_core::prizes::{self, Prize, PrizeKind};
 use keel_rewards_core::rules::{Facts, Rule};
 use serde_json::{Value, json};
 use support::{Kernel, ok};
+use timing::{Stats, measure};
 
 const NS: &str = "rewards";
 const CLAIM: &str = "mutation($s: String!) { claimReward(scanId: $s) { outcome } }";
@@ -196,51 +197,6 @@ async fn native_claim(
     .await?;
     tx.commit().await?;
     Ok(outcome)
-}
-
-struct Stats {
-    per_sec: f64,
-    p50: Duration,
-    p99: Duration,
-}
-
-/// Runs `op(i)` for every i in 0..n from `clients` tasks.
-async fn measure<F, Fut>(n: usize, clients: usize, op: F) -> Stats
-where
-    F: Fn(usize) -> Fut + Clone + Send + 'static,
-    Fut: std::future::Future<Output = ()> + Send,
-{
-    let next = Arc::new(AtomicUsize::new(0));
-    let start = Instant::now();
-    let tasks: Vec<_> = (0..clients)
-        .map(|_| {
-            let (op, next) = (op.clone(), next.clone());
-            tokio::spawn(async move {
-                let mut lat = Vec::new();
-                loop {
-                    let i = next.fetch_add(1, Ordering::Relaxed);
-                    if i >= n {
-                        return lat;
-                    }
-                    let t = Instant::now();
-                    op(i).await;
-                    lat.push(t.elapsed());
-                }
-            })
-        })
-        .collect();
-    let mut all = Vec::new();
-    for t in tasks {
-        all.extend(t.await.unwrap());
-    }
-    let wall = start.elapsed();
-    all.sort();
-    let at = |q: f64| all[((all.len() as f64 * q) as usize).min(all.len() - 1)];
-    Stats {
-        per_sec: all.len() as f64 / wall.as_secs_f64(),
-        p50: at(0.5),
-        p99: at(0.99),
-    }
 }
 
 fn row(name: &str, s: &Stats) {
