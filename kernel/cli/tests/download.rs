@@ -50,7 +50,10 @@ fn serve_probe() -> Served {
     let root = dir.path().to_owned();
     let (addr, key) = rt.block_on(async move {
         let url = format!("sqlite://{}", root.join("keel.db").display());
-        let db = Db::connect(&url, &DbOptions::default()).await.unwrap();
+        let db = Db::connect(&url, &DbOptions::default())
+            .await
+            .unwrap()
+            .with_sealer(keel_core::sealing::Sealer::random());
         db.migrate().await.unwrap();
         let host = Host::new(db.clone(), HostConfig::new(root.join("cache")))
             .await

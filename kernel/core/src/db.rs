@@ -17,6 +17,7 @@ use anyhow::Context as _;
 use sqlx::any::{AnyConnectOptions, AnyPoolOptions};
 use sqlx::{AnyPool, ConnectOptions as _, Executor as _};
 
+use crate::sealing::Sealer;
 use crate::{Error, Result};
 
 /// A connection usable for the kernel's queries: a pooled connection or an
@@ -57,6 +58,7 @@ pub struct Db {
     backend: Backend,
     reader: AnyPool,
     writer: AnyPool,
+    sealer: Option<Sealer>,
 }
 
 static SQLITE_MIGRATIONS: sqlx::migrate::Migrator = sqlx::migrate!("migrations/sqlite");
@@ -84,6 +86,7 @@ impl Db {
                 backend: Backend::Postgres,
                 reader: pool.clone(),
                 writer: pool,
+                sealer: None,
             })
         } else {
             Err(Error::bad_input(
@@ -147,6 +150,23 @@ impl Db {
             backend: Backend::Sqlite,
             reader,
             writer,
+            sealer: None,
+        })
+    }
+
+    /// This handle with the master key(s) that seal secrets at rest
+    /// ([`crate::sealing`]); call [`crate::sealing::unlock`] next.
+    pub fn with_sealer(mut self, sealer: Sealer) -> Db {
+        self.sealer = Some(sealer);
+        self
+    }
+
+    /// The master key(s) given with [`Db::with_sealer`].
+    pub fn sealer(&self) -> Result<&Sealer> {
+        self.sealer.as_ref().ok_or_else(|| {
+            Error::Internal(anyhow::anyhow!(
+                "no master key was given to this database handle (Db::with_sealer)"
+            ))
         })
     }
 

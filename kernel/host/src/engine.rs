@@ -140,7 +140,10 @@ impl Host {
         let mut h = std::hash::DefaultHasher::new();
         std::hash::Hash::hash(&engine.precompile_compatibility_hash(), &mut h);
         let engine_tag = format!("{:016x}", std::hash::Hasher::finish(&h));
-        let mac_key = keel_core::settings::secret(&db, "plugin-cache-mac-key").await?;
+        // Sealed at rest under the master key, like plugin secrets.
+        let mac_key = keel_core::settings::secret(&db, "plugin-cache-mac-key")
+            .await
+            .context("reading the plugin cache's key")?;
         std::fs::create_dir_all(&config.cache_dir)
             .with_context(|| format!("creating the plugin cache {}", config.cache_dir.display()))?;
 

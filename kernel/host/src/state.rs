@@ -19,7 +19,7 @@ pub(crate) struct State {
     /// call (so a plugin that computes without touching data never holds
     /// SQLite's single writer) and committed when the call returns `Ok`.
     pub(crate) tx: Option<Tx>,
-    db: Db,
+    pub(crate) db: Db,
     pub(crate) activation: Arc<Activation>,
     pub(crate) request_id: String,
     pub(crate) http: reqwest::Client,

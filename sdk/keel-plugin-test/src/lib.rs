@@ -40,7 +40,9 @@ impl MiniKernel {
     pub async fn start() -> anyhow::Result<MiniKernel> {
         let dir = tempfile::tempdir()?;
         let url = format!("sqlite://{}", dir.path().join("keel.db").display());
-        let db = Db::connect(&url, &DbOptions::default()).await?;
+        let db = Db::connect(&url, &DbOptions::default())
+            .await?
+            .with_sealer(keel_core::sealing::Sealer::random());
         db.migrate().await?;
         let mut tx = db.begin().await?;
         let tenant = tenants::create(&mut tx, "test", "Test tenant").await?.id;

@@ -4,3 +4,4 @@ mod counters;
 mod events;
 mod persons;
 mod records;
+mod secrets;

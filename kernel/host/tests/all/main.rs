@@ -7,3 +7,4 @@ mod contract;
 mod isolation;
 mod manifest;
 mod outbox;
+mod secrets;
