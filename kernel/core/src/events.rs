@@ -67,6 +67,18 @@ pub fn validate_type(field: &str, t: &str) -> Result<()> {
     }
 }
 
+/// The namespaces (first segment) of the event types the kernel itself
+/// emits, such as `person.merged`. Nobody else may emit a type in them: not
+/// a plugin, not an API key.
+pub const KERNEL_NAMESPACES: &[&str] = &["person", "tenant", "keel", "kernel"];
+
+/// True when `t` is one of the kernel's own event types.
+pub fn kernel_owns(t: &str) -> bool {
+    t.split('.')
+        .next()
+        .is_some_and(|ns| KERNEL_NAMESPACES.contains(&ns))
+}
+
 const COLUMNS: &str = "tenant_seq AS seq, id, type, occurred_at, recorded_at, person_id, payload, \
                        idempotency_key, producer";
 

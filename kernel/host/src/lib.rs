@@ -11,6 +11,7 @@ pub mod outbox;
 pub mod registry;
 mod state;
 
+pub use capabilities::CONSUMER_SIGN_IN;
 pub use engine::{Host, HostConfig, LoadedComponent};
 pub use error::{PluginError, Result};
 pub use invocation::{Activation, CallContext, InvocationEvent};

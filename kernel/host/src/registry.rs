@@ -122,6 +122,7 @@ impl Registry {
         manifest
             .validate()
             .map_err(|e| Error::bad_input("manifest", e))?;
+        self.check_event_ownership(&manifest).await?;
         let loaded = self.host.load(wasm).await?;
         if loaded.wit_version != manifest.wit {
             return Err(Error::bad_input(
@@ -169,6 +170,42 @@ impl Registry {
         }
         tx.commit().await.map_err(Error::from)?;
         self.package(&manifest.name, Some(&manifest.version)).await
+    }
+
+    /// Event types are owned: a package may declare in `emits` neither the
+    /// kernel's types nor a type that a package of another name emits, so
+    /// that a subscriber can trust who produced what it receives.
+    async fn check_event_ownership(&self, manifest: &Manifest) -> Result<()> {
+        for t in &manifest.events.emits {
+            if keel_core::events::kernel_owns(t) {
+                return Err(Error::bad_input(
+                    "manifest",
+                    format!(
+                        "events.emits: {t} is an event type of the kernel; a plugin cannot emit it"
+                    ),
+                )
+                .into());
+            }
+            if let Some(owner) = self.event_owner(t).await?
+                && owner != manifest.name
+            {
+                return Err(Error::Conflict(format!(
+                    "events.emits: {t} is emitted by the plugin {owner}; event types have one producer"
+                ))
+                .into());
+            }
+        }
+        Ok(())
+    }
+
+    /// The installed plugin that emits `event_type`, if any.
+    pub async fn event_owner(&self, event_type: &str) -> Result<Option<String>> {
+        Ok(self
+            .packages()
+            .await?
+            .into_iter()
+            .find(|p| p.manifest.events.emits.iter().any(|t| t == event_type))
+            .map(|p| p.manifest.name.clone()))
     }
 
     /// Every installed package, by name then version.
@@ -398,8 +435,8 @@ impl Registry {
             .find(|e| e.name == name))
     }
 
-    /// Stores a secret for a plugin of `tenant` (readable by it with the
-    /// `secrets` grant).
+    /// Stores a secret for an installed plugin of `tenant` (readable by it
+    /// with the `secrets` grant), sealed under the master key.
     pub async fn set_secret(
         &self,
         tenant: &TenantId,
@@ -414,18 +451,26 @@ impl Registry {
             )
             .into());
         }
+        if name.starts_with("keel.") {
+            return Err(Error::bad_input(
+                "name",
+                "names under `keel.` are the kernel's (e.g. keel.consumer_sign_in)",
+            )
+            .into());
+        }
+        let sealer = self.db.sealer()?;
         let mut tx = self.db.begin().await?;
-        sqlx::query(
-            "INSERT INTO plugin_secrets (tenant_id, plugin, name, value) VALUES ($1, $2, $3, $4) \
-             ON CONFLICT (tenant_id, plugin, name) DO UPDATE SET value = excluded.value",
-        )
-        .bind(tenant.as_str())
-        .bind(plugin)
-        .bind(name)
-        .bind(value)
-        .execute(&mut *tx)
-        .await
-        .map_err(Error::from)?;
+        let installed: Option<String> =
+            sqlx::query_scalar("SELECT name FROM plugins WHERE name = $1 LIMIT 1")
+                .bind(plugin)
+                .fetch_optional(&mut *tx)
+                .await
+                .map_err(Error::from)?;
+        if installed.is_none() {
+            return Err(Error::NotFound(format!("no plugin named {plugin:?} is installed")).into());
+        }
+        keel_core::sealing::store_plugin_secret(&mut tx, sealer, tenant, plugin, name, value)
+            .await?;
         tx.commit().await.map_err(Error::from)?;
         Ok(())
     }

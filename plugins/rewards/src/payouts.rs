@@ -4,17 +4,25 @@
 //!
 //! A payout is requested by an event the plugin delivers to itself through
 //! the kernel's outbox (`rewards.payout_requested`, async). A failed
-//! attempt is recorded and requested again with a `notBefore` time; a
-//! delivery before that time returns an error, so the outbox's own backoff
-//! waits for it.
+//! attempt is recorded and requested again; the time it is due is kept in
+//! the payout record, and a delivery before that time returns an error, so
+//! the outbox's own backoff waits for it.
+//!
+//! The event only says *which* payout to attempt: what is paid (amount,
+//! person, award) is read from the `payouts` record, never from the event.
+//! An event without a record, for a settled payout, or for an attempt other
+//! than the record's next one (a replay, a stale duplicate) does nothing.
 
 use keel_sdk::records::{self, Expect};
-use keel_sdk::{Context, Error, Event, Result, events, http};
+use keel_sdk::{Context, Error, Event, Result, events, http, log};
 use serde::{Deserialize, Serialize};
 use serde_json::json;
 
 use crate::claim::Award;
 use crate::model::{config, now, page_limit, rfc3339};
+
+/// The only producer of `rewards.payout_requested`: this plugin.
+const PRODUCER: &str = "rewards";
 
 #[derive(Debug, Clone, Serialize, Deserialize)]
 #[serde(rename_all = "camelCase")]
@@ -28,8 +36,14 @@ pub(crate) struct Payout {
     last_error: Option<String>,
     provider_ref: Option<String>,
     updated_at: String,
+    /// Microseconds since 1970 before which the next attempt is not made
+    /// (0 for the first).
+    #[serde(default)]
+    not_before: i64,
 }
 
+/// The event's payload. Only `award_id` and `attempt` are acted on; the
+/// rest is there for readers of the event log.
 #[derive(Serialize, Deserialize)]
 #[serde(rename_all = "camelCase")]
 struct Request {
@@ -63,6 +77,7 @@ pub(crate) fn request(award: &Award, amount: i64) -> Result<()> {
         last_error: None,
         provider_ref: None,
         updated_at: rfc3339(now()),
+        not_before: 0,
     };
     records::put("payouts", &award.id, &p, Expect::Absent)?;
     emit(&Request {
@@ -74,26 +89,97 @@ pub(crate) fn request(award: &Award, amount: i64) -> Result<()> {
     })
 }
 
-/// The outbox delivers a request: send it to the provider (before touching
-/// the database, so SQLite's writer is not held during the call), then
-/// record what happened.
-pub(crate) fn on_requested(e: Event) -> Result<()> {
-    let r: Request = serde_json::from_value(e.payload)
-        .map_err(|err| Error::invalid(format!("payout request: {err}")))?;
-    let t = now();
-    if t.timestamp_micros() < r.not_before {
-        return Err(Error::refused(
-            "NOT_DUE",
-            "this payout's next attempt is not due yet",
-        ));
+/// What a delivered request amounts to, judged on the stored payout alone.
+#[derive(Debug, PartialEq, Eq)]
+enum Due {
+    /// Send it: the record's next attempt, and its time has come.
+    Send,
+    /// Its time has not come yet: ask the outbox to deliver it again later.
+    NotYet,
+    /// Nothing to do: why (for the log).
+    Ignore(&'static str),
+}
+
+fn due(stored: Option<&Payout>, attempt: i64, now_micros: i64) -> Due {
+    let Some(s) = stored else {
+        return Due::Ignore("there is no payout for this award");
+    };
+    if matches!(s.status.as_str(), "PAID" | "FAILED") {
+        return Due::Ignore("the payout is already settled");
     }
+    if attempt != s.attempts + 1 {
+        return Due::Ignore(
+            "the request is not the payout's next attempt (a replay or a duplicate)",
+        );
+    }
+    if now_micros < s.not_before {
+        return Due::NotYet;
+    }
+    Due::Send
+}
+
+/// The outbox delivers a request: check it against the payout record,
+/// send the record's payout to the provider, then record what happened.
+///
+/// The record is read before the call, so the call's transaction is open
+/// while the provider answers (on SQLite that holds the writer for the
+/// duration of the call, bounded by the host's deadline).
+pub(crate) fn on_requested(e: Event) -> Result<()> {
+    #[derive(Deserialize)]
+    #[serde(rename_all = "camelCase")]
+    struct Which {
+        award_id: String,
+        attempt: i64,
+    }
+    let ignore = |why: &str| {
+        log::warn(&format!(
+            "payout request {} from {} ignored: {why}",
+            e.id, e.producer
+        ));
+        Ok(())
+    };
+    if e.producer != PRODUCER {
+        return ignore("only the rewards plugin requests payouts");
+    }
+    let r: Which = match serde_json::from_value(e.payload.clone()) {
+        Ok(r) => r,
+        Err(err) => return ignore(&format!("not a payout request: {err}")),
+    };
+    if r.award_id.is_empty() || r.award_id.len() > 100 {
+        return ignore("not an award id");
+    }
+    let t = now();
+    let stored = records::get::<Payout>("payouts", &r.award_id)?;
+    let (version, mut p) = match (
+        due(
+            stored.as_ref().map(|s| &s.data),
+            r.attempt,
+            t.timestamp_micros(),
+        ),
+        stored,
+    ) {
+        (Due::Send, Some(s)) => (s.version, s.data),
+        (Due::NotYet, _) => {
+            return Err(Error::refused(
+                "NOT_DUE",
+                "this payout's next attempt is not due yet",
+            ));
+        }
+        (Due::Ignore(why), _) => {
+            return ignore(&format!(
+                "award {:?}, attempt {}: {why}",
+                r.award_id, r.attempt
+            ));
+        }
+        (Due::Send, None) => unreachable!("due() sends only a stored payout"),
+    };
     let cfg = config()?;
     let sent = match &cfg.payout_url {
         None => Err("no payout_url is configured".to_owned()),
         Some(url) => {
-            let body = json!({"idempotencyKey": r.award_id, "personId": r.person_id,
-                              "amountCents": r.amount_cents, "currency": "CNY"});
-            match http::post_json(url, &body, &[("idempotency-key", &r.award_id)]) {
+            let body = json!({"idempotencyKey": p.award_id, "personId": p.person_id,
+                              "amountCents": p.amount_cents, "currency": "CNY"});
+            match http::post_json(url, &body, &[("idempotency-key", &p.award_id)]) {
                 Ok(resp) if (200..300).contains(&resp.status) => {
                     let reference = serde_json::from_slice::<serde_json::Value>(&resp.body)
                         .ok()
@@ -109,47 +195,41 @@ pub(crate) fn on_requested(e: Event) -> Result<()> {
             }
         }
     };
-    let Some(mut p) = records::get::<Payout>("payouts", &r.award_id)? else {
-        return Err(Error::NotFound(format!(
-            "no payout for award {}",
-            r.award_id
-        )));
-    };
-    if matches!(p.data.status.as_str(), "PAID" | "FAILED") {
-        return Ok(());
-    }
-    p.data.attempts += 1;
-    p.data.updated_at = rfc3339(t);
+    p.attempts += 1;
+    p.updated_at = rfc3339(t);
     let max = cfg.payout_max_attempts.unwrap_or(6);
     match sent {
         Ok(reference) => {
-            p.data.status = "PAID".into();
-            p.data.provider_ref = reference;
-            p.data.last_error = None;
+            p.status = "PAID".into();
+            p.provider_ref = reference;
+            p.last_error = None;
         }
         Err(why) => {
-            p.data.last_error = Some(why.chars().take(300).collect());
-            if p.data.attempts >= max {
-                p.data.status = "FAILED".into();
+            p.last_error = Some(why.chars().take(300).collect());
+            if p.attempts >= max {
+                p.status = "FAILED".into();
             } else {
-                p.data.status = "RETRYING".into();
+                p.status = "RETRYING".into();
                 let base = cfg.payout_retry_seconds.unwrap_or(5);
-                let wait = (base << (p.data.attempts - 1).min(10)).min(120);
+                let wait = (base << (p.attempts - 1).min(10)).min(120);
+                p.not_before = t.timestamp_micros() + wait * 1_000_000;
                 emit(&Request {
-                    attempt: r.attempt + 1,
-                    not_before: t.timestamp_micros() + wait * 1_000_000,
-                    ..r
+                    award_id: p.award_id.clone(),
+                    person_id: p.person_id.clone(),
+                    amount_cents: p.amount_cents,
+                    attempt: p.attempts + 1,
+                    not_before: p.not_before,
                 })?;
             }
         }
     }
-    records::put("payouts", &p.key, &p.data, Expect::Version(p.version))?;
-    if matches!(p.data.status.as_str(), "PAID" | "FAILED") {
+    records::put("payouts", &r.award_id, &p, Expect::Version(version))?;
+    if matches!(p.status.as_str(), "PAID" | "FAILED") {
         events::emit(
             "rewards.payout_settled",
-            Some(&p.data.person_id),
-            &json!({"award": p.data.award_id, "status": p.data.status, "attempts": p.data.attempts}),
-            Some(&format!("payout-settled:{}", p.data.award_id)),
+            Some(&p.person_id),
+            &json!({"award": p.award_id, "status": p.status, "attempts": p.attempts}),
+            Some(&format!("payout-settled:{}", p.award_id)),
         )?;
     }
     Ok(())

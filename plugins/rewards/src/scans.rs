@@ -1,9 +1,13 @@
 //! Scans as the codes plugin reports them: each `code.scanned` event is
 //! kept (by scan id) for the claim that may follow.
+//!
+//! Only the `codes` plugin's own events count, and the first copy of a
+//! scan stands: another event naming the same scan id cannot rewrite the
+//! facts a claim is (or was) judged on.
 
 use keel_sdk::counters::{self, Outcome};
 use keel_sdk::records::{self, Expect};
-use keel_sdk::{Event, Result};
+use keel_sdk::{Error, Event, Result, log};
 use serde::{Deserialize, Serialize};
 
 /// The facts of one scan a claim is judged on.
@@ -62,9 +66,19 @@ pub(crate) fn count_person_scan(person: &str, scan_id: &str) -> Result<u64> {
     }
 }
 
+/// The plugin whose `code.scanned` events are scans.
+const PRODUCER: &str = "codes";
+
 pub(crate) fn on_scanned(e: Event) -> Result<()> {
+    if e.producer != PRODUCER {
+        log::warn(&format!(
+            "code.scanned {} from {} ignored: only the codes plugin reports scans",
+            e.id, e.producer
+        ));
+        return Ok(());
+    }
     let p: Payload = serde_json::from_value(e.payload)
-        .map_err(|err| keel_sdk::Error::invalid(format!("code.scanned payload: {err}")))?;
+        .map_err(|err| Error::invalid(format!("code.scanned payload: {err}")))?;
     let at_micros = chrono::DateTime::parse_from_rfc3339(&p.at)
         .map(|t| t.timestamp_micros())
         .unwrap_or_default();
@@ -88,6 +102,15 @@ pub(crate) fn on_scanned(e: Event) -> Result<()> {
         at: p.at,
         at_micros,
     };
-    records::put("scans", &p.scan_id, &scan, Expect::Any)?;
-    Ok(())
+    match records::put("scans", &p.scan_id, &scan, Expect::Absent) {
+        Ok(_) => Ok(()),
+        Err(Error::Conflict(_)) => {
+            log::warn(&format!(
+                "code.scanned {}: scan {} is already recorded; the first copy stands",
+                e.id, p.scan_id
+            ));
+            Ok(())
+        }
+        Err(err) => Err(err),
+    }
 }

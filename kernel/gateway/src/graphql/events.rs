@@ -190,6 +190,27 @@ impl EventMutation {
     ) -> async_graphql::Result<Event> {
         let tenant = authorize(ctx, objects::EVENTS, Action::Write).await?;
         let producer = principal(ctx)?.label();
+        // Event types are owned: the kernel's and each plugin's own can be
+        // emitted only by their producer, so a subscriber of one can trust it.
+        if events::kernel_owns(&input.event_type) {
+            return Err(Error::Forbidden(format!(
+                "{} is an event type of the kernel; only the kernel emits it",
+                input.event_type
+            )))
+            .gql();
+        }
+        if let Some(owner) = services(ctx)
+            .plugins
+            .event_owner(&input.event_type)
+            .await
+            .map_err(plugin_error)?
+        {
+            return Err(Error::Forbidden(format!(
+                "{} is an event type of the plugin {owner}; only it emits it",
+                input.event_type
+            )))
+            .gql();
+        }
         let mut tx = services(ctx).db.begin().await.gql()?;
         let e = events::append(
             &mut tx,

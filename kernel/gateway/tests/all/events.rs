@@ -79,3 +79,44 @@ on_both_backends! {
         assert_eq!(ok(&all)["events"]["edges"], json!([]));
     }
 }
+
+on_both_backends! {
+    async fn event_types_of_the_kernel_and_of_plugins_are_emitted_only_by_their_producer(kind) {
+        use crate::plugins::{SDL, enable, install};
+        let app = TestApp::start(kind).await;
+        let (_, owner) = app.tenant("acme").await;
+        install(&app, "probe", "0.1.0", SDL).await;
+        ok(&enable(&app, &owner, "probe", json!({})).await);
+        // A key with every right on events, as the attacker had.
+        let writer = app.key(&owner, &["integration"], &["events:write", "events:read"]).await;
+        for (t, whose) in [("probe.touched", "plugin probe"), ("person.merged", "kernel")] {
+            for key in [&owner, &writer] {
+                let r = app.gql(Some(key), APPEND, json!({"i": {"type": t, "payload": {"amountCents": 88888800}}})).await;
+                assert_eq!(code(&r), "FORBIDDEN", "{t}: {r}");
+                assert!(r["errors"][0]["message"].as_str().unwrap().contains(whose), "{r}");
+            }
+        }
+        let all = app.gql(Some(&owner), LIST, json!({})).await;
+        assert_eq!(ok(&all)["events"]["edges"], json!([]), "a refused append stored nothing");
+        // A type nobody owns (an ERP's own) is still the integrator's to append.
+        ok(&app.gql(Some(&writer), APPEND, json!({"i": {"type": "erp.order_synced", "payload": {}}})).await);
+    }
+
+    async fn a_plugin_cannot_claim_an_event_type_of_the_kernel_or_of_another_plugin(kind) {
+        use crate::plugins::{SDL, install, manifest, probe_wasm};
+        let app = TestApp::start(kind).await;
+        install(&app, "probe", "0.1.0", SDL).await;
+        let impostor = manifest("impostor", "0.1.0", SDL);
+        let err = app.plugins.install(impostor, &probe_wasm()).await.unwrap_err();
+        assert_eq!(err.code(), "CONFLICT", "{err}");
+        assert!(err.to_string().contains("probe.touched"), "{err}");
+        let mut kernelish = manifest("kernelish", "0.1.0", SDL);
+        kernelish.events.emits = vec!["person.merged".into()];
+        let err = app.plugins.install(kernelish, &probe_wasm()).await.unwrap_err();
+        assert_eq!(err.code(), "BAD_USER_INPUT", "{err}");
+        let names: Vec<String> = app.plugins.packages().await.unwrap().into_iter().map(|p| p.manifest.name.clone()).collect();
+        assert_eq!(names, vec!["probe".to_owned()], "nothing else was installed");
+        // The owner itself installs a new version of its own types.
+        install(&app, "probe", "0.2.0", SDL).await;
+    }
+}

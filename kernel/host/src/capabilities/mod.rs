@@ -40,6 +40,13 @@ pub(crate) fn json_arg(field: &str, text: &str) -> Result<serde_json::Value, Wit
         .map_err(|e| WitError::InvalidInput(format!("{field}: not JSON: {e}")))
 }
 
+/// The reserved secret name under which a plugin reads how the tenant's
+/// consumers sign in: the identifier kind of its consumer sessions
+/// (`wechat_openid`), or none when it has no sign-in, so that public calls
+/// are anonymous. Names under `keel.` are the kernel's: `setPluginSecret`
+/// refuses them.
+pub const CONSUMER_SIGN_IN: &str = "keel.consumer_sign_in";
+
 impl types::Host for State {}
 
 impl config::Host for State {
@@ -48,19 +55,27 @@ impl config::Host for State {
     }
 
     async fn secret(&mut self, name: String) -> wasmtime::Result<Result<Option<String>, WitError>> {
+        // Facts of the kernel under reserved names, readable without the
+        // `secrets` grant (contract 0.1 has no other way to say them).
+        if name == CONSUMER_SIGN_IN {
+            let tenant = self.tenant().clone();
+            let conn = self.conn().await?;
+            return wit(keel_core::consumers::wechat_app(conn, &tenant)
+                .await
+                .map(|app| app.map(|_| keel_core::consumers::WECHAT_OPENID.to_owned())));
+        }
         if let Err(e) = self.require(Capability::Secrets) {
             return Ok(Err(e));
         }
         let (tenant, plugin) = (self.tenant().clone(), self.namespace().to_owned());
-        let value: Option<String> = sqlx::query_scalar(
-            "SELECT value FROM plugin_secrets WHERE tenant_id = $1 AND plugin = $2 AND name = $3",
-        )
-        .bind(tenant.as_str())
-        .bind(&plugin)
-        .bind(&name)
-        .fetch_optional(self.conn().await?)
-        .await?;
-        Ok(Ok(value))
+        let sealer = match self.db.sealer() {
+            Ok(s) => s.clone(),
+            Err(e) => return wit(Err(e)),
+        };
+        // A value that does not open (altered, moved from another row) traps
+        // the call: the cause is logged, never the value.
+        let conn = self.conn().await?;
+        wit(keel_core::sealing::plugin_secret(conn, &sealer, &tenant, &plugin, &name).await)
     }
 }
 
