@@ -6,7 +6,7 @@ use std::path::{Path, PathBuf};
 use std::time::Duration;
 
 use anyhow::{Context as _, Result};
-use keel_gateway::{GatewayConfig, QueryLimits};
+use keel_gateway::{ConsumerAuthConfig, GatewayConfig, QueryLimits, TrustedProxies};
 use serde::Deserialize;
 
 /// The default database: an SQLite file under `./keel-data/`.
@@ -29,6 +29,22 @@ pub struct FileConfig {
     pub download_timeout_secs: Option<u64>,
     pub database_max_connections: Option<u32>,
     pub plugin_cache_dir: Option<String>,
+    pub master_key_file: Option<PathBuf>,
+    pub previous_master_key_file: Option<PathBuf>,
+    pub max_fragment_spreads: Option<usize>,
+    pub logins_per_ip_per_minute: Option<u32>,
+    pub logins_per_account_address_per_minute: Option<u32>,
+    pub logins_per_account_per_hour: Option<u32>,
+    pub public_calls_per_ip_per_minute: Option<u32>,
+    pub public_operations_per_request: Option<u32>,
+    /// Addresses or networks of the load balancers whose `Forwarded` /
+    /// `X-Forwarded-For` name the client.
+    pub trusted_proxies: Option<Vec<String>>,
+    pub public_base_url: Option<String>,
+    pub consumer_session_ttl_secs: Option<u64>,
+    pub secure_cookies: Option<bool>,
+    pub wechat_authorize_base: Option<String>,
+    pub wechat_api_base: Option<String>,
 }
 
 impl FileConfig {
@@ -54,6 +70,10 @@ pub struct Config {
     pub database_max_connections: u32,
     /// Where compiled plugins are cached.
     pub plugin_cache_dir: std::path::PathBuf,
+    /// The master key's file and, while rotating, the previous key's (the
+    /// keys themselves may come from the environment: see `master_key.rs`).
+    pub master_key_file: Option<PathBuf>,
+    pub previous_master_key_file: Option<PathBuf>,
 }
 
 /// How log lines look.
@@ -74,6 +94,15 @@ pub struct Overrides {
     pub database_url: Option<String>,
     pub log: Option<String>,
     pub log_format: Option<LogFormat>,
+    pub master_key_file: Option<PathBuf>,
+    pub previous_master_key_file: Option<PathBuf>,
+    /// Comma-separated trusted proxies (`KEEL_TRUSTED_PROXIES`).
+    pub trusted_proxies: Option<String>,
+    pub public_base_url: Option<String>,
+    pub consumer_session_ttl_secs: Option<u64>,
+    pub secure_cookies: Option<bool>,
+    pub wechat_authorize_base: Option<String>,
+    pub wechat_api_base: Option<String>,
 }
 
 impl Config {
@@ -110,7 +139,63 @@ impl Config {
                 .download_timeout_secs
                 .map(Duration::from_secs)
                 .unwrap_or(defaults.download_timeout),
-            ..defaults
+            max_fragment_spreads: file
+                .max_fragment_spreads
+                .unwrap_or(defaults.max_fragment_spreads),
+            logins_per_ip_per_minute: file
+                .logins_per_ip_per_minute
+                .unwrap_or(defaults.logins_per_ip_per_minute),
+            logins_per_account_address_per_minute: file
+                .logins_per_account_address_per_minute
+                .unwrap_or(defaults.logins_per_account_address_per_minute),
+            logins_per_account_per_hour: file
+                .logins_per_account_per_hour
+                .unwrap_or(defaults.logins_per_account_per_hour),
+            public_calls_per_ip_per_minute: file
+                .public_calls_per_ip_per_minute
+                .unwrap_or(defaults.public_calls_per_ip_per_minute),
+            public_operations_per_request: file
+                .public_operations_per_request
+                .unwrap_or(defaults.public_operations_per_request),
+            trusted_proxies: match (&o.trusted_proxies, &file.trusted_proxies) {
+                (Some(list), _) => TrustedProxies::parse(
+                    &list
+                        .split(',')
+                        .filter(|s| !s.trim().is_empty())
+                        .collect::<Vec<_>>(),
+                ),
+                (None, Some(list)) => TrustedProxies::parse(list),
+                (None, None) => Ok(TrustedProxies::default()),
+            }
+            .map_err(|e| anyhow::anyhow!("trusted_proxies: {e}"))?,
+            consumer_auth: {
+                let d = defaults.consumer_auth.clone();
+                let c = ConsumerAuthConfig {
+                    public_base_url: o.public_base_url.clone().or(file.public_base_url),
+                    wechat_authorize_base: o
+                        .wechat_authorize_base
+                        .clone()
+                        .or(file.wechat_authorize_base)
+                        .unwrap_or(d.wechat_authorize_base),
+                    wechat_api_base: o
+                        .wechat_api_base
+                        .clone()
+                        .or(file.wechat_api_base)
+                        .unwrap_or(d.wechat_api_base),
+                    session_ttl: o
+                        .consumer_session_ttl_secs
+                        .or(file.consumer_session_ttl_secs)
+                        .map(Duration::from_secs)
+                        .unwrap_or(d.session_ttl),
+                    secure_cookies: o
+                        .secure_cookies
+                        .or(file.secure_cookies)
+                        .unwrap_or(d.secure_cookies),
+                };
+                c.validate()
+                    .map_err(|e| anyhow::anyhow!("consumer sign-in: {e}"))?;
+                c
+            },
         };
         Ok(Config {
             listen,
@@ -127,6 +212,11 @@ impl Config {
                 .plugin_cache_dir
                 .map(Into::into)
                 .unwrap_or_else(|| "keel-data/plugin-cache".into()),
+            master_key_file: o.master_key_file.clone().or(file.master_key_file),
+            previous_master_key_file: o
+                .previous_master_key_file
+                .clone()
+                .or(file.previous_master_key_file),
         })
     }
 }
@@ -180,6 +270,56 @@ mod tests {
         };
         let err = format!("{:#}", Config::resolve(&o).unwrap_err());
         assert!(err.contains("listen"), "{err}");
+    }
+
+    #[test]
+    fn every_limit_and_the_trusted_proxies_are_configurable() {
+        let f = write(
+            "logins_per_ip_per_minute = 7\nlogins_per_account_address_per_minute = 3\n\
+             logins_per_account_per_hour = 40\npublic_calls_per_ip_per_minute = 90\n\
+             public_operations_per_request = 4\nmax_fragment_spreads = 12\n\
+             trusted_proxies = [\"10.0.0.0/8\"]\n",
+        );
+        let o = Overrides {
+            config: Some(f.path().to_path_buf()),
+            ..Default::default()
+        };
+        let g = Config::resolve(&o).unwrap().gateway;
+        assert_eq!(
+            (
+                g.logins_per_ip_per_minute,
+                g.logins_per_account_address_per_minute,
+                g.logins_per_account_per_hour,
+                g.public_calls_per_ip_per_minute,
+                g.public_operations_per_request,
+                g.max_fragment_spreads
+            ),
+            (7, 3, 40, 90, 4, 12)
+        );
+        let from_lb = std::net::SocketAddr::from(([10, 1, 2, 3], 80));
+        let mut h = axum::http::HeaderMap::new();
+        h.insert("x-forwarded-for", "203.0.113.5".parse().unwrap());
+        assert_eq!(
+            g.trusted_proxies.client_ip(from_lb, &h).to_string(),
+            "203.0.113.5"
+        );
+        // The environment's list wins over the file's; a bad entry is an error.
+        let env = Overrides {
+            config: Some(f.path().to_path_buf()),
+            trusted_proxies: Some("192.168.0.0/16, 127.0.0.1".into()),
+            ..Default::default()
+        };
+        let g = Config::resolve(&env).unwrap().gateway;
+        assert_eq!(
+            g.trusted_proxies.client_ip(from_lb, &h).to_string(),
+            "10.1.2.3"
+        );
+        let bad = Overrides {
+            trusted_proxies: Some("10.0.0.0/40".into()),
+            ..Default::default()
+        };
+        let err = format!("{:#}", Config::resolve(&bad).unwrap_err());
+        assert!(err.contains("trusted_proxies"), "{err}");
     }
 
     #[test]

@@ -3,6 +3,7 @@
 mod config;
 mod demo;
 mod download;
+mod master_key;
 mod scaffold;
 
 use std::io::Read as _;
@@ -23,8 +24,19 @@ use keel_host::{Host, HostConfig, Registry};
 /// Settings come from flags, then KEEL_* environment variables, then the
 /// TOML file named by --config (keys: listen, database_url, log, log_format,
 /// max_query_depth, max_query_complexity, max_body_bytes,
-/// request_timeout_secs, download_timeout_secs, database_max_connections;
-/// unknown keys are an error), then defaults.
+/// request_timeout_secs, download_timeout_secs, database_max_connections,
+/// master_key_file, previous_master_key_file, max_fragment_spreads,
+/// logins_per_ip_per_minute, logins_per_account_address_per_minute,
+/// logins_per_account_per_hour, public_calls_per_ip_per_minute,
+/// public_operations_per_request, trusted_proxies, public_base_url,
+/// consumer_session_ttl_secs, secure_cookies, wechat_authorize_base,
+/// wechat_api_base; unknown keys are an error),
+/// then defaults.
+///
+/// Secrets are sealed at rest under a master key: KEEL_MASTER_KEY (32 bytes,
+/// base64 or hex) or a key file; for SQLite, without one, a key file beside
+/// the database (created while it holds no secret). KEEL_MASTER_KEY_PREVIOUS
+/// (or a file) opens values sealed under the previous key while rotating.
 #[derive(Debug, Parser)]
 #[command(name = "keel", version)]
 struct Cli {
@@ -40,6 +52,30 @@ struct Cli {
     /// Log line format [default: pretty]
     #[arg(long, env = "KEEL_LOG_FORMAT", value_enum, global = true)]
     log_format: Option<LogFormat>,
+    /// A file holding the master key that seals secrets (or give the key as KEEL_MASTER_KEY) [default for SQLite: keel.master-key beside the database]
+    #[arg(long, env = "KEEL_MASTER_KEY_FILE", global = true)]
+    master_key_file: Option<PathBuf>,
+    /// While rotating, a file holding the previous master key (or KEEL_MASTER_KEY_PREVIOUS)
+    #[arg(long, env = "KEEL_MASTER_KEY_PREVIOUS_FILE", global = true)]
+    previous_master_key_file: Option<PathBuf>,
+    /// Load balancers whose Forwarded / X-Forwarded-For headers name the client: addresses or networks, comma-separated (e.g. 10.0.0.0/8) [default: none]
+    #[arg(long, env = "KEEL_TRUSTED_PROXIES", global = true)]
+    trusted_proxies: Option<String>,
+    /// The kernel's public base URL as consumers reach it (e.g. https://keel.brand.cn), for WeChat's callback [default: from the Host header]
+    #[arg(long, env = "KEEL_PUBLIC_BASE_URL", global = true)]
+    public_base_url: Option<String>,
+    /// How long a consumer's sign-in session lasts, in seconds [default: 7200]
+    #[arg(long, env = "KEEL_CONSUMER_SESSION_TTL_SECS", global = true)]
+    consumer_session_ttl_secs: Option<u64>,
+    /// Mark consumer cookies Secure (HTTPS only); false only for local HTTP development [default: true]
+    #[arg(long, env = "KEEL_SECURE_COOKIES", global = true)]
+    secure_cookies: Option<bool>,
+    /// WeChat's authorize page origin [default: https://open.weixin.qq.com]
+    #[arg(long, env = "KEEL_WECHAT_AUTHORIZE_BASE", global = true)]
+    wechat_authorize_base: Option<String>,
+    /// WeChat's API origin [default: https://api.weixin.qq.com]
+    #[arg(long, env = "KEEL_WECHAT_API_BASE", global = true)]
+    wechat_api_base: Option<String>,
     #[command(subcommand)]
     command: Command,
 }
@@ -48,7 +84,8 @@ struct Cli {
 enum Command {
     /// Apply migrations and serve HTTP (GraphQL, health, metrics).
     Serve(ServeArgs),
-    /// Apply pending database migrations and exit.
+    /// Apply pending database migrations (and seal any secret an earlier
+    /// version stored in plain text) and exit.
     Migrate,
     /// Manage tenants (brands).
     #[command(subcommand)]
@@ -66,6 +103,9 @@ enum Command {
     Plugin(PluginCommand),
     /// Download a plugin's file from a running kernel.
     Download(download::DownloadArgs),
+    /// Manage the master key that seals secrets at rest.
+    #[command(subcommand)]
+    Secrets(master_key::SecretsCommand),
 }
 
 #[derive(Debug, Subcommand)]
@@ -219,12 +259,20 @@ async fn main() -> Result<()> {
         database_url: cli.database_url.clone(),
         log: cli.log.clone(),
         log_format: cli.log_format,
+        master_key_file: cli.master_key_file.clone(),
+        previous_master_key_file: cli.previous_master_key_file.clone(),
+        trusted_proxies: cli.trusted_proxies.clone(),
+        public_base_url: cli.public_base_url.clone(),
+        consumer_session_ttl_secs: cli.consumer_session_ttl_secs,
+        secure_cookies: cli.secure_cookies,
+        wechat_authorize_base: cli.wechat_authorize_base.clone(),
+        wechat_api_base: cli.wechat_api_base.clone(),
     })?;
     init_logging(&cfg);
     match cli.command {
         Command::Serve(args) => serve(&cfg, args).await,
         Command::Migrate => {
-            open_db(&cfg).await?;
+            master_key::open(&cfg).await?;
             println!("migrations applied");
             Ok(())
         }
@@ -237,11 +285,12 @@ async fn main() -> Result<()> {
         Command::Operator(cmd) => operator(&cfg, cmd).await,
         Command::Plugin(cmd) => plugin(&cfg, cmd).await,
         Command::Download(args) => download::run(args).await,
+        Command::Secrets(cmd) => master_key::run(&cfg, cmd).await,
     }
 }
 
 async fn serve(cfg: &Config, args: ServeArgs) -> Result<()> {
-    let db = open_db(cfg).await?;
+    let db = master_key::open(cfg).await?;
     if let Some(token) = &args.admin_token {
         api_keys::set_bootstrap_platform_key(&db, token)
             .await
@@ -287,7 +336,8 @@ async fn serve(cfg: &Config, args: ServeArgs) -> Result<()> {
              -H 'Content-Type: application/json' -d '{{\"query\":\"{{ viewer {{ tenant {{ slug name }} roles }} }}\"}}'\n{scan}"
         );
     }
-    keel_gateway::serve(listener, gateway.router(), shutdown_signal()).await?;
+    // A stop drains requests for at most the request timeout, then ends.
+    gateway.serve(listener, shutdown_signal()).await?;
     let _ = stop_tx.send(());
     let _ = dispatching.await;
     db.close().await;
@@ -354,7 +404,7 @@ async fn plugin(cfg: &Config, cmd: PluginCommand) -> Result<()> {
             );
         }
         PluginCommand::Install { dir } => {
-            let db = open_db(cfg).await?;
+            let db = master_key::open(cfg).await?;
             let p = registry(cfg, &db).await?.install_dir(&dir).await?;
             println!(
                 "installed {} {} ({})",
@@ -364,7 +414,7 @@ async fn plugin(cfg: &Config, cmd: PluginCommand) -> Result<()> {
             );
         }
         PluginCommand::List => {
-            let db = open_db(cfg).await?;
+            let db = master_key::open(cfg).await?;
             for p in registry(cfg, &db).await?.packages().await? {
                 let m = &p.manifest;
                 println!(

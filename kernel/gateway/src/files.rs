@@ -196,6 +196,9 @@ pub(crate) async fn download(
         Some(Ok(Value::Object(m))) => m,
         Some(_) => return fail("BAD_USER_INPUT", "`input` must be a JSON object"),
     };
+    if let Err(why) = crate::admission::check_json(&Value::Object(input.clone())) {
+        return fail("BAD_USER_INPUT", &why);
+    }
     let fetcher = Fetcher {
         host: app.services.plugins.host().clone(),
         act,
@@ -203,7 +206,7 @@ pub(crate) async fn download(
         operation: download.operation.clone(),
         input,
         caller: principal.label(),
-        client: addr.ip().to_string(),
+        client: app.trusted_proxies.client_ip(addr, &headers).to_string(),
         request_id: rid.clone(),
         deadline: Instant::now() + app.download_timeout,
     };

@@ -6,19 +6,20 @@
 //! `application/json` (always 200) responses, by the `Accept` header.
 //! A browser's `GET /graphql` gets GraphiQL. Mutations are refused over GET.
 
-use std::net::SocketAddr;
+use std::net::{IpAddr, SocketAddr};
 
 use async_graphql::parser::types::OperationType;
 use axum::body::Bytes;
 use axum::extract::{ConnectInfo, Query, State};
 use axum::http::{HeaderMap, HeaderValue, StatusCode, header};
-use axum::response::{Html, IntoResponse, Response};
+use axum::response::{IntoResponse, Response};
 use keel_core::identity::{self, Principal};
 use keel_core::{Error, TenantId};
 use serde::Deserialize;
 use tracing::Span;
 
 use crate::AppState;
+use crate::admission::{self, Shape};
 use crate::errors::{ensure_codes, request_error};
 use crate::graphql::RequestInfo;
 
@@ -63,8 +64,24 @@ fn error_response(format: Format, status: StatusCode, code: &str, message: &str)
     json_response(format, status, &body)
 }
 
+/// True for a response to a request that failed before execution (parse,
+/// validation, limits): no data and no error with a path.
+fn is_request_error(body: &async_graphql::Response) -> bool {
+    body.data == async_graphql::Value::Null
+        && !body.errors.is_empty()
+        && body.errors.iter().all(|e| e.path.is_empty())
+}
+
 fn json_response(format: Format, status: StatusCode, body: &async_graphql::Response) -> Response {
-    let bytes = serde_json::to_vec(body).unwrap_or_else(|_| b"{}".to_vec());
+    let mut value = serde_json::to_value(body).unwrap_or_else(|_| serde_json::json!({}));
+    // A request that failed before execution has no `data` entry at all
+    // (the GraphQL spec's "Response Format"), not `"data": null`.
+    if is_request_error(body)
+        && let Some(m) = value.as_object_mut()
+    {
+        m.remove("data");
+    }
+    let bytes = serde_json::to_vec(&value).unwrap_or_else(|_| b"{}".to_vec());
     let ct = match format {
         Format::GraphqlResponse => GRAPHQL_RESPONSE_JSON,
         Format::Json => JSON,
@@ -87,6 +104,44 @@ fn parse_body(format: Format, body: &[u8]) -> Result<async_graphql::Request, Box
     })
 }
 
+/// Refuses a body that is not `application/json`: a web page can post a
+/// form or `text/plain` across origins without a preflight, so anything
+/// else could be a visitor's browser made to call the API.
+fn require_json(format: Format, headers: &HeaderMap) -> Result<(), Box<Response>> {
+    let is_json = headers
+        .get(header::CONTENT_TYPE)
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.split(';').next())
+        .is_some_and(|t| t.trim().eq_ignore_ascii_case(JSON));
+    if is_json {
+        Ok(())
+    } else {
+        Err(Box::new(error_response(
+            format,
+            StatusCode::UNSUPPORTED_MEDIA_TYPE,
+            "BAD_USER_INPUT",
+            "send the request as Content-Type: application/json",
+        )))
+    }
+}
+
+/// Measures the request before any work (see [`crate::admission`]), or
+/// answers why it is refused.
+fn admit(
+    app: &AppState,
+    format: Format,
+    request: &mut async_graphql::Request,
+) -> Result<Option<Shape>, Box<Response>> {
+    admission::admit(request, app.admission).map_err(|why| {
+        app.metrics.graphql_error("BAD_USER_INPUT");
+        let status = match format {
+            Format::GraphqlResponse => StatusCode::BAD_REQUEST,
+            Format::Json => StatusCode::OK,
+        };
+        Box::new(error_response(format, status, "BAD_USER_INPUT", &why))
+    })
+}
+
 /// `POST /graphql`.
 pub(crate) async fn graphql_post(
     State(app): State<AppState>,
@@ -98,24 +153,19 @@ pub(crate) async fn graphql_post(
         Ok(f) => f,
         Err(r) => return *r,
     };
-    let is_json = headers
-        .get(header::CONTENT_TYPE)
-        .and_then(|v| v.to_str().ok())
-        .and_then(|v| v.split(';').next())
-        .is_some_and(|t| t.trim().eq_ignore_ascii_case(JSON));
-    if !is_json {
-        return error_response(
-            format,
-            StatusCode::UNSUPPORTED_MEDIA_TYPE,
-            "BAD_USER_INPUT",
-            "send the request as Content-Type: application/json",
-        );
+    if let Err(r) = require_json(format, &headers) {
+        return *r;
     }
-    let request = match parse_body(format, &body) {
+    let mut request = match parse_body(format, &body) {
         Ok(r) => r,
         Err(res) => return *res,
     };
-    execute(&app, request, &headers, addr, format, None).await
+    let shape = match admit(&app, format, &mut request) {
+        Ok(s) => s,
+        Err(r) => return *r,
+    };
+    let client = app.trusted_proxies.client_ip(addr, &headers);
+    execute(&app, request, shape, &headers, client, format, None).await
 }
 
 /// `POST /t/{tenant}/graphql`: a tenant's public plugin operations (a
@@ -132,6 +182,9 @@ pub(crate) async fn public_post(
         Ok(f) => f,
         Err(r) => return *r,
     };
+    if let Err(r) = require_json(format, &headers) {
+        return *r;
+    }
     let tenant = match keel_core::tenants::get_by_slug(&app.services.db, &slug).await {
         Ok(t) => t,
         Err(Error::NotFound(_)) => {
@@ -147,7 +200,34 @@ pub(crate) async fn public_post(
             );
         }
     };
-    if !app.public_limiter.check(addr.ip(), tenant.id.as_str()) {
+    let mut request = match parse_body(format, &body) {
+        Ok(r) => r,
+        Err(res) => return *res,
+    };
+    let shape = match admit(&app, format, &mut request) {
+        Ok(s) => s,
+        Err(r) => return *r,
+    };
+    // Every operation the request runs is a call against the limits, so
+    // that aliases cannot multiply one request into a thousand calls.
+    let calls = shape.as_ref().map_or(1, Shape::operations).max(1);
+    if calls > u64::from(app.public_operations_per_request) {
+        app.metrics.graphql_error("BAD_USER_INPUT");
+        return error_response(
+            format,
+            StatusCode::BAD_REQUEST,
+            "BAD_USER_INPUT",
+            &format!(
+                "a public request may run at most {} operations; this one runs {calls}",
+                app.public_operations_per_request
+            ),
+        );
+    }
+    let client = app.trusted_proxies.client_ip(addr, &headers);
+    if !app
+        .public_limiter
+        .check(client, tenant.id.as_str(), calls as u32)
+    {
         app.metrics.graphql_error("RATE_LIMITED");
         return error_response(
             format,
@@ -156,13 +236,18 @@ pub(crate) async fn public_post(
             "too many requests; slow down",
         );
     }
-    let request = match parse_body(format, &body) {
-        Ok(r) => r,
-        Err(res) => return *res,
-    };
     let mut headers = headers;
     headers.remove(header::AUTHORIZATION);
-    execute(&app, request, &headers, addr, format, Some(tenant.id)).await
+    execute(
+        &app,
+        request,
+        shape,
+        &headers,
+        client,
+        format,
+        Some(tenant.id),
+    )
+    .await
 }
 
 /// Query parameters of `GET /graphql`.
@@ -188,13 +273,7 @@ pub(crate) async fn graphql_get(
             .and_then(|v| v.to_str().ok())
             .is_some_and(|a| a.contains("text/html"));
         if wants_html {
-            return Html(
-                async_graphql::http::GraphiQLSource::build()
-                    .endpoint("/graphql")
-                    .title("Keel GraphQL")
-                    .finish(),
-            )
-            .into_response();
+            return crate::graphiql::page();
         }
         return error_response(
             Format::Json,
@@ -207,17 +286,6 @@ pub(crate) async fn graphql_get(
         Ok(f) => f,
         Err(r) => return *r,
     };
-    if is_mutation(&query, params.operation_name.as_deref()) {
-        let mut res = error_response(
-            format,
-            StatusCode::METHOD_NOT_ALLOWED,
-            "BAD_USER_INPUT",
-            "mutations must be sent with POST",
-        );
-        res.headers_mut()
-            .insert(header::ALLOW, HeaderValue::from_static("POST"));
-        return res;
-    }
     let mut request = async_graphql::Request::new(query);
     if let Some(op) = params.operation_name {
         request = request.operation_name(op);
@@ -248,23 +316,26 @@ pub(crate) async fn graphql_get(
             }
         }
     }
-    execute(&app, request, &headers, addr, format, None).await
-}
-
-fn is_mutation(query: &str, operation_name: Option<&str>) -> bool {
-    let Ok(doc) = async_graphql::parser::parse_query(query) else {
-        return false;
+    let shape = match admit(&app, format, &mut request) {
+        Ok(s) => s,
+        Err(r) => return *r,
     };
-    let ty = match (&doc.operations, operation_name) {
-        (async_graphql::parser::types::DocumentOperations::Single(op), _) => Some(op.node.ty),
-        (async_graphql::parser::types::DocumentOperations::Multiple(ops), Some(name)) => {
-            ops.get(name).map(|op| op.node.ty)
-        }
-        (async_graphql::parser::types::DocumentOperations::Multiple(ops), None) => (ops.len() == 1)
-            .then(|| ops.values().next().map(|op| op.node.ty))
-            .flatten(),
-    };
-    ty == Some(OperationType::Mutation)
+    if shape
+        .as_ref()
+        .is_some_and(|s| s.operation == Some(OperationType::Mutation))
+    {
+        let mut res = error_response(
+            format,
+            StatusCode::METHOD_NOT_ALLOWED,
+            "BAD_USER_INPUT",
+            "mutations must be sent with POST",
+        );
+        res.headers_mut()
+            .insert(header::ALLOW, HeaderValue::from_static("POST"));
+        return res;
+    }
+    let client = app.trusted_proxies.client_ip(addr, &headers);
+    execute(&app, request, shape, &headers, client, format, None).await
 }
 
 /// The response to a credential that did not authenticate: 401 with
@@ -372,8 +443,9 @@ async fn principal_of(app: &AppState, headers: &HeaderMap) -> Result<Option<Prin
 async fn execute(
     app: &AppState,
     request: async_graphql::Request,
+    shape: Option<Shape>,
     headers: &HeaderMap,
-    addr: SocketAddr,
+    client: IpAddr,
     format: Format,
     public_tenant: Option<TenantId>,
 ) -> Response {
@@ -389,9 +461,9 @@ async fn execute(
         .clone()
         .or_else(|| principal.as_ref().and_then(|p| p.tenant.clone()));
     let needs_tenant_schema = public_tenant.is_some()
-        || app
-            .tenant_schemas
-            .needs_tenant_schema(&request.query, request.operation_name.as_deref());
+        || shape
+            .as_ref()
+            .is_some_and(|s| app.tenant_schemas.needs_tenant_schema(s));
     let mut tenant_schema = None;
     if let (Some(t), true) = (&tenant, needs_tenant_schema) {
         match app.services.plugins.enabled(t).await {
@@ -420,9 +492,16 @@ async fn execute(
             }
         }
     }
+    let consumer = match &public_tenant {
+        Some(t) => crate::consumers::session_of(app, headers, t)
+            .await
+            .map(|s| s.caller()),
+        None => None,
+    };
     let request = request.data(RequestInfo {
         principal,
-        client_ip: addr.ip(),
+        consumer,
+        client_ip: client,
         request_id: request_id.clone(),
     });
     let mut response = match tenant_schema {
@@ -437,11 +516,7 @@ async fn execute(
             app.metrics.graphql_error(code);
         }
     }
-    // A request error (parse, validation, limits) has no data and no path.
-    let request_error = response.data == async_graphql::Value::Null
-        && !response.errors.is_empty()
-        && response.errors.iter().all(|e| e.path.is_empty());
-    let status = if format == Format::GraphqlResponse && request_error {
+    let status = if format == Format::GraphqlResponse && is_request_error(&response) {
         StatusCode::BAD_REQUEST
     } else {
         StatusCode::OK

@@ -1,7 +1,11 @@
 #![doc = include_str!("../README.md")]
 
+mod admission;
+mod client;
+mod consumers;
 mod errors;
 mod files;
+mod graphiql;
 mod graphql;
 mod http;
 mod limits;
@@ -24,6 +28,8 @@ use tower_http::request_id::{MakeRequestUuid, PropagateRequestIdLayer, SetReques
 use tower_http::timeout::TimeoutLayer;
 use tower_http::trace::TraceLayer;
 
+pub use client::TrustedProxies;
+pub use consumers::ConsumerAuthConfig;
 pub use graphql::{QueryLimits, sdl};
 pub use metrics::Metrics;
 
@@ -44,11 +50,24 @@ pub struct GatewayConfig {
     pub download_timeout: Duration,
     /// Login attempts allowed per client address per minute.
     pub logins_per_ip_per_minute: u32,
-    /// Login attempts allowed per account per minute.
-    pub logins_per_account_per_minute: u32,
+    /// Login attempts allowed per account from one address per minute.
+    pub logins_per_account_address_per_minute: u32,
+    /// Login attempts allowed per account per hour from addresses where it
+    /// never logged in (an address where it did is not held back by this).
+    pub logins_per_account_per_hour: u32,
     /// Calls of public plugin operations allowed per client address per
-    /// minute, per tenant.
+    /// minute, per tenant. Every operation a request runs counts (aliases
+    /// included), as do public page views.
     pub public_calls_per_ip_per_minute: u32,
+    /// Public operations one request may run.
+    pub public_operations_per_request: u32,
+    /// Fragment spreads one GraphQL document may hold.
+    pub max_fragment_spreads: usize,
+    /// Proxies (load balancers) whose `Forwarded` / `X-Forwarded-For`
+    /// headers name the client; from anyone else those headers are ignored.
+    pub trusted_proxies: TrustedProxies,
+    /// Consumer sign-in (WeChat web authorization).
+    pub consumer_auth: ConsumerAuthConfig,
 }
 
 impl Default for GatewayConfig {
@@ -59,8 +78,13 @@ impl Default for GatewayConfig {
             request_timeout: Duration::from_secs(30),
             download_timeout: Duration::from_secs(15 * 60),
             logins_per_ip_per_minute: 30,
-            logins_per_account_per_minute: 10,
+            logins_per_account_address_per_minute: 10,
+            logins_per_account_per_hour: 100,
             public_calls_per_ip_per_minute: 600,
+            public_operations_per_request: 10,
+            max_fragment_spreads: 64,
+            trusted_proxies: TrustedProxies::default(),
+            consumer_auth: ConsumerAuthConfig::default(),
         }
     }
 }
@@ -73,7 +97,11 @@ pub(crate) struct AppState {
     metrics: Metrics,
     tenant_schemas: Arc<tenant_schema::TenantSchemas>,
     public_limiter: Arc<limits::PublicLimiter>,
+    public_operations_per_request: u32,
+    admission: admission::Admission,
+    trusted_proxies: TrustedProxies,
     download_timeout: Duration,
+    consumer_auth: consumers::ConsumerAuth,
 }
 
 /// The HTTP application of one kernel process.
@@ -102,10 +130,11 @@ impl Gateway {
         let services = Services {
             db,
             authz,
-            login_limiter: Arc::new(LoginLimiter::new(
-                config.logins_per_ip_per_minute,
-                config.logins_per_account_per_minute,
-            )),
+            login_limiter: Arc::new(LoginLimiter::new(limits::LoginQuotas {
+                per_ip_per_minute: config.logins_per_ip_per_minute,
+                per_account_ip_per_minute: config.logins_per_account_address_per_minute,
+                per_account_per_hour: config.logins_per_account_per_hour,
+            })),
             plugins,
         };
         let schema = graphql::build(config.limits, Some(services.clone()));
@@ -123,7 +152,14 @@ impl Gateway {
                 public_limiter: Arc::new(limits::PublicLimiter::new(
                     config.public_calls_per_ip_per_minute,
                 )),
+                public_operations_per_request: config.public_operations_per_request.max(1),
+                admission: admission::Admission {
+                    max_fields: config.limits.max_complexity,
+                    max_fragment_spreads: config.max_fragment_spreads,
+                },
+                trusted_proxies: config.trusted_proxies.clone(),
                 download_timeout: config.download_timeout,
+                consumer_auth: consumers::ConsumerAuth::new(&config.consumer_auth),
             },
             config,
         })
@@ -134,6 +170,7 @@ impl Gateway {
         let state = self.state.clone();
         Router::new()
             .route("/graphql", get(http::graphql_get).post(http::graphql_post))
+            .route("/graphiql/{version}/{file}", get(graphiql::asset))
             .route(
                 "/t/{tenant}/graphql",
                 axum::routing::post(http::public_post),
@@ -141,6 +178,7 @@ impl Gateway {
             .route("/t/{tenant}/p/{plugin}", get(pages::page))
             .route("/t/{tenant}/p/{plugin}/", get(pages::page))
             .route("/t/{tenant}/p/{plugin}/{*path}", get(pages::page))
+            .merge(consumers::routes())
             .route("/healthz", get(http::healthz))
             .route("/readyz", get(http::readyz))
             .route("/metrics", get(http::metrics))
@@ -176,6 +214,36 @@ impl Gateway {
                 }),
             )
             .layer(SetRequestIdLayer::x_request_id(MakeRequestUuid))
+    }
+}
+
+impl Gateway {
+    /// Serves the gateway on `listener` until `shutdown` completes, then
+    /// drains the requests in flight for at most the request timeout (and
+    /// a few seconds more); what still runs then is dropped, so a stop is
+    /// never held up by a request.
+    pub async fn serve(
+        &self,
+        listener: tokio::net::TcpListener,
+        shutdown: impl Future<Output = ()> + Send + 'static,
+    ) -> std::io::Result<()> {
+        let stopping = Arc::new(tokio::sync::Notify::new());
+        let notify = stopping.clone();
+        let server = serve(listener, self.router(), async move {
+            shutdown.await;
+            notify.notify_one();
+        });
+        let grace = self.config.request_timeout + Duration::from_secs(5);
+        tokio::select! {
+            r = server => r,
+            () = async {
+                stopping.notified().await;
+                tokio::time::sleep(grace).await;
+            } => {
+                tracing::warn!(?grace, "requests still running after the grace period were dropped");
+                Ok(())
+            }
+        }
     }
 }
 

@@ -127,7 +127,8 @@ pub(crate) async fn page(
         }
     };
     tracing::Span::current().record("tenant", tenant.id.as_str());
-    if !app.public_limiter.check(addr.ip(), tenant.id.as_str()) {
+    let client = app.trusted_proxies.client_ip(addr, &headers);
+    if !app.public_limiter.check(client, tenant.id.as_str(), 1) {
         return error_page(StatusCode::TOO_MANY_REQUESTS, &rid);
     }
     let plugins = match app.services.plugins.enabled(&tenant.id).await {
@@ -149,9 +150,13 @@ pub(crate) async fn page(
         "path": rest.trim_start_matches('/'),
         "query": query,
     });
+    if crate::admission::check_json(&input).is_err() {
+        return error_page(StatusCode::BAD_REQUEST, &rid);
+    }
+    let consumer = crate::consumers::session_of(&app, &headers, &tenant.id).await;
     let ctx = CallContext {
-        caller: None,
-        client_address: Some(addr.ip().to_string()),
+        caller: consumer.map(|c| c.caller()),
+        client_address: Some(client.to_string()),
         request_id: rid.clone(),
         plugins: Some(plugins.clone()),
     };

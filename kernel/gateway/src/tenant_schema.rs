@@ -12,15 +12,15 @@
 use std::collections::{BTreeMap, HashMap, HashSet};
 use std::sync::{Arc, Mutex};
 
+use async_graphql::Value;
 use async_graphql::dynamic::{
     Enum, EnumItem, Field, FieldFuture, FieldValue, InputObject, InputValue, Object,
     ResolverContext, Scalar, Schema, TypeRef,
 };
 use async_graphql::parser::types::{
-    BaseType, DocumentOperations, FieldDefinition, InputValueDefinition, OperationType, Selection,
-    ServiceDocument, Type, TypeDefinition, TypeKind, TypeSystemDefinition,
+    BaseType, FieldDefinition, InputValueDefinition, OperationType, ServiceDocument, Type,
+    TypeDefinition, TypeKind, TypeSystemDefinition,
 };
-use async_graphql::{Name, Value};
 use keel_core::authz::Action;
 use keel_host::manifest::Manifest;
 use keel_host::{CallContext, PluginError, TenantPlugins};
@@ -245,12 +245,19 @@ fn input_value(def: &InputValueDefinition) -> InputValue {
     v
 }
 
-/// A JSON value as a field value: lists as lists, so that list items of
-/// object type resolve their own fields.
-fn field_value(v: Value) -> FieldValue<'static> {
-    match v {
-        Value::List(items) => FieldValue::list(items.into_iter().map(field_value)),
-        other => FieldValue::value(other),
+/// A JSON value as the field value of type `ty`: a list type's value as a
+/// list (so that items of object type resolve their own fields), anything
+/// else whole — a `JSON` field holding an array or an object stays one
+/// scalar value.
+fn field_value(v: Value, ty: &Type) -> FieldValue<'static> {
+    match (v, &ty.base) {
+        (Value::List(items), BaseType::List(inner)) => FieldValue::list(
+            items
+                .into_iter()
+                .map(|x| field_value(x, inner))
+                .collect::<Vec<_>>(),
+        ),
+        (other, _) => FieldValue::value(other),
     }
 }
 
@@ -258,6 +265,7 @@ fn field_value(v: Value) -> FieldValue<'static> {
 /// key for kernel objects (forwarded with the same aliases), by field name
 /// for plugin objects (the plugin knows no aliases).
 fn object_field(f: &FieldDefinition, by_response_key: bool) -> Field {
+    let ty = f.ty.node.clone();
     let mut field = Field::new(f.name.node.to_string(), type_ref(&f.ty.node), move |ctx| {
         let key = if by_response_key {
             ctx.field().alias().unwrap_or(ctx.field().name())
@@ -268,7 +276,7 @@ fn object_field(f: &FieldDefinition, by_response_key: bool) -> Field {
             Some(Value::Object(m)) => m.get(key).cloned(),
             _ => None,
         };
-        FieldFuture::Value(v.filter(|v| *v != Value::Null).map(field_value))
+        FieldFuture::Value(v.filter(|v| *v != Value::Null).map(|v| field_value(v, &ty)))
     });
     for a in &f.arguments {
         field = field.argument(input_value(&a.node));
@@ -326,8 +334,10 @@ fn render(
 /// A kernel root field: run its selection on the compiled kernel schema as
 /// the same caller.
 fn kernel_root(f: &FieldDefinition, op: &'static str, kernel: Option<KernelSchema>) -> Field {
+    let ty = f.ty.node.clone();
     let mut field = Field::new(f.name.node.to_string(), type_ref(&f.ty.node), move |ctx| {
         let kernel = kernel.clone();
+        let ty = ty.clone();
         FieldFuture::new(async move {
             let kernel = kernel
                 .ok_or_else(|| gql_error("INTERNAL", "a schema built for checking cannot run"))?;
@@ -351,7 +361,7 @@ fn kernel_root(f: &FieldDefinition, op: &'static str, kernel: Option<KernelSchem
                 Value::Object(mut m) => m.shift_remove(key.as_str()),
                 _ => None,
             };
-            Ok(v.filter(|v| *v != Value::Null).map(field_value))
+            Ok(v.filter(|v| *v != Value::Null).map(|v| field_value(v, &ty)))
         })
     });
     for a in &f.arguments {
@@ -396,7 +406,9 @@ fn plugin_root(
                             .map_err(crate::errors::to_gql)?;
                         Some(p.label())
                     }
-                    None if public => None,
+                    // A public operation runs for the signed-in consumer,
+                    // if any: never for whom its arguments name.
+                    None if public => info.consumer.clone(),
                     None => {
                         return Err(gql_error(
                             "UNAUTHENTICATED",
@@ -449,7 +461,7 @@ fn plugin_root(
                 Ok(if value == Value::Null {
                     None
                 } else {
-                    Some(field_value(value))
+                    Some(field_value(value, &ret))
                 })
             })
         },
@@ -688,45 +700,16 @@ impl TenantSchemas {
 
     /// True when the request names a root field that is not the kernel's
     /// (or asks for introspection), so it needs the tenant's full schema.
-    pub(crate) fn needs_tenant_schema(&self, query: &str, operation: Option<&str>) -> bool {
-        let Ok(doc) = async_graphql::parser::parse_query(query) else {
-            return false;
+    pub(crate) fn needs_tenant_schema(&self, shape: &crate::admission::Shape) -> bool {
+        let root = match shape.operation {
+            Some(OperationType::Query) => "Query",
+            Some(OperationType::Mutation) => "Mutation",
+            Some(OperationType::Subscription) | None => return false,
         };
-        let op = match (&doc.operations, operation) {
-            (DocumentOperations::Single(op), _) => Some(&op.node),
-            (DocumentOperations::Multiple(ops), Some(n)) => ops.get(&Name::new(n)).map(|o| &o.node),
-            (DocumentOperations::Multiple(ops), None) => ops.values().next().map(|o| &o.node),
-        };
-        let Some(op) = op else { return false };
-        let root = match op.ty {
-            OperationType::Query => "Query",
-            OperationType::Mutation => "Mutation",
-            OperationType::Subscription => return false,
-        };
-        let mut stack = vec![&op.selection_set.node];
-        while let Some(set) = stack.pop() {
-            for sel in &set.items {
-                match &sel.node {
-                    Selection::Field(f) => {
-                        let name = f.node.name.node.as_str();
-                        if name.starts_with("__") && name != "__typename" {
-                            return true;
-                        }
-                        if name != "__typename"
-                            && !self.kernel_roots.contains(&format!("{root}.{name}"))
-                        {
-                            return true;
-                        }
-                    }
-                    Selection::InlineFragment(i) => stack.push(&i.node.selection_set.node),
-                    Selection::FragmentSpread(s) => {
-                        if let Some(frag) = doc.fragments.get(&s.node.fragment_name.node) {
-                            stack.push(&frag.node.selection_set.node);
-                        }
-                    }
-                }
-            }
-        }
-        false
+        shape.roots.keys().any(|name| {
+            name != "__typename"
+                && (name.starts_with("__")
+                    || !self.kernel_roots.contains(&format!("{root}.{name}")))
+        })
     }
 }

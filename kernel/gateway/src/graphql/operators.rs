@@ -124,15 +124,15 @@ impl OperatorMutation {
         let account = format!("{}/{}", input.tenant, input.email.trim().to_lowercase());
         s.login_limiter.check(request(ctx).client_ip, &account)?;
         match operators::login(&s.db, &input.tenant, &input.email, &input.password).await {
-            Ok(session) => Ok(LoginPayload {
-                token: session.token,
-                expires_at: to_time(session.expires_at),
-                operator: session.operator.into(),
-            }),
-            Err(e) => {
-                s.login_limiter.failed(request(ctx).client_ip, &account);
-                Err(e).gql()
+            Ok(session) => {
+                s.login_limiter.succeeded(request(ctx).client_ip, &account);
+                Ok(LoginPayload {
+                    token: session.token,
+                    expires_at: to_time(session.expires_at),
+                    operator: session.operator.into(),
+                })
             }
+            Err(e) => Err(e).gql(),
         }
     }
 

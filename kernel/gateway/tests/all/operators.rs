@@ -164,7 +164,7 @@ on_both_backends! {
 #[tokio::test]
 async fn repeated_login_attempts_are_rate_limited() {
     let config = GatewayConfig {
-        logins_per_account_per_minute: 5,
+        logins_per_account_address_per_minute: 5,
         ..GatewayConfig::default()
     };
     let app = TestApp::start_with(Backend::Sqlite, config).await;
