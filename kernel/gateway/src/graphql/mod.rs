@@ -4,6 +4,7 @@
 //! Resolvers never take a tenant from their arguments: they ask
 //! [`authorize`] for the caller's tenant, which checks the permission first.
 
+mod consumers;
 mod counters;
 mod events;
 mod identity;
@@ -38,6 +39,7 @@ pub struct Query(
     events::EventQuery,
     counters::CounterQuery,
     plugins::PluginQuery,
+    consumers::ConsumerAuthQuery,
 );
 
 /// Every mutation of the kernel.
@@ -50,6 +52,7 @@ pub struct Mutation(
     events::EventMutation,
     counters::CounterMutation,
     plugins::PluginMutation,
+    consumers::ConsumerAuthMutation,
 );
 
 /// Limits applied to every GraphQL request before it runs.
@@ -62,7 +65,8 @@ pub struct QueryLimits {
 impl Default for QueryLimits {
     fn default() -> Self {
         QueryLimits {
-            max_depth: 12,
+            // Room for GraphiQL's introspection query (15 levels).
+            max_depth: 16,
             max_complexity: 2000,
         }
     }
@@ -82,6 +86,9 @@ pub(crate) struct Services {
 #[derive(Debug, Clone)]
 pub(crate) struct RequestInfo {
     pub principal: Option<Principal>,
+    /// On a tenant's public endpoint, the consumer its session cookie
+    /// names (`consumer:wechat_openid:…`), the caller of public operations.
+    pub consumer: Option<String>,
     pub client_ip: IpAddr,
     pub request_id: String,
 }
