@@ -89,7 +89,7 @@ async fn call(
 }
 
 /// A product, 1,000 activated codes, Guangdong and Shanghai, and a
-/// campaign giving 10 points for each first scan — unless already there.
+/// campaign giving a coupon for each first scan — unless already there.
 async fn seed(registry: &Registry, tenant: &TenantId) -> Result<Demo> {
     let existing = call(
         registry,
@@ -139,13 +139,24 @@ async fn seed(registry: &Registry, tenant: &TenantId) -> Result<Demo> {
             )
             .await?;
         }
+        // A coupon for every first scan: the demo tenant has no consumer
+        // sign-in (no WeChat app), so its consumers are anonymous and may
+        // win only prizes that need no person.
         let campaign = call(registry, tenant, "rewards", "createCampaign", json!({"input": {
-            "name": "Demo: 10 points for every first scan",
+            "name": "Demo: a coupon for every first scan",
             "startsAt": "2026-01-01T00:00:00Z", "endsAt": "2036-01-01T00:00:00Z",
             "rule": {"first_scan": true},
-            "prizes": [{"id": "points", "name": "10 points", "kind": "POINTS", "points": 10, "weight": 1}],
-            "limits": {"perPersonPerDay": 20},
+            "prizes": [{"id": "coupon", "name": "10% off coupon", "kind": "COUPON", "weight": 1, "stock": 200}],
         }})).await?;
+        let coupons: Vec<String> = (1..=200).map(|n| format!("DEMO-{n:04}")).collect();
+        call(
+            registry,
+            tenant,
+            "rewards",
+            "addCoupons",
+            json!({"campaign": campaign["id"], "prize": "coupon", "codes": coupons}),
+        )
+        .await?;
         call(
             registry,
             tenant,

@@ -1,6 +1,7 @@
 #![doc = include_str!("../README.md")]
 
 pub mod authz;
+pub mod consumers;
 pub mod counters;
 mod db;
 mod error;
@@ -8,6 +9,7 @@ pub mod events;
 pub mod identity;
 pub mod persons;
 pub mod records;
+pub mod sealing;
 pub mod settings;
 pub mod tenants;
 mod time;

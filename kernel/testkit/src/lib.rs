@@ -1,15 +1,21 @@
 #![doc = include_str!("../README.md")]
 
+pub mod wechat;
+
+use keel_core::sealing::{self, Sealer};
+
 use keel_core::{Backend, Db, DbOptions};
 
 /// The environment variable naming the PostgreSQL server for tests.
 pub const POSTGRES_URL_VAR: &str = "KEEL_TEST_POSTGRES_URL";
 
-/// A migrated database that disappears with the value.
+/// A migrated database that disappears with the value. Its handles seal
+/// secrets under a random master key of its own ([`TestDb::sealer`]).
 #[derive(Debug)]
 pub struct TestDb {
     pub db: Db,
     url: String,
+    sealer: Sealer,
     _dir: Option<tempfile::TempDir>,
     pg: Option<(String, String)>,
 }
@@ -19,13 +25,12 @@ impl TestDb {
     pub async fn sqlite() -> TestDb {
         let dir = tempfile::tempdir().expect("temp dir");
         let url = format!("sqlite://{}", dir.path().join("keel.db").display());
-        let db = Db::connect(&url, &DbOptions::default())
-            .await
-            .expect("open sqlite");
-        db.migrate().await.expect("migrate sqlite");
+        let sealer = Sealer::random();
+        let db = open(&url, &sealer).await;
         TestDb {
             db,
             url,
+            sealer,
             _dir: Some(dir),
             pg: None,
         }
@@ -55,13 +60,12 @@ impl TestDb {
         admin.close().await;
         let sep = if admin_url.contains('?') { '&' } else { '?' };
         let url = format!("{admin_url}{sep}options[search_path]={schema}");
-        let db = Db::connect(&url, &DbOptions::default())
-            .await
-            .expect("open postgres");
-        db.migrate().await.expect("migrate postgres");
+        let sealer = Sealer::random();
+        let db = open(&url, &sealer).await;
         Some(TestDb {
             db,
             url,
+            sealer,
             _dir: None,
             pg: Some((admin_url, schema)),
         })
@@ -86,7 +90,26 @@ impl TestDb {
         Db::connect(&self.url, &DbOptions::default())
             .await
             .expect("reopen")
+            .with_sealer(self.sealer.clone())
     }
+
+    /// The master key(s) this database's handles seal secrets with.
+    pub fn sealer(&self) -> &Sealer {
+        &self.sealer
+    }
+}
+
+/// Opens, migrates and unlocks `url` as `keel serve` does.
+async fn open(url: &str, sealer: &Sealer) -> Db {
+    let db = Db::connect(url, &DbOptions::default())
+        .await
+        .expect("open the test database")
+        .with_sealer(sealer.clone());
+    db.migrate().await.expect("migrate the test database");
+    sealing::unlock(&db)
+        .await
+        .expect("unlock the test database");
+    db
 }
 
 impl Drop for TestDb {

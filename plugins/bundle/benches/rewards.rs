@@ -268,9 +268,16 @@ async fn run(kind: Backend, per_path: usize) {
         measure(total, 16, move |i| {
             let (k, codes, slug, ids) = (k.clone(), codes.clone(), slug.clone(), ids.clone());
             async move {
-                let ident = json!([{"kind": "wechat_openid", "value": format!("o-{}", i % 200)}]);
-                let r = k.public(&slug, "mutation($c: String!, $i: [ScanIdentifierInput!]) { scan(code: $c, identifiers: $i) { scanId } }",
-                    json!({"c": codes[i], "i": ident})).await;
+                // 200 consumers, signed in.
+                let openid = format!("o-{}", i % 200);
+                let r = k
+                    .public_as(
+                        &slug,
+                        Some(&openid),
+                        "mutation($c: String!) { scan(code: $c) { scanId } }",
+                        json!({"c": codes[i]}),
+                    )
+                    .await;
                 ids.lock().unwrap()[i] = ok(&r)["scan"]["scanId"].as_str().unwrap().to_owned();
             }
         })

@@ -206,11 +206,9 @@ pub(crate) fn scan(ctx: &Context, input: ScanInput) -> Result<ScanResult> {
             return Ok(invalid(why));
         }
     };
-    let person = if identifiers.is_empty() {
-        None
-    } else {
-        Some(persons::resolve(&identifiers)?.id)
-    };
+    // The signed-in consumer of a public scan; names only from a trusted
+    // caller (a key or an operator: a store's till, an ERP).
+    let person = persons::acting_for(ctx, &identifiers)?.map(|p| p.id);
     record(&code, at, region, location, person, input.idempotency_key)
 }
 

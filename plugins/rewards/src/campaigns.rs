@@ -56,7 +56,8 @@ pub(crate) struct Campaign {
 
 impl Campaign {
     pub fn rule(&self) -> Result<Rule> {
-        Rule::parse(&self.rule).map_err(|e| Error::Internal(format!("campaign {}: {e}", self.id)))
+        Rule::parse_stored(&self.rule)
+            .map_err(|e| Error::Internal(format!("campaign {}: {e}", self.id)))
     }
 
     /// Active, within its dates and (if any) one of its daily windows.
@@ -219,6 +220,24 @@ fn build(id: String, status: Status, created_at: String, i: CampaignInput) -> Re
                 "limits.{field}: at least 1, or leave it out"
             )));
         }
+    }
+    // Whom a claim is for comes only from a verified consumer session: a
+    // brand without consumer sign-in has only anonymous claims, which no
+    // per-person limit can count and no wallet can receive.
+    let per_person = limits.per_person_per_day.is_some()
+        || limits.per_person_total.is_some()
+        || prizes.iter().any(|p| {
+            matches!(
+                p.kind,
+                PrizeKind::Points { .. } | PrizeKind::RedPacket { .. }
+            )
+        });
+    if per_person && keel_sdk::config::consumer_sign_in()?.is_none() {
+        return Err(Error::invalid(
+            "this brand has no consumer sign-in (a WeChat app, set with setWechatApp), so every \
+             public claim is anonymous: per-person limits and prizes paid to a person (points, \
+             red packets) need it; set up sign-in, or use coupons and thanks without per-person limits",
+        ));
     }
     Ok(Campaign {
         id,

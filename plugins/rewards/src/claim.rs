@@ -6,6 +6,10 @@
 //! A campaign's reservations are made one after another; when one is
 //! refused, those made before it are given back in the same transaction,
 //! so a claim never leaves a partial award.
+//!
+//! A replayed claim returns the first result, but a prize's secret (a won
+//! coupon code) only to the person who won it: holding a scan id is not
+//! being its winner.
 
 use keel_rewards_core::prizes::{self, PrizeKind};
 use keel_rewards_core::rules::Facts;
@@ -90,6 +94,17 @@ pub(crate) struct Award {
     pub person: Option<String>,
 }
 
+impl Award {
+    /// Clears what only the winner may see: the coupon code.
+    fn hide_secrets(&mut self) {
+        self.coupon = None;
+    }
+
+    fn has_secrets(&self) -> bool {
+        self.coupon.is_some()
+    }
+}
+
 #[derive(Debug, Clone, Serialize, Deserialize)]
 pub(crate) struct Check {
     campaign: String,
@@ -140,12 +155,13 @@ fn check_scan_id(id: &str) -> Result<()> {
     Ok(())
 }
 
-pub(crate) fn claim(_ctx: &Context, input: ClaimInput) -> Result<ClaimResult> {
+pub(crate) fn claim(ctx: &Context, input: ClaimInput) -> Result<ClaimResult> {
     check_scan_id(&input.scan_id)?;
+    let ids = input.identifiers.as_deref();
     if let Some(c) = records::get::<Stored>("claims", &input.scan_id)?
         && let Some(r) = c.data.result
     {
-        return Ok(r);
+        return replayed(ctx, ids, r);
     }
     let Some(scan) = records::get::<Scan>("scans", &input.scan_id)?.map(|r| r.data) else {
         return Ok(bare(&input.scan_id, ClaimOutcome::ScanNotFound, false));
@@ -163,13 +179,13 @@ pub(crate) fn claim(_ctx: &Context, input: ClaimInput) -> Result<ClaimResult> {
             return match records::get::<Stored>("claims", &input.scan_id)?
                 .and_then(|c| c.data.result)
             {
-                Some(r) => Ok(r),
+                Some(r) => replayed(ctx, ids, r),
                 None => Err(Error::Conflict("this scan is being claimed; retry".into())),
             };
         }
         Err(e) => return Err(e),
     };
-    let person = person_of(&scan, input.identifiers.as_deref(), false)?;
+    let person = person_of(ctx, &scan, ids, false)?;
     let result = judge(&scan, person, false)?;
     let done = Stored {
         result: Some(result.clone()),
@@ -184,7 +200,7 @@ pub(crate) fn claim(_ctx: &Context, input: ClaimInput) -> Result<ClaimResult> {
 }
 
 /// The dry run: what a claim would give now, writing nothing.
-pub(crate) fn preview(_ctx: &Context, input: ClaimInput) -> Result<ClaimResult> {
+pub(crate) fn preview(ctx: &Context, input: ClaimInput) -> Result<ClaimResult> {
     check_scan_id(&input.scan_id)?;
     let Some(scan) = records::get::<Scan>("scans", &input.scan_id)?.map(|r| r.data) else {
         return Ok(bare(&input.scan_id, ClaimOutcome::ScanNotFound, true));
@@ -195,7 +211,7 @@ pub(crate) fn preview(_ctx: &Context, input: ClaimInput) -> Result<ClaimResult> 
         r.dry_run = true;
         return Ok(r);
     }
-    let person = person_of(&scan, input.identifiers.as_deref(), true)?;
+    let person = person_of(ctx, &scan, input.identifiers.as_deref(), true)?;
     judge(&scan, person, true)
 }
 
@@ -208,17 +224,16 @@ struct Claimant {
     scan_n: Option<u64>,
 }
 
-fn person_of(scan: &Scan, ids: Option<&[Identifier]>, dry: bool) -> Result<Option<Claimant>> {
-    let (person, fresh) = match (&scan.person, ids) {
-        (Some(p), _) => (persons::get(p)?, false),
-        (None, Some(ids)) if !ids.is_empty() && !dry => {
-            let pairs: Vec<(&str, &str)> = ids
-                .iter()
-                .map(|i| (i.kind.as_str(), i.value.as_str()))
-                .collect();
-            (Some(persons::resolve(&pairs)?), true)
-        }
-        _ => (None, false),
+fn person_of(
+    ctx: &Context,
+    scan: &Scan,
+    ids: Option<&[Identifier]>,
+    dry: bool,
+) -> Result<Option<Claimant>> {
+    let (person, fresh) = match &scan.person {
+        Some(p) => (persons::get(p)?, false),
+        None if !dry => (caller_person(ctx, ids)?, true),
+        None => (None, false),
     };
     let Some(p) = person else { return Ok(None) };
     let scan_n = match (fresh, scan.person_scan_n) {
@@ -230,6 +245,45 @@ fn person_of(scan: &Scan, ids: Option<&[Identifier]>, dry: bool) -> Result<Optio
         profile: serde_json::Value::Object(p.attributes),
         scan_n,
     }))
+}
+
+/// The person making this call: the signed-in consumer of a public
+/// claim, or the person a trusted caller's `identifiers` name (see
+/// `persons::acting_for`); a public claim cannot name its person.
+fn caller_person(ctx: &Context, ids: Option<&[Identifier]>) -> Result<Option<persons::Person>> {
+    let pairs: Vec<(&str, &str)> = ids
+        .unwrap_or_default()
+        .iter()
+        .map(|i| (i.kind.as_str(), i.value.as_str()))
+        .collect();
+    persons::acting_for(ctx, &pairs)
+}
+
+/// A claim's first result, given again: a prize's secret stays in an
+/// award only when the caller is the award's person.
+fn replayed(ctx: &Context, ids: Option<&[Identifier]>, mut r: ClaimResult) -> Result<ClaimResult> {
+    if !r.awards.iter().any(Award::has_secrets) {
+        return Ok(r);
+    }
+    let caller = caller_person(ctx, ids)?.map(|p| p.id);
+    for a in r.awards.iter_mut().filter(|a| a.has_secrets()) {
+        if !is_winner(caller.as_deref(), a.person_id.as_deref())? {
+            a.hide_secrets();
+        }
+    }
+    Ok(r)
+}
+
+/// True when the caller is the award's person (or the person it was
+/// merged into). An award without a person has no one to show it to.
+fn is_winner(caller: Option<&str>, winner: Option<&str>) -> Result<bool> {
+    let (Some(caller), Some(winner)) = (caller, winner) else {
+        return Ok(false);
+    };
+    if caller == winner {
+        return Ok(true);
+    }
+    Ok(persons::get(winner)?.is_some_and(|p| p.id == caller))
 }
 
 /// Counter additions of one campaign, given back if a later one fails.

@@ -182,6 +182,35 @@ pub mod persons {
         })
     }
 
+    /// The person a call acts for: the signed-in consumer of a public call
+    /// (resolved, or created, through One ID), or the person the
+    /// `identifiers` name when an API key or an operator calls. A public
+    /// call never names its person: `identifiers` there is refused, so that
+    /// nobody can act as somebody else. `None` for an anonymous public call
+    /// and for a trusted caller that names nobody.
+    pub fn acting_for(
+        ctx: &crate::Context,
+        identifiers: &[(&str, &str)],
+    ) -> Result<Option<Person>> {
+        if let Some((kind, value)) = ctx.consumer() {
+            if !identifiers.is_empty() {
+                return Err(Error::invalid(
+                    "identifiers: a public call acts for the signed-in consumer; leave identifiers out",
+                ));
+            }
+            return resolve(&[(kind, value)]).map(Some);
+        }
+        if identifiers.is_empty() {
+            return Ok(None);
+        }
+        if ctx.caller.is_none() {
+            return Err(Error::invalid(
+                "identifiers: a public call cannot name its person; the consumer signs in (e.g. with WeChat) and the kernel says who they are",
+            ));
+        }
+        resolve(identifiers).map(Some)
+    }
+
     /// Finds or creates the person behind these `(kind, value)` identifiers.
     ///
     /// ```ignore
@@ -263,6 +292,13 @@ pub mod config {
     /// A secret the tenant stored for this plugin.
     pub fn secret(name: &str) -> Result<Option<String>> {
         Ok(wit::secret(name)?)
+    }
+
+    /// How the tenant's consumers sign in: the identifier kind of its
+    /// consumer sessions (`wechat_openid`), or `None` when it has no
+    /// sign-in and every public call is anonymous. Needs no grant.
+    pub fn consumer_sign_in() -> Result<Option<String>> {
+        Ok(wit::secret("keel.consumer_sign_in")?)
     }
 }
 

@@ -56,12 +56,31 @@ pub const WIT_VERSION: &str = "0.1.0";
 /// Who is calling an operation.
 #[derive(Debug, Clone)]
 pub struct Context {
-    /// The caller's label (`key:…`, `operator:…`); `None` for a public operation.
+    /// The caller's label: `key:…` or `operator:…` for an API key or an
+    /// operator; `consumer:{kind}:{value}` for a public operation called by
+    /// a signed-in consumer (e.g. `consumer:wechat_openid:o-123`, verified by
+    /// the kernel); `None` for an anonymous public call.
     pub caller: Option<String>,
     /// The client's address, for public operations.
     pub client_address: Option<String>,
     /// The request id, for correlating logs.
     pub request_id: String,
+}
+
+impl Context {
+    /// The signed-in consumer of a public call: `(kind, value)` of the
+    /// identifier the kernel verified (e.g. `("wechat_openid", "o-123")`).
+    pub fn consumer(&self) -> Option<(&str, &str)> {
+        self.caller
+            .as_deref()?
+            .strip_prefix("consumer:")?
+            .split_once(':')
+    }
+
+    /// True for a public call: anonymous, or by a signed-in consumer.
+    pub fn is_public(&self) -> bool {
+        self.caller.is_none() || self.consumer().is_some()
+    }
 }
 
 /// An event delivered to a subscriber.

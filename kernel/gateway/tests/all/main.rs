@@ -3,17 +3,22 @@
 
 mod support;
 
+mod admission;
 mod api_keys;
+mod audit;
+mod consumers;
 mod counters;
 mod cross_tenant;
 mod events;
 mod files;
+mod graphiql;
 mod http;
 mod limits;
 mod operators;
 mod pages;
 mod permissions;
 mod persons;
+mod plugin_output;
 mod plugins;
 mod sdl;
 mod tenants;

@@ -154,10 +154,24 @@ async fn pages_that_are_not_scans_are_not_found() {
     assert_eq!(r.status(), 404);
 }
 
+/// The consumer signs in with WeChat (a local fake of its endpoints) and
+/// lands on the page, which scans and claims as them: the prize is theirs.
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn the_page_shows_the_prize_the_scan_won() {
     use crate::rewards::{campaign, running};
-    let k = Kernel::start(Backend::Sqlite).await;
+    let wechat = keel_testkit::wechat::FakeWechat::start().await;
+    wechat.signs_in_as("o-page");
+    let config = keel_gateway::GatewayConfig {
+        consumer_auth: keel_gateway::ConsumerAuthConfig {
+            wechat_authorize_base: wechat.url.clone(),
+            wechat_api_base: wechat.url.clone(),
+            // Plain HTTP on loopback.
+            secure_cookies: false,
+            ..Default::default()
+        },
+        ..Default::default()
+    };
+    let k = Kernel::start_with(Backend::Sqlite, config).await;
     let b = k.brand("acme", json!({})).await;
     k.enable_rewards(&b, json!({}), &[]).await;
     let s = setup(&k, &b, 10).await;
@@ -170,8 +184,9 @@ async fn the_page_shows_the_prize_the_scan_won() {
         campaign(json!({"first_scan": true}), prizes, json!({})),
     )
     .await;
-    let (_, url) = code_of(&k, &b, &s.units, 2).await;
-    let url = format!("{url}?openid=o-page");
+    let (_, printed) = code_of(&k, &b, &s.units, 2).await;
+    let page = printed.trim_start_matches(&k.url(""));
+    let url = k.url(&format!("/t/acme/auth/wechat?next={page}"));
     let dom = tokio::task::spawn_blocking({
         let url = url.clone();
         move || render(&url, None)
@@ -183,6 +198,24 @@ async fn the_page_shows_the_prize_the_scan_won() {
         dom.contains("Congratulations") && dom.contains("50 points"),
         "{dom}"
     );
+    assert!(dom.contains("data-signed-in=\"true\""), "{dom}");
+    // The points are in the signed-in consumer's wallet.
+    let r = k
+        .gql(
+            &b.owner,
+            "{ personByIdentifier(kind: \"wechat_openid\", value: \"o-page\") { id } }",
+            json!({}),
+        )
+        .await;
+    let person = ok(&r)["personByIdentifier"]["id"].clone();
+    let r = k
+        .gql(
+            &b.owner,
+            "query($p: String!) { pointsWallet(personId: $p) { balance } }",
+            json!({"p": person}),
+        )
+        .await;
+    assert_eq!(ok(&r)["pointsWallet"]["balance"], 50, "{r}");
     if let Some(dir) = std::env::var_os("KEEL_SCREENSHOTS").map(PathBuf::from) {
         std::fs::create_dir_all(&dir).unwrap();
         let shot = dir.join("scan-page-won.png");

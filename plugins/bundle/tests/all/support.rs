@@ -137,17 +137,43 @@ impl Kernel {
             .unwrap()
     }
 
-    /// A GraphQL request to a tenant's public endpoint, as a consumer.
+    /// A GraphQL request to a tenant's public endpoint, as an anonymous
+    /// consumer.
     pub async fn public(&self, slug: &str, query: &str, variables: Value) -> Value {
-        self.http
+        self.public_as(slug, None, query, variables).await
+    }
+
+    /// A GraphQL request to a tenant's public endpoint, as the consumer
+    /// signed in with WeChat as `openid` (their session cookie, signed with
+    /// the kernel's key as the sign-in would; the sign-in itself is tested
+    /// in keel-gateway), or anonymously.
+    pub async fn public_as(
+        &self,
+        slug: &str,
+        openid: Option<&str>,
+        query: &str,
+        variables: Value,
+    ) -> Value {
+        let mut req = self
+            .http
             .post(self.url(&format!("/t/{slug}/graphql")))
-            .json(&json!({"query": query, "variables": variables}))
-            .send()
+            .json(&json!({"query": query, "variables": variables}));
+        if let Some(openid) = openid {
+            req = req.header("cookie", self.consumer_cookie(slug, openid).await);
+        }
+        req.send().await.unwrap().json().await.unwrap()
+    }
+
+    /// The session cookie of a consumer signed in with WeChat as `openid`.
+    pub async fn consumer_cookie(&self, slug: &str, openid: &str) -> String {
+        use keel_core::consumers::{Session, SigningKey, WECHAT_OPENID};
+        let tenant = keel_core::tenants::get_by_slug(&self.db, slug)
             .await
             .unwrap()
-            .json()
-            .await
-            .unwrap()
+            .id;
+        let key = SigningKey::load(&self.db).await.unwrap();
+        let session = Session::new(&tenant, WECHAT_OPENID, openid, "", keel_core::now(), 3600);
+        format!("keel_consumer={}", key.sign_session(&session))
     }
 
     /// A new tenant with `codes` enabled (and `extra` config).
@@ -167,6 +193,15 @@ impl Kernel {
             slug: slug.to_owned(),
             owner,
         };
+        // Consumers sign in with WeChat: claims can be for a person.
+        let r = self
+            .gql(
+                &brand.owner,
+                "mutation($i: SetWechatAppInput!) { setWechatApp(input: $i) { appId } }",
+                json!({"i": {"appId": keel_testkit::wechat::APP_ID, "appSecret": keel_testkit::wechat::SECRET}}),
+            )
+            .await;
+        ok(&r);
         let mut config = json!({"scan_base_url": self.url(&format!("/t/{slug}/p/codes/"))});
         if let (Value::Object(c), Value::Object(e)) = (&mut config, extra) {
             c.extend(e);
@@ -222,6 +257,62 @@ impl Kernel {
             .to_owned()
     }
 
+    /// Appends an event straight to the brand's log, with the outbox rows
+    /// of its async subscribers, as if `producer` had emitted it: a forged
+    /// event as a subscriber would see it, whatever the gateway would
+    /// refuse. The event's id.
+    pub async fn inject_event(
+        &self,
+        brand: &Brand,
+        event_type: &str,
+        person: Option<&str>,
+        payload: Value,
+        producer: &str,
+    ) -> String {
+        let tenant = keel_core::tenants::get_by_slug(&self.db, &brand.slug)
+            .await
+            .unwrap()
+            .id;
+        let plugins = self.registry.enabled(&tenant).await.unwrap();
+        let mut tx = self.db.begin().await.unwrap();
+        let new = keel_core::events::NewEvent {
+            event_type: event_type.to_owned(),
+            person_id: person.map(str::to_owned),
+            payload,
+            idempotency_key: None,
+            occurred_at: None,
+        };
+        let e = keel_core::events::append(&mut tx, &tenant, new, producer)
+            .await
+            .unwrap();
+        let rows = keel_host::outbox::enqueue(&mut tx, &tenant, &plugins, &e)
+            .await
+            .unwrap();
+        assert!(rows > 0, "{event_type} has an async subscriber");
+        tx.commit().await.unwrap();
+        e.id
+    }
+
+    /// Waits until every outbox row of the event is delivered (the
+    /// subscriber returned `Ok`); panics after `secs` seconds.
+    pub async fn wait_delivered(&self, event_id: &str, secs: u64) {
+        let done = eventually(secs, || async {
+            let pending: i64 = sqlx::query_scalar(
+                "SELECT COUNT(*) FROM outbox WHERE event_id = $1 AND delivered_at IS NULL",
+            )
+            .bind(event_id)
+            .fetch_one(self.db.reader())
+            .await
+            .unwrap();
+            (pending == 0).then_some(())
+        })
+        .await;
+        assert!(
+            done.is_some(),
+            "event {event_id} was not delivered in {secs} s"
+        );
+    }
+
     /// GETs `/files/{plugin}/{name}` with `input`; status and body text.
     pub async fn download(&self, key: &str, path: &str, input: Value) -> (u16, String) {
         let r = self
@@ -261,12 +352,16 @@ pub fn code(r: &Value) -> &str {
 type Calls =
     std::sync::Arc<std::sync::Mutex<std::collections::HashMap<String, (u32, Option<i64>)>>>;
 
+/// Every request the provider received: (idempotency key, body).
+type Seen = std::sync::Arc<std::sync::Mutex<Vec<(String, Value)>>>;
+
 /// A payment provider on loopback: a real HTTP server that fails the
 /// first `fail_first` attempts of every payout (503), then pays it once
 /// per idempotency key; `/always-fail` never pays.
 pub struct Provider {
     pub addr: SocketAddr,
     pub calls: Calls,
+    pub seen: Seen,
 }
 
 impl Provider {
@@ -274,16 +369,18 @@ impl Provider {
         use axum::Json;
         use axum::http::{HeaderMap, StatusCode};
         let calls: Calls = Default::default();
+        let seen: Seen = Default::default();
         let pay = {
-            let calls = calls.clone();
+            let (calls, seen) = (calls.clone(), seen.clone());
             move |headers: HeaderMap, Json(body): Json<Value>| {
-                let calls = calls.clone();
+                let (calls, seen) = (calls.clone(), seen.clone());
                 async move {
                     let key = headers
                         .get("idempotency-key")
                         .and_then(|v| v.to_str().ok())
                         .unwrap_or_default()
                         .to_owned();
+                    seen.lock().unwrap().push((key.clone(), body.clone()));
                     let mut calls = calls.lock().unwrap();
                     let entry = calls.entry(key.clone()).or_insert((0, None));
                     entry.0 += 1;
@@ -310,7 +407,7 @@ impl Provider {
         let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
         let addr = listener.local_addr().unwrap();
         tokio::spawn(async move { axum::serve(listener, app).await });
-        Provider { addr, calls }
+        Provider { addr, calls, seen }
     }
 
     pub fn url(&self, path: &str) -> String {
