@@ -56,16 +56,22 @@ pub(crate) fn rfc3339(t: chrono::DateTime<chrono::Utc>) -> String {
     t.to_rfc3339_opts(chrono::SecondsFormat::Micros, true)
 }
 
-/// A key that sorts by time: microseconds since 1970, then randomness.
+/// Random bits in a [`time_key`]: enough that a key cannot be guessed,
+/// even knowing when it was made.
+pub(crate) const TIME_KEY_RANDOM_BITS: u32 = 128;
+
+/// A key that sorts by time and cannot be guessed: microseconds since 1970
+/// (16 hex digits), then 128 bits from the host's secure randomness (32 hex
+/// digits). Scan ids are such keys, and a scan id is what a claim names.
 pub(crate) fn time_key(t: chrono::DateTime<chrono::Utc>) -> Result<String> {
     let r = random_bytes()?;
+    let mut random = [0u8; (TIME_KEY_RANDOM_BITS / 8) as usize];
+    let n = random.len();
+    random.copy_from_slice(&r[..n]);
     Ok(format!(
-        "{:016x}{:02x}{:02x}{:02x}{:02x}",
+        "{:016x}{:032x}",
         t.timestamp_micros(),
-        r[0],
-        r[1],
-        r[2],
-        r[3]
+        u128::from_be_bytes(random)
     ))
 }
 

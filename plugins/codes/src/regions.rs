@@ -169,7 +169,7 @@ fn descend(parent: &str, lat: f64, lon: f64, depth: u8) -> Result<Option<String>
     for r in children(parent)? {
         match &r.boundary {
             Some(b) => {
-                let inside = Boundary::from_geojson(b).is_ok_and(|b| b.contains(lat, lon));
+                let inside = Boundary::from_stored(b).is_ok_and(|b| b.contains(lat, lon));
                 if inside {
                     return Ok(descend(&r.code, lat, lon, depth + 1)?.or(Some(r.code)));
                 }

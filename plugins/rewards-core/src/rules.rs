@@ -105,13 +105,24 @@ pub const MAX_DEPTH: usize = 12;
 impl Rule {
     /// Reads a rule from JSON, with a message naming the place of a mistake.
     pub fn parse(v: &Value) -> Result<Rule, String> {
+        Self::read(v, true)
+    }
+
+    /// Reads a rule that [`Rule::parse`] accepted when it was saved: the
+    /// same, but a geofence's rings are not checked again (see
+    /// `keel_codes_core::geo::Boundary::from_stored`).
+    pub fn parse_stored(v: &Value) -> Result<Rule, String> {
+        Self::read(v, false)
+    }
+
+    fn read(v: &Value, strict: bool) -> Result<Rule, String> {
         let rule: Rule = serde_json::from_value(v.clone()).map_err(|e| format!("rule: {e}"))?;
         let mut nodes = 0;
-        rule.check("rule", 0, &mut nodes)?;
+        rule.check("rule", 0, &mut nodes, strict)?;
         Ok(rule)
     }
 
-    fn check(&self, at: &str, depth: usize, nodes: &mut usize) -> Result<(), String> {
+    fn check(&self, at: &str, depth: usize, nodes: &mut usize, strict: bool) -> Result<(), String> {
         *nodes += 1;
         if *nodes > MAX_NODES {
             return Err(format!("rule: more than {MAX_NODES} conditions"));
@@ -137,11 +148,11 @@ impl Rule {
                     return Err(format!("{at}.any: needs at least one rule"));
                 }
                 for (i, r) in rules.iter().enumerate() {
-                    r.check(&format!("{at}.{name}[{i}]"), depth + 1, nodes)?;
+                    r.check(&format!("{at}.{name}[{i}]"), depth + 1, nodes, strict)?;
                 }
                 Ok(())
             }
-            Rule::Not(r) => r.check(&format!("{at}.not"), depth + 1, nodes),
+            Rule::Not(r) => r.check(&format!("{at}.not"), depth + 1, nodes, strict),
             Rule::Product(l) => non_empty("product", l),
             Rule::Lot(l) => non_empty("lot", l),
             Rule::Batch(l) => non_empty("batch", l),
@@ -152,9 +163,13 @@ impl Rule {
                 }
                 Ok(())
             }
-            Rule::Within(g) => Boundary::from_geojson(g)
-                .map(|_| ())
-                .map_err(|e| format!("{at}.within: {e}")),
+            Rule::Within(g) => if strict {
+                Boundary::from_geojson(g)
+            } else {
+                Boundary::from_stored(g)
+            }
+            .map(|_| ())
+            .map_err(|e| format!("{at}.within: {e}")),
             Rule::Between { from, to } => {
                 let (f, t) = (micros(from), micros(to));
                 match (f, t) {
@@ -224,7 +239,8 @@ impl Rule {
                             .is_some_and(|rest| rest.starts_with('-'))
                 })
             }),
-            Rule::Within(g) => match (f.location, Boundary::from_geojson(g)) {
+            // Checked in full when the campaign was saved.
+            Rule::Within(g) => match (f.location, Boundary::from_stored(g)) {
                 (Some((lat, lon)), Ok(b)) => b.contains(lat, lon),
                 _ => false,
             },

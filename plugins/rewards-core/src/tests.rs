@@ -204,6 +204,10 @@ fn invalid_rules_are_refused_with_the_place_of_the_mistake() {
             "rule.within",
         ),
         (
+            json!({"within": {"type": "Polygon", "coordinates": [[[0, 0], [1, 1], [1, 0], [0, 1], [0, 0]]]}}),
+            "rule.within: ring coordinates[0] (the outer ring): the ring crosses itself",
+        ),
+        (
             json!({"between": {"from": "2026-12-01T00:00:00Z", "to": "2026-11-01T00:00:00Z"}}),
             "before",
         ),
@@ -223,6 +227,19 @@ fn invalid_rules_are_refused_with_the_place_of_the_mistake() {
         let e = Rule::parse(&rule).unwrap_err();
         assert!(e.contains(says), "{rule}: {e:?} should say {says:?}");
     }
+}
+
+#[test]
+fn a_saved_rule_is_read_again_without_checking_its_geofence_again() {
+    // A bow-tie stored before rings were checked keeps its old meaning.
+    let bow_tie = json!({"within": {"type": "Polygon", "coordinates": [[[0, 0], [1, 1], [1, 0], [0, 1], [0, 0]]]}});
+    assert!(Rule::parse(&bow_tie).is_err());
+    let r = Rule::parse_stored(&bow_tie).unwrap();
+    let mut f = scan();
+    f.location = Some((0.5, 0.2));
+    assert!(r.eval(&f), "inside the western lobe");
+    // Everything else is still checked.
+    assert!(Rule::parse_stored(&json!({"region": []})).is_err());
 }
 
 fn prize(id: &str, kind: PrizeKind, weight: u32, stock: Option<i64>) -> Prize {

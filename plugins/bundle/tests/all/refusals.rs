@@ -93,15 +93,15 @@ on_both_backends! {
         let s = setup(&k, &b, 10).await;
         ok(&activate(&k, &b, &s.units).await);
         let (c, _) = code_of(&k, &b, &s.units, 2).await;
-        let vars = json!({"c": c, "k": "page-load-1", "i": [{"kind": "phone", "value": "+86 138 0000 0001"}]});
-        let first = ok(&k.public(&b.slug, SCAN, vars.clone()).await)["scan"].clone();
-        let retry = ok(&k.public(&b.slug, SCAN, vars).await)["scan"].clone();
+        let vars = json!({"c": c, "k": "page-load-1"});
+        let first = ok(&k.public_as(&b.slug, Some("o-dana"), SCAN, vars.clone()).await)["scan"].clone();
+        let retry = ok(&k.public_as(&b.slug, Some("o-dana"), SCAN, vars).await)["scan"].clone();
         assert_eq!(first, retry);
         assert_eq!(retry["scanCount"], 1);
         let next = ok(&k.public(&b.slug, SCAN, json!({"c": c})).await)["scan"].clone();
         assert_eq!(next["scanCount"], 2);
         // The identified consumer is a person of One ID, on the scan event.
-        let r = k.gql(&b.owner, "{ personByIdentifier(kind: \"phone\", value: \"+86 138 0000 0001\") { id } \
+        let r = k.gql(&b.owner, "{ personByIdentifier(kind: \"wechat_openid\", value: \"o-dana\") { id } \
             events(filter: {types: [\"code.scanned\"]}) { edges { node { personId } } } }", json!({})).await;
         let person = ok(&r)["personByIdentifier"]["id"].clone();
         assert_eq!(ok(&r)["events"]["edges"][0]["node"]["personId"], person);
@@ -225,4 +225,51 @@ async fn r#void(k: &Kernel, b: &crate::support::Brand, batch: &str, from: u32, t
             json!({"b": batch, "f": from, "t": to}))
         .await;
     ok(&r);
+}
+
+on_both_backends! {
+    async fn degenerate_and_crossing_region_boundaries_are_refused_and_nothing_is_stored(kind) {
+        let k = Kernel::start(kind).await;
+        let b = k.brand("acme", json!({})).await;
+        let o = &b.owner;
+        let define = "mutation($c: String!, $b: JSON) { defineRegion(code: $c, name: \"x\", boundary: $b) { code } }";
+        let square = json!({"type": "Polygon", "coordinates": [[[113, 22], [115, 22], [115, 23], [113, 23], [113, 22]]]});
+        ok(&k.gql(o, define, json!({"c": "CN"})).await);
+        ok(&k.gql(o, define, json!({"c": "CN-GD", "b": square})).await);
+        let polygon = |ring: Value| json!({"type": "Polygon", "coordinates": [ring]});
+        let circle: Vec<Value> = (0..=10_000)
+            .map(|i| {
+                let a = (i % 10_000) as f64 / 10_000.0 * std::f64::consts::TAU;
+                json!([114.0 + a.cos(), 22.5 + a.sin()])
+            })
+            .collect();
+        for (boundary, says) in [
+            (
+                polygon(json!([[113, 22], [115, 23], [115, 22], [113, 23], [113, 22]])),
+                "boundary: ring coordinates[0] (the outer ring): the ring crosses itself",
+            ),
+            (
+                json!({"type": "MultiPolygon", "coordinates": [
+                    [[[100, 0], [101, 0], [101, 1], [100, 1], [100, 0]]],
+                    [[[113, 22], [115, 22], [115, 23], [113, 23], [113, 22]],
+                     [[113.5, 22.2], [114, 22.8], [114, 22.2], [113.5, 22.8], [113.5, 22.2]]]
+                ]}),
+                "ring coordinates[1][1] (a hole): the ring crosses itself",
+            ),
+            (polygon(json!([[113, 22], [115, 22], [113, 22]])), "at least four positions, this one has 3"),
+            (polygon(json!([[113, 22], [115, 22], [115, 23], [113, 23]])), "must end where it starts"),
+            (polygon(json!([[113, 22], [114, 22], [115, 22], [113, 22]])), "encloses no area"),
+            (polygon(json!([[113, 22], [113, 22], [113, 22], [113, 22]])), "at least three distinct vertices"),
+            (polygon(json!([[113, 22], [181, 22], [115, 23], [113, 22]])), "coordinates[0][1]: longitude 181 is outside -180..180"),
+            (polygon(json!([[113, 22], [115, -91], [115, 23], [113, 22]])), "coordinates[0][1]: latitude -91 is outside -90..90"),
+            (polygon(Value::Array(circle)), "at most 10000 vertices, this one has 10001"),
+        ] {
+            // Neither a new region nor a new boundary for an existing one.
+            check(&k, o, define, json!({"c": "CN-ZJ", "b": boundary}), "BAD_USER_INPUT", says).await;
+            check(&k, o, define, json!({"c": "CN-GD", "b": boundary}), "BAD_USER_INPUT", says).await;
+        }
+        let r = k.gql(o, "{ region(code: \"CN-ZJ\") { code } regions(parent: \"CN\") { code boundary } }", json!({})).await;
+        assert_eq!(ok(&r)["region"], Value::Null, "nothing stored");
+        assert_eq!(ok(&r)["regions"], json!([{"code": "CN-GD", "boundary": square}]), "the old boundary stands");
+    }
 }

@@ -57,9 +57,8 @@ pub async fn scan(
     openid: Option<&str>,
 ) -> String {
     let l = at.map(|(lat, lon)| json!({"lat": lat, "lon": lon}));
-    let i = openid.map(|o| json!([{"kind": "wechat_openid", "value": o}]));
     let r = k
-        .public(&b.slug, SCAN, json!({"c": code, "l": l, "i": i}))
+        .public_as(&b.slug, openid, SCAN, json!({"c": code, "l": l}))
         .await;
     ok(&r)["scan"]["scanId"]
         .as_str()
@@ -132,9 +131,12 @@ on_both_backends! {
         assert_eq!(claim(&k, &b, &sh).await["outcome"], "NOT_ELIGIBLE");
         let anon = scan(&k, &b, &codes[2], Some(SHENZHEN), None).await;
         assert_eq!(claim(&k, &b, &anon).await["outcome"], "PERSON_REQUIRED");
-        // Identifiers given at claim time name the person instead.
+        // A public claim cannot name its person (prize farmers invent them)...
         let anon2 = scan(&k, &b, &codes[3], Some(SHENZHEN), None).await;
         let r = k.public(&b.slug, CLAIM, json!({"s": anon2, "i": [{"kind": "wechat_openid", "value": "o-carol"}]})).await;
+        assert_eq!(r["errors"][0]["extensions"]["code"], "BAD_USER_INPUT", "{r}");
+        // ...but a consumer who signs in at claim time is the person.
+        let r = k.public_as(&b.slug, Some("o-carol"), CLAIM, json!({"s": anon2})).await;
         assert_eq!(ok(&r)["claimReward"]["outcome"], "WON");
         // Alice's second win today is allowed, the third is not.
         let s = scan(&k, &b, &codes[4], Some(SHENZHEN), Some("o-alice")).await;
@@ -501,5 +503,197 @@ on_both_backends! {
         .expect("the payout is marked failed");
         assert_eq!(failed["attempts"], 3);
         assert!(failed["lastError"].as_str().unwrap().contains("500"));
+    }
+}
+
+/// A forged `rewards.payout_requested` (`attempt` of `award`, asking for
+/// far more than any prize).
+fn forged_request(award: &str, attempt: i64) -> Value {
+    json!({"awardId": award, "personId": "P-mallory", "amountCents": 1_000_000,
+           "attempt": attempt, "notBefore": 0})
+}
+
+on_both_backends! {
+    async fn forged_payout_requests_pay_only_what_the_record_says(kind) {
+        let provider = crate::support::Provider::start(0).await;
+        let k = Kernel::start_with(kind, fast()).await;
+        let config = json!({"payout_url": provider.url("/pay"), "payout_retry_seconds": 0, "payout_max_attempts": 3});
+        let (b, codes) = shop(&k, "acme", 2, config, &[provider.host()]).await;
+        let rp = json!([{"id": "rp", "name": "Red packet", "kind": "RED_PACKET", "min_cents": 188, "max_cents": 188, "weight": 1}]);
+        running(&k, &b, campaign(json!({"all": []}), rp, json!({"budgetCents": 100000}))).await;
+        let t = "rewards.payout_requested";
+
+        // Requests for an award that does not exist, from the plugin's own
+        // name or another, and one that is no request at all: the
+        // provider hears nothing, and each is delivered (not retried).
+        let mut forged = vec![
+            k.inject_event(&b, t, None, forged_request("A-no-such-award", 1), "rewards").await,
+            k.inject_event(&b, t, None, forged_request("A-no-such-award", 1), "key:intruder").await,
+            k.inject_event(&b, t, None, json!({"amountCents": 1_000_000}), "rewards").await,
+        ];
+        for id in &forged {
+            k.wait_delivered(id, 30).await;
+        }
+        let seen = provider.seen.lock().unwrap().clone();
+        assert!(seen.is_empty(), "no payout without a record: {seen:?}");
+
+        // A real award, and forged requests for it (as its first attempt,
+        // as later ones, from another producer), racing the real request.
+        let s = scan(&k, &b, &codes[0], None, Some("o-alice")).await;
+        let won = claim(&k, &b, &s).await;
+        let award = won["awards"][0]["id"].as_str().unwrap().to_owned();
+        let alice = won["awards"][0]["personId"].clone();
+        for (attempt, producer) in [(1, "rewards"), (2, "rewards"), (7, "rewards"), (1, "key:intruder")] {
+            forged.push(k.inject_event(&b, t, None, forged_request(&award, attempt), producer).await);
+        }
+        let q = "{ rewardPayouts(status: \"PAID\") { awardId attempts amountCents } }";
+        let paid = crate::support::eventually(30, || async {
+            let r = k.gql(&b.owner, q, json!({})).await;
+            ok(&r)["rewardPayouts"].as_array().unwrap().first().cloned()
+        })
+        .await
+        .expect("the real payout is paid");
+        assert_eq!(paid, json!({"awardId": award, "attempts": 1, "amountCents": 188}));
+        // Replays once it is paid.
+        for attempt in [1, 2] {
+            forged.push(k.inject_event(&b, t, None, forged_request(&award, attempt), "rewards").await);
+        }
+        for id in &forged {
+            k.wait_delivered(id, 30).await;
+        }
+        let seen = provider.seen.lock().unwrap().clone();
+        assert!(!seen.is_empty());
+        for (key, body) in &seen {
+            assert_eq!(key, &award, "{seen:?}");
+            assert_eq!(body["amountCents"], 188, "the record's amount: {seen:?}");
+            assert_eq!(body["personId"], alice, "the award's person: {seen:?}");
+            assert_eq!(body["idempotencyKey"], award.as_str());
+        }
+        assert_eq!(provider.calls.lock().unwrap()[&award], (seen.len() as u32, Some(188)));
+        let r = k.gql(&b.owner, "{ rewardPayouts { awardId status attempts amountCents } }", json!({})).await;
+        assert_eq!(ok(&r)["rewardPayouts"], json!([{"awardId": award, "status": "PAID", "attempts": 1, "amountCents": 188}]));
+    }
+
+    async fn a_won_coupon_is_shown_again_only_to_its_winner(kind) {
+        let k = Kernel::start(kind).await;
+        let (b, codes) = shop(&k, "acme", 3, json!({}), &[]).await;
+        let table = json!([{"id": "mug", "name": "Mug coupon", "kind": "COUPON", "weight": 1, "stock": 2}]);
+        let id = running(&k, &b, campaign(json!({"all": []}), table, json!({}))).await;
+        let add = "mutation($c: String!, $codes: [String!]!) { addCoupons(campaign: $c, prize: \"mug\", codes: $codes) }";
+        ok(&k.gql(&b.owner, add, json!({"c": id, "codes": ["MUG-1", "MUG-2"]})).await);
+        ok(&k.gql(&b.owner, STATUS, json!({"id": id, "s": "ACTIVE"})).await);
+        let claim_as = |scan: String, openid: Option<&'static str>| {
+            let k = &k;
+            let slug = b.slug.clone();
+            async move {
+                let r = k.public_as(&slug, openid, CLAIM, json!({"s": scan})).await;
+                ok(&r)["claimReward"].clone()
+            }
+        };
+        let hidden = |mut r: Value| {
+            r["awards"][0]["coupon"] = Value::Null;
+            r
+        };
+
+        // Scanned by Alice (the scan names her), claimed without identifiers.
+        let s = scan(&k, &b, &codes[0], None, Some("o-alice")).await;
+        let first = claim_as(s.clone(), None).await;
+        assert_eq!((first["outcome"].as_str(), first["awards"][0]["coupon"].as_str()), (Some("WON"), Some("MUG-1")));
+        assert_eq!(claim_as(s.clone(), Some("o-alice")).await, first, "Alice sees her code again");
+        let mallory = claim_as(s.clone(), Some("o-mallory")).await;
+        assert_eq!(mallory, hidden(first.clone()), "another person holding the scan id: the outcome, not the code");
+        assert_eq!(claim_as(s.clone(), None).await, hidden(first.clone()), "no person: no code");
+
+        // Scanned anonymously, claimed by Carol signed in: she is the winner.
+        let s = scan(&k, &b, &codes[1], None, None).await;
+        let first = claim_as(s.clone(), Some("o-carol")).await;
+        assert_eq!(first["awards"][0]["coupon"], "MUG-2");
+        assert_eq!(claim_as(s.clone(), Some("o-carol")).await, first);
+        assert_eq!(claim_as(s.clone(), Some("o-alice")).await, hidden(first.clone()));
+        assert_eq!(claim_as(s.clone(), None).await, hidden(first.clone()));
+    }
+
+    async fn scan_ids_are_unguessable_and_a_guess_claims_nothing(kind) {
+        let k = Kernel::start_with(kind, fast()).await;
+        let (b, codes) = shop(&k, "acme", 10, json!({}), &[]).await;
+        running(&k, &b, campaign(json!({"all": []}), points(10), json!({}))).await;
+        let mut ids = Vec::new();
+        for c in &codes {
+            ids.push(scan(&k, &b, c, None, Some("o-alice")).await);
+        }
+        for id in &ids {
+            // 16 hex digits of time, then 128 random bits.
+            assert_eq!(id.len(), 48, "{id}");
+            assert!(id.bytes().all(|c| c.is_ascii_digit() || (b'a'..=b'f').contains(&c)), "{id}");
+        }
+        let randoms: std::collections::HashSet<&str> = ids.iter().map(|id| &id[16..]).collect();
+        assert_eq!(randoms.len(), ids.len(), "distinct random parts");
+        let mut sorted = ids.clone();
+        sorted.sort();
+        assert_eq!(sorted, ids, "ids still sort in the order of the scans");
+
+        // Guesses near a real id: one digit changed, its time with other
+        // random bits (or another scan's), the old 24-digit shape.
+        let real = &ids[0];
+        let last = if real.ends_with('0') { "1" } else { "0" };
+        for guess in [
+            format!("{}{last}", &real[..47]),
+            format!("{}{}", &real[..16], "0".repeat(32)),
+            format!("{}{}", &real[..16], &ids[1][16..]),
+            real[..24].to_owned(),
+            real[..47].to_owned(),
+        ] {
+            let r = claim(&k, &b, &guess).await;
+            assert_eq!((r["outcome"].as_str(), r["awards"].as_array().map(Vec::len)), (Some("SCAN_NOT_FOUND"), Some(0)), "{guess}");
+        }
+        assert_eq!(claim(&k, &b, real).await["outcome"], "WON", "the real scan id still claims");
+    }
+}
+
+on_both_backends! {
+    async fn a_consumer_is_who_the_kernel_signed_in_never_whom_the_arguments_name(kind) {
+        let k = Kernel::start(kind).await;
+        let (b, codes) = shop(&k, "acme", 4, json!({}), &[]).await;
+        let id = running(&k, &b, campaign(json!({"all": []}), points(10), json!({"limits": {"perPersonPerDay": 1}}))).await;
+        assert!(!id.is_empty());
+        // A public scan or claim naming a person is refused, and records nothing.
+        let named = json!([{"kind": "wechat_openid", "value": "o-victim"}]);
+        let r = k.public(&b.slug, SCAN, json!({"c": codes[0], "i": named})).await;
+        assert_eq!(r["errors"][0]["extensions"]["code"], "BAD_USER_INPUT", "{r}");
+        assert!(r["errors"][0]["message"].as_str().unwrap().contains("identifiers"), "{r}");
+        let r = k.gql(&b.owner, "{ personByIdentifier(kind: \"wechat_openid\", value: \"o-victim\") { id } }", json!({})).await;
+        assert_eq!(r["errors"][0]["extensions"]["code"], "NOT_FOUND", "no person was made up: {r}");
+        // Invented openids cannot get around the per-person limit: one
+        // signed-in consumer wins once a day, however the claim is dressed.
+        let s1 = scan(&k, &b, &codes[1], None, Some("o-farmer")).await;
+        assert_eq!(claim(&k, &b, &s1).await["outcome"], "WON");
+        let s2 = scan(&k, &b, &codes[2], None, Some("o-farmer")).await;
+        let r = k.public_as(&b.slug, Some("o-farmer"), CLAIM, json!({"s": s2, "i": [{"kind": "wechat_openid", "value": "o-fake-1"}]})).await;
+        assert_eq!(ok(&r)["claimReward"]["outcome"], "PERSON_LIMIT", "the scan's person, not the invented one: {r}");
+        let r = k.gql(&b.owner, "{ personByIdentifier(kind: \"wechat_openid\", value: \"o-fake-1\") { id } }", json!({})).await;
+        assert_eq!(r["errors"][0]["extensions"]["code"], "NOT_FOUND", "{r}");
+        // A trusted caller (a store's till with an API key) may name the person.
+        let r = k.gql(&b.owner, SCAN, json!({"c": codes[3], "i": [{"kind": "wechat_openid", "value": "o-till"}]})).await;
+        assert_eq!(ok(&r)["scan"]["verdict"], "GENUINE");
+    }
+
+    async fn without_consumer_sign_in_per_person_campaigns_are_refused_at_save(kind) {
+        let k = Kernel::start(kind).await;
+        let (b, _) = shop(&k, "acme", 2, json!({}), &[]).await;
+        ok(&k.gql(&b.owner, "mutation { removeWechatApp }", json!({})).await);
+        for (prizes, extra) in [
+            (points(10), json!({})),
+            (json!([{"id": "rp", "name": "Red packet", "kind": "RED_PACKET", "min_cents": 100, "max_cents": 100, "weight": 1}]), json!({"budgetCents": 1000})),
+            (json!([{"id": "mug", "name": "Mug coupon", "kind": "COUPON", "weight": 1, "stock": 2}]), json!({"limits": {"perPersonTotal": 1}})),
+        ] {
+            let r = k.gql(&b.owner, CREATE, json!({"i": campaign(json!({"all": []}), prizes, extra)})).await;
+            assert_eq!(r["errors"][0]["extensions"]["code"], "BAD_USER_INPUT", "{r}");
+            assert!(r["errors"][0]["message"].as_str().unwrap().contains("sign-in"), "{r}");
+        }
+        let r = k.gql(&b.owner, "{ campaigns { id } }", json!({})).await;
+        assert_eq!(ok(&r)["campaigns"], json!([]), "nothing was saved");
+        // Anonymous prizes without per-person limits are fine.
+        let r = k.gql(&b.owner, CREATE, json!({"i": campaign(json!({"all": []}), json!([{"id": "mug", "name": "Mug coupon", "kind": "COUPON", "weight": 1, "stock": 2}]), json!({}))})).await;
+        ok(&r);
     }
 }
