@@ -498,16 +498,24 @@ async fn execute(
             .map(|s| s.caller()),
         None => None,
     };
+    let null_data = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
     let request = request.data(RequestInfo {
         principal,
         consumer,
         client_ip: client,
         request_id: request_id.clone(),
+        null_data: null_data.clone(),
     });
     let mut response = match tenant_schema {
         Some((schema, set)) => schema.execute(request.data(set)).await,
         None => app.schema.execute(request).await,
     };
+    if null_data.load(std::sync::atomic::Ordering::Relaxed) {
+        response.data = async_graphql::Value::Null;
+        response
+            .errors
+            .retain(|e| e.message != crate::tenant_schema::NULLED_DATA);
+    }
     ensure_codes(&mut response.errors, &request_id);
     for e in &response.errors {
         if let Some(async_graphql::Value::String(code)) =

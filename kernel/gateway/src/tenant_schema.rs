@@ -339,29 +339,35 @@ fn kernel_root(f: &FieldDefinition, op: &'static str, kernel: Option<KernelSchem
         let kernel = kernel.clone();
         let ty = ty.clone();
         FieldFuture::new(async move {
-            let kernel = kernel
-                .ok_or_else(|| gql_error("INTERNAL", "a schema built for checking cannot run"))?;
-            let mut text = String::from(op);
-            text.push_str(" { ");
-            render(&ctx.field(), &mut text).map_err(|e| gql_error("BAD_USER_INPUT", e.message))?;
-            text.push_str(" }");
-            let info = ctx.data::<RequestInfo>()?.clone();
-            let response = kernel
-                .execute(async_graphql::Request::new(text).data(info))
-                .await;
-            if let Some(e) = response.errors.into_iter().next() {
-                return Err(async_graphql::Error {
-                    message: e.message,
-                    source: None,
-                    extensions: e.extensions,
-                });
+            let result: async_graphql::Result<Option<FieldValue<'_>>> = async {
+                let kernel = kernel.ok_or_else(|| {
+                    gql_error("INTERNAL", "a schema built for checking cannot run")
+                })?;
+                let mut text = String::from(op);
+                text.push_str(" { ");
+                render(&ctx.field(), &mut text)
+                    .map_err(|e| gql_error("BAD_USER_INPUT", e.message))?;
+                text.push_str(" }");
+                let info = ctx.data::<RequestInfo>()?.clone();
+                let response = kernel
+                    .execute(async_graphql::Request::new(text).data(info))
+                    .await;
+                if let Some(e) = response.errors.into_iter().next() {
+                    return Err(async_graphql::Error {
+                        message: e.message,
+                        source: None,
+                        extensions: e.extensions,
+                    });
+                }
+                let key = ctx.field().alias().unwrap_or(ctx.field().name()).to_owned();
+                let v = match response.data {
+                    Value::Object(mut m) => m.shift_remove(key.as_str()),
+                    _ => None,
+                };
+                Ok(v.filter(|v| *v != Value::Null).map(|v| field_value(v, &ty)))
             }
-            let key = ctx.field().alias().unwrap_or(ctx.field().name()).to_owned();
-            let v = match response.data {
-                Value::Object(mut m) => m.shift_remove(key.as_str()),
-                _ => None,
-            };
-            Ok(v.filter(|v| *v != Value::Null).map(|v| field_value(v, &ty)))
+            .await;
+            settle(&ctx, ty.nullable, result)
         })
     });
     for a in &f.arguments {
@@ -371,6 +377,32 @@ fn kernel_root(f: &FieldDefinition, op: &'static str, kernel: Option<KernelSchem
         field = field.description(d.node.clone());
     }
     field
+}
+
+/// The message of the stand-in error a failed non-null root field leaves
+/// for async-graphql, removed again once `data` is nulled.
+pub(crate) const NULLED_DATA: &str = "keel: a non-null root field failed";
+
+/// Settles a root field's result as the GraphQL spec says, which
+/// async-graphql 7 does not: it leaves a failed field out of its parent.
+/// A failed nullable field is `null` with its error at its path; a failed
+/// non-null root field makes `data` null (its parent), which the gateway
+/// does after execution when the request's flag says so.
+fn settle<'a>(
+    ctx: &ResolverContext<'_>,
+    nullable: bool,
+    result: async_graphql::Result<Option<FieldValue<'a>>>,
+) -> async_graphql::Result<Option<FieldValue<'a>>> {
+    let Err(e) = result else { return result };
+    ctx.add_error(ctx.set_error_path(e.into_server_error(ctx.item.pos)));
+    if nullable {
+        return Ok(None);
+    }
+    if let Ok(info) = ctx.data::<RequestInfo>() {
+        info.null_data
+            .store(true, std::sync::atomic::Ordering::Relaxed);
+    }
+    Err(async_graphql::Error::new(NULLED_DATA))
 }
 
 fn plugin_error(e: PluginError) -> async_graphql::Error {
@@ -394,6 +426,7 @@ fn plugin_root(
         move |ctx: ResolverContext<'_>| {
             let (plugin, op, ret, types) = (plugin.clone(), op.clone(), ret.clone(), types.clone());
             FieldFuture::new(async move {
+                let result: async_graphql::Result<Option<FieldValue<'_>>> = async {
                 let info = ctx.data::<RequestInfo>()?;
                 let set = ctx.data::<Arc<TenantPlugins>>()?;
                 let caller = match &info.principal {
@@ -463,6 +496,9 @@ fn plugin_root(
                 } else {
                     Some(field_value(value, &ret))
                 })
+                }
+                .await;
+                settle(&ctx, ret.nullable, result)
             })
         },
     );

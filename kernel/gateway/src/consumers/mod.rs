@@ -44,7 +44,7 @@ use serde_json::json;
 
 use crate::AppState;
 use crate::http::request_id;
-use crate::pages::CONTENT_SECURITY_POLICY;
+use crate::pages::{CONTENT_SECURITY_POLICY, escape};
 
 /// The session cookie.
 pub(crate) const SESSION_COOKIE: &str = "keel_consumer";
@@ -290,22 +290,6 @@ impl Failure {
             Failure::Internal => ("Something went wrong", "Please try again later."),
         }
     }
-}
-
-/// Escapes text for HTML.
-fn escape(s: &str) -> String {
-    let mut out = String::with_capacity(s.len());
-    for c in s.chars() {
-        match c {
-            '&' => out.push_str("&amp;"),
-            '<' => out.push_str("&lt;"),
-            '>' => out.push_str("&gt;"),
-            '"' => out.push_str("&quot;"),
-            '\'' => out.push_str("&#39;"),
-            c => out.push(c),
-        }
-    }
-    out
 }
 
 /// Headers every answer of these routes carries.

@@ -91,6 +91,8 @@ pub(crate) struct RequestInfo {
     pub consumer: Option<String>,
     pub client_ip: IpAddr,
     pub request_id: String,
+    /// Set when a non-null root field failed: `data` is then null.
+    pub null_data: Arc<std::sync::atomic::AtomicBool>,
 }
 
 /// Builds the schema; without services it can still print its SDL.

@@ -46,5 +46,25 @@ on_both_backends! {
             let r = app.gql(Some(&owner), "{ call(capability: \"records\", arg: \"items\") { required json } }", json!({})).await;
             assert_eq!(ok(&r)["call"], json!({"required": scalar, "json": null}), "{r}");
         }
+        // A non-null field the plugin leaves out fails: its nullable parent
+        // becomes null, with the error at its path, and the rest stands.
+        ok(&app.gql(Some(&owner), "mutation($d: JSON!) { put(key: \"k\", data: $d) }", json!({"d": {"json": 1}})).await);
+        let r = app.gql(Some(&owner), "{ call(capability: \"records\", arg: \"items\") { json required } other: caller }", json!({})).await;
+        assert_eq!(r["data"]["call"], json!(null), "{r}");
+        assert!(r["data"]["other"].is_object(), "{r}");
+        assert_eq!(r["errors"][0]["path"], json!(["call"]), "{r}");
+        assert_eq!(r["errors"][0]["extensions"]["code"], "PLUGIN_INVALID_OUTPUT", "{r}");
+        assert_eq!(r["errors"].as_array().unwrap().len(), 1, "{r}");
+
+        // Declared non-null, the failed root field nulls its parent: `data`.
+        let app = TestApp::start(kind).await;
+        let (_, owner) = app.tenant("acme").await;
+        install(&app, "probe", "0.1.0", &SDL.replace("arg: String): Holder,", "arg: String): Holder!,")).await;
+        ok(&enable(&app, &owner, "probe", json!({})).await);
+        ok(&app.gql(Some(&owner), "mutation($d: JSON!) { put(key: \"k\", data: $d) }", json!({"d": {"json": 1}})).await);
+        let r = app.gql(Some(&owner), "{ call(capability: \"records\", arg: \"items\") { json required } other: caller }", json!({})).await;
+        assert_eq!(r["data"], json!(null), "{r}");
+        assert_eq!(r["errors"].as_array().unwrap().len(), 1, "{r}");
+        assert_eq!(r["errors"][0]["path"], json!(["call"]), "{r}");
     }
 }
