@@ -301,3 +301,24 @@ on_both_backends! {
         assert_eq!(seen, 1, "the subscriber handled the event once");
     }
 }
+
+on_both_backends! {
+    async fn plugin_secrets_are_kept_only_for_installed_plugins_and_sealed(kind) {
+        let app = TestApp::start(kind).await;
+        let (_, owner) = app.tenant("acme").await;
+        install(&app, "probe", "0.1.0", SDL).await;
+        let set = "mutation($p: String!, $n: String!, $v: String!) { setPluginSecret(plugin: $p, name: $n, value: $v) }";
+        let r = app.gql(Some(&owner), set, json!({"p": "nosuch", "n": "api_key", "v": "s3cret-value"})).await;
+        assert_eq!(code(&r), "NOT_FOUND", "{r}");
+        let r = app.gql(Some(&owner), set, json!({"p": "probe", "n": "keel.consumer_sign_in", "v": "wechat_openid"})).await;
+        assert_eq!(code(&r), "BAD_USER_INPUT", "the kernel's reserved names: {r}");
+        let r = app.gql(Some(&owner), set, json!({"p": "probe", "n": "api_key", "v": "s3cret-value"})).await;
+        assert_eq!(ok(&r)["setPluginSecret"], true);
+        let rows: Vec<String> = sqlx::query_scalar("SELECT value FROM plugin_secrets")
+            .fetch_all(app.db.db.reader())
+            .await
+            .unwrap();
+        assert_eq!(rows.len(), 1, "only the installed plugin's secret is stored");
+        assert!(!rows[0].contains("s3cret-value") && rows[0].starts_with("keel-sealed:"), "{rows:?}");
+    }
+}
