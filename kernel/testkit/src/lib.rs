@@ -1,5 +1,6 @@
 #![doc = include_str!("../README.md")]
 
+pub mod chromium;
 pub mod wechat;
 
 use keel_core::sealing::{self, Sealer};

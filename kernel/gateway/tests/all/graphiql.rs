@@ -3,7 +3,6 @@
 //! kernel (no CDN), and which a real browser renders without violations.
 
 use std::path::PathBuf;
-use std::process::Command;
 
 use reqwest::StatusCode;
 
@@ -162,30 +161,9 @@ async fn unknown_assets_and_other_versions_are_not_found() {
     }
 }
 
-/// Debian's Chromium, installed with apt-get when missing and we may;
-/// `None` (the test is skipped) only outside CI.
+/// Debian's Chromium; `None` (the test is skipped) only outside CI.
 fn chromium() -> Option<PathBuf> {
-    let find = || {
-        ["/usr/bin/chromium", "/usr/bin/chromium-browser"]
-            .into_iter()
-            .map(PathBuf::from)
-            .find(|p| p.exists())
-    };
-    if let Some(p) = find() {
-        return Some(p);
-    }
-    let root = Command::new("id")
-        .arg("-u")
-        .output()
-        .is_ok_and(|o| o.stdout.starts_with(b"0\n"));
-    if root {
-        let _ = Command::new("apt-get").args(["update", "-qq"]).status();
-        let _ = Command::new("apt-get")
-            .args(["install", "-y", "-qq", "chromium"])
-            .env("DEBIAN_FRONTEND", "noninteractive")
-            .status();
-    }
-    let found = find();
+    let found = keel_testkit::chromium::find_or_install();
     if found.is_none() {
         assert!(
             std::env::var("CI").as_deref() != Ok("true"),
@@ -203,32 +181,8 @@ fn render(
     url: &str,
     shot: Option<&std::path::Path>,
 ) -> (String, String) {
-    let profile = tempfile::tempdir().unwrap();
-    let mut cmd = Command::new(chromium);
-    cmd.args([
-        "--headless",
-        "--no-sandbox",
-        "--disable-gpu",
-        "--disable-quic",
-        "--no-first-run",
-        "--disable-background-networking",
-        "--disable-component-update",
-        "--disable-sync",
-        "--disable-dev-shm-usage",
-        "--enable-logging=stderr",
-        "--v=0",
-        "--window-size=1280,800",
-        "--virtual-time-budget=15000",
-    ])
-    .arg(format!("--user-data-dir={}", profile.path().display()));
-    match shot {
-        Some(p) => cmd.arg(format!("--screenshot={}", p.display())),
-        None => cmd.arg("--dump-dom"),
-    };
-    let out = cmd.arg(url).output().expect("running chromium");
-    let log = String::from_utf8_lossy(&out.stderr).into_owned();
-    assert!(out.status.success(), "chromium failed: {log}");
-    (String::from_utf8_lossy(&out.stdout).into_owned(), log)
+    let l = keel_testkit::chromium::load(chromium, url, (1280, 800), shot);
+    (l.dom, l.log)
 }
 
 /// Opens GraphiQL in Chromium, checks it rendered without a CSP violation

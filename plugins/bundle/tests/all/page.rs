@@ -2,7 +2,6 @@
 //! opens the printed URL, runs the page's script and renders the verdict.
 
 use std::path::PathBuf;
-use std::process::Command;
 
 use keel_core::Backend;
 use serde_json::json;
@@ -10,60 +9,12 @@ use serde_json::json;
 use crate::codes::{activate, code_of, setup};
 use crate::support::{Kernel, ok};
 
-/// Debian's Chromium; installed with apt-get when missing and we may.
-fn chromium() -> PathBuf {
-    for p in ["/usr/bin/chromium", "/usr/bin/chromium-browser"] {
-        if std::path::Path::new(p).exists() {
-            return PathBuf::from(p);
-        }
-    }
-    let root = Command::new("id")
-        .arg("-u")
-        .output()
-        .is_ok_and(|o| o.stdout.starts_with(b"0"));
-    assert!(
-        root,
-        "the consumer-page test needs Debian's chromium: apt-get install chromium"
-    );
-    let _ = Command::new("apt-get").args(["update", "-qq"]).status();
-    let ok = Command::new("apt-get")
-        .args(["install", "-y", "-qq", "chromium"])
-        .env("DEBIAN_FRONTEND", "noninteractive")
-        .status()
-        .is_ok_and(|s| s.success());
-    assert!(ok, "apt-get install chromium failed");
-    PathBuf::from("/usr/bin/chromium")
-}
-
-/// The page's DOM after its script ran (and a screenshot next to it).
+/// The page's DOM after its script ran (or a screenshot), at a phone's
+/// size, in Debian's Chromium (installed when missing and we may).
 pub fn render(url: &str, shot: Option<&std::path::Path>) -> String {
-    let profile = tempfile::tempdir().unwrap();
-    let mut cmd = Command::new(chromium());
-    cmd.args([
-        "--headless",
-        "--no-sandbox",
-        "--disable-gpu",
-        "--disable-quic",
-        "--no-first-run",
-        "--disable-background-networking",
-        "--disable-component-update",
-        "--disable-sync",
-        "--disable-dev-shm-usage",
-        "--window-size=390,844",
-        "--virtual-time-budget=15000",
-    ])
-    .arg(format!("--user-data-dir={}", profile.path().display()));
-    match shot {
-        Some(p) => cmd.arg(format!("--screenshot={}", p.display())),
-        None => cmd.arg("--dump-dom"),
-    };
-    let out = cmd.arg(url).output().expect("running chromium");
-    assert!(
-        out.status.success(),
-        "chromium failed: {}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-    String::from_utf8_lossy(&out.stdout).into_owned()
+    let chromium = keel_testkit::chromium::find_or_install()
+        .expect("the consumer-page test needs Debian's chromium: apt-get install chromium");
+    keel_testkit::chromium::load(&chromium, url, (390, 844), shot).dom
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
