@@ -1,28 +1,12 @@
 //! The `keel` binary, run as a brand's engineer would from a shell.
 
 use std::io::{BufRead as _, BufReader};
-use std::process::{Command, Stdio};
+use std::process::Stdio;
 use std::time::{Duration, Instant};
 
-fn keel(dir: &std::path::Path) -> Command {
-    let mut c = Command::new(env!("CARGO_BIN_EXE_keel"));
-    c.current_dir(dir)
-        .env_remove("KEEL_DATABASE_URL")
-        .env_remove("KEEL_LISTEN")
-        .env_remove("KEEL_CONFIG")
-        .env_remove("KEEL_ADMIN_TOKEN")
-        .env("KEEL_LOG", "warn");
-    c
-}
+mod support;
 
-fn run(cmd: &mut Command) -> (bool, String, String) {
-    let out = cmd.output().unwrap();
-    (
-        out.status.success(),
-        String::from_utf8_lossy(&out.stdout).into_owned(),
-        String::from_utf8_lossy(&out.stderr).into_owned(),
-    )
-}
+use support::{keel, run};
 
 #[test]
 fn help_documents_the_settings_and_their_environment_variables() {

@@ -3,14 +3,16 @@
 //! port, and the real `keel` binary fetching its `lines` download.
 
 use std::net::SocketAddr;
-use std::path::{Path, PathBuf};
-use std::process::Command;
+use std::path::PathBuf;
 use std::sync::Arc;
 
 use keel_core::identity::api_keys;
 use keel_core::{Db, DbOptions, tenants};
 use keel_gateway::{Gateway, GatewayConfig};
 use keel_host::{Grants, Host, HostConfig, Manifest, Registry};
+
+mod support;
+use support::keel;
 
 const PROBE_MANIFEST: &str = r#"
 name = "probe"
@@ -97,17 +99,6 @@ fn serve_probe() -> Served {
         dir,
         _rt: rt,
     }
-}
-
-fn keel(dir: &Path) -> Command {
-    let mut c = Command::new(env!("CARGO_BIN_EXE_keel"));
-    c.current_dir(dir)
-        .env_remove("KEEL_URL")
-        .env_remove("KEEL_API_KEY")
-        .env_remove("KEEL_CONFIG")
-        .env_remove("KEEL_DATABASE_URL")
-        .env("KEEL_LOG", "warn");
-    c
 }
 
 /// Runs `keel download probe <name> --input <input> -o <out>` with the

@@ -8,6 +8,8 @@
 use std::path::{Path, PathBuf};
 use std::process::Command;
 
+mod support;
+
 fn repo() -> PathBuf {
     PathBuf::from(env!("CARGO_MANIFEST_DIR"))
         .join("../..")
@@ -47,12 +49,9 @@ fn cargo_test(dir: &Path) {
 }
 
 fn keel(dir: &Path, args: &[&str]) -> String {
-    let out = Command::new(env!("CARGO_BIN_EXE_keel"))
+    let out = support::keel(dir)
         .args(args)
-        .current_dir(dir)
-        .env("KEEL_LOG", "warn")
         .env("KEEL_PLUGIN_TARGET_DIR", repo().join("target/wasm"))
-        .env_remove("KEEL_DATABASE_URL")
         .output()
         .unwrap();
     let text = format!(
@@ -87,17 +86,15 @@ fn a_scaffolded_plugin_and_the_example_pass_their_tests_and_install() {
 #[test]
 fn plugin_new_refuses_a_bad_name_or_an_existing_folder() {
     let tmp = tempfile::tempdir().unwrap();
-    let out = Command::new(env!("CARGO_BIN_EXE_keel"))
+    let out = support::keel(tmp.path())
         .args(["plugin", "new", "Bad_Name"])
-        .current_dir(tmp.path())
         .output()
         .unwrap();
     assert!(!out.status.success());
     assert!(String::from_utf8_lossy(&out.stderr).contains("not a plugin name"));
     std::fs::create_dir(tmp.path().join("taken")).unwrap();
-    let out = Command::new(env!("CARGO_BIN_EXE_keel"))
+    let out = support::keel(tmp.path())
         .args(["plugin", "new", "taken"])
-        .current_dir(tmp.path())
         .output()
         .unwrap();
     assert!(!out.status.success());

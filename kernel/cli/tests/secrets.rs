@@ -3,34 +3,13 @@
 //! `keel secrets rotate`.
 
 use std::path::Path;
-use std::process::Command;
 
 use keel_core::sealing::{self, MasterKey, Sealer};
 use keel_core::{Db, DbOptions, settings, tenants};
 
-fn keel(dir: &Path) -> Command {
-    let mut c = Command::new(env!("CARGO_BIN_EXE_keel"));
-    c.current_dir(dir)
-        .env_remove("KEEL_DATABASE_URL")
-        .env_remove("KEEL_LISTEN")
-        .env_remove("KEEL_CONFIG")
-        .env_remove("KEEL_ADMIN_TOKEN")
-        .env_remove("KEEL_MASTER_KEY")
-        .env_remove("KEEL_MASTER_KEY_FILE")
-        .env_remove("KEEL_MASTER_KEY_PREVIOUS")
-        .env_remove("KEEL_MASTER_KEY_PREVIOUS_FILE")
-        .env("KEEL_LOG", "warn");
-    c
-}
+mod support;
 
-fn run(cmd: &mut Command) -> (bool, String, String) {
-    let out = cmd.output().unwrap();
-    (
-        out.status.success(),
-        String::from_utf8_lossy(&out.stdout).into_owned(),
-        String::from_utf8_lossy(&out.stderr).into_owned(),
-    )
-}
+use support::{keel, run};
 
 fn block_on<F: std::future::Future>(f: F) -> F::Output {
     tokio::runtime::Runtime::new().unwrap().block_on(f)
