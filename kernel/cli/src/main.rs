@@ -324,7 +324,11 @@ async fn serve(cfg: &Config, args: ServeArgs) -> Result<()> {
     if let Some((key, demo)) = demo {
         let scan = demo
             .scan_url
-            .map(|u| format!("\nOpen a printed code as a consumer would (a phone's browser):\n\n    {u}?openid=demo-consumer\n"))
+            .map(|u| {
+                format!(
+                    "\nOpen a printed code as a consumer would (a phone's browser):\n\n    {u}\n"
+                )
+            })
             .unwrap_or_default();
         // Ignore a closed stdout: the banner is a courtesy, serving goes on.
         let _ = writeln!(
