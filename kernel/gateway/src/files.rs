@@ -100,6 +100,7 @@ impl Fetcher {
             client_address: Some(self.client.clone()),
             request_id: self.request_id.clone(),
             plugins: Some(self.plugins.clone()),
+            ..CallContext::default()
         };
         let input = Value::Object(input).to_string();
         let call = self

@@ -159,6 +159,7 @@ pub(crate) async fn page(
         client_address: Some(client.to_string()),
         request_id: rid.clone(),
         plugins: Some(plugins.clone()),
+        ..CallContext::default()
     };
     let host = app.services.plugins.host();
     match host

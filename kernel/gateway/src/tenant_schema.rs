@@ -466,6 +466,7 @@ fn plugin_root(
                     client_address: Some(info.client_ip.to_string()),
                     request_id: info.request_id.clone(),
                     plugins: Some(set.clone()),
+                    ..CallContext::default()
                 };
                 let host = &services(&ctx).plugins.host();
                 let out = host

@@ -49,6 +49,11 @@ pub struct CallContext {
     pub caller: Option<String>,
     pub client_address: Option<String>,
     pub request_id: String,
+    /// The org node the caller is limited to (a scoped operator or key);
+    /// `None` for the whole tenant. Contract 0.2 passes it to the plugin.
+    pub scope: Option<String>,
+    /// The schedule that started the call (contract 0.2 passes it on).
+    pub schedule: Option<String>,
     /// The tenant's enabled plugins: events the call emits are delivered to
     /// those that subscribe (sync ones inside the call's transaction, async
     /// ones through the outbox). Without it, emitted events reach no plugin.

@@ -111,6 +111,7 @@ impl MiniKernel {
             client_address: Some("127.0.0.1".into()),
             request_id: "test".into(),
             plugins: Some(set),
+            ..CallContext::default()
         };
         let out = self
             .registry

@@ -140,6 +140,7 @@ pub fn ctx() -> CallContext {
         client_address: None,
         request_id: "test-request".into(),
         plugins: None,
+        ..CallContext::default()
     }
 }
 
