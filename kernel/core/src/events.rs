@@ -70,7 +70,9 @@ pub fn validate_type(field: &str, t: &str) -> Result<()> {
 /// The namespaces (first segment) of the event types the kernel itself
 /// emits, such as `person.merged`. Nobody else may emit a type in them: not
 /// a plugin, not an API key.
-pub const KERNEL_NAMESPACES: &[&str] = &["person", "tenant", "keel", "kernel"];
+pub const KERNEL_NAMESPACES: &[&str] = &[
+    "person", "tenant", "keel", "kernel", "product", "org", "schedule",
+];
 
 /// True when `t` is one of the kernel's own event types.
 pub fn kernel_owns(t: &str) -> bool {
