@@ -67,10 +67,51 @@ pub mod objects {
     pub const EVENTS: &str = "events";
     pub const COUNTERS: &str = "counters";
     pub const RECORDS: &str = "records";
+    /// The product catalogue: products and SKUs.
+    pub const CATALOG: &str = "catalog";
     /// Enabling, disabling and configuring plugins.
     pub const PLUGINS: &str = "plugins";
     /// Installing plugin packages (platform).
     pub const PACKAGES: &str = "packages";
+    /// Plugins' scheduled jobs: their runs and dead letters.
+    pub const SCHEDULES: &str = "schedules";
+    /// Tenant-wide settings, such as its time zone.
+    pub const SETTINGS: &str = "settings";
+    /// The organisation tree and its staff.
+    pub const ORG: &str = "org";
+}
+
+/// **What a credential limited to an org node may do with the kernel's
+/// objects** — the one rule of scoped principals ("HQ sets the rules,
+/// regions spend"), checked by [`Authorizer::tenant`] for every kernel
+/// operation, root field or nested, on top of roles and scopes:
+///
+/// - `org`: read and write, and the operations keep to the node's subtree
+///   (other nodes are `NOT_FOUND`; writes outside are `FORBIDDEN`);
+/// - `catalog`: read only: products are the brand's master data;
+/// - `apikeys`, `operators`: credentials limited to the node or one under
+///   it (the operations keep to those, and never hand out a wider one);
+/// - plugin operations (`plugin.<name>`): allowed; the plugin receives the
+///   scope in its call context and enforces it on its own data.
+///
+/// Every other kernel object (persons, events, counters, records, plugins,
+/// owners, schedules, settings, and any added later) is tenant-wide and
+/// refused: a new object stays closed to scoped principals until it is
+/// listed here.
+pub const SCOPED_KERNEL_ACCESS: &[(&str, Option<Action>)] = &[
+    (objects::ORG, None),
+    (objects::CATALOG, Some(Action::Read)),
+    (objects::API_KEYS, None),
+    (objects::OPERATORS, None),
+];
+
+/// True when a principal limited to an org node may `action` on `object`
+/// (see [`SCOPED_KERNEL_ACCESS`]).
+pub fn scoped_may(object: &str, action: Action) -> bool {
+    object.starts_with("plugin.")
+        || SCOPED_KERNEL_ACCESS
+            .iter()
+            .any(|(o, a)| *o == object && a.is_none_or(|a| a == action))
 }
 
 /// The enforcer, shared by every request.
@@ -158,6 +199,16 @@ impl Authorizer {
         if allowed && !p.scopes.is_empty() {
             allowed = p.scopes.iter().any(|s| scope_covers(s, object, action));
         }
+        if let (true, Some(node)) = (allowed, &p.org_scope)
+            && !scoped_may(object, action)
+        {
+            return Err(Error::Forbidden(format!(
+                "this credential is limited to org node {node} and may not {action} {object}, which \
+                 is tenant-wide; a limited credential works on the org tree and staff under its \
+                 node, reads the catalogue, manages credentials under its node and calls plugin \
+                 operations"
+            )));
+        }
         if allowed {
             Ok(())
         } else {
@@ -221,6 +272,32 @@ mod tests {
 
     fn v(s: &[&str]) -> Vec<String> {
         s.iter().map(|x| x.to_string()).collect()
+    }
+
+    #[test]
+    fn a_principal_limited_to_an_org_node_reaches_only_the_listed_kernel_objects() {
+        use Action::{Read, Write};
+        for (object, action, ok) in [
+            (objects::ORG, Read, true),
+            (objects::ORG, Write, true),
+            (objects::CATALOG, Read, true),
+            (objects::CATALOG, Write, false),
+            (objects::API_KEYS, Write, true),
+            (objects::OPERATORS, Read, true),
+            ("plugin.rewards", Write, true),
+            (objects::PERSONS, Read, false),
+            (objects::EVENTS, Read, false),
+            (objects::COUNTERS, Write, false),
+            (objects::RECORDS, Read, false),
+            (objects::PLUGINS, Write, false),
+            (objects::OWNERS, Write, false),
+            (objects::SCHEDULES, Read, false),
+            (objects::SETTINGS, Write, false),
+            ("something-new", Read, false),
+            ("plugins", Read, false),
+        ] {
+            assert_eq!(scoped_may(object, action), ok, "{object}:{action}");
+        }
     }
 
     #[test]

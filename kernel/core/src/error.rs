@@ -46,6 +46,22 @@ impl Error {
         Error::NotFound(format!("{kind} {id:?} not found"))
     }
 
+    /// This error as it happened at `path` inside a batch, e.g.
+    /// `events[3]`: a bad input's field becomes `events[3].type`, other
+    /// messages start with `events[3]: `. Internal errors are unchanged.
+    pub fn at(self, path: &str) -> Self {
+        match self {
+            Error::BadInput { field, message } => Error::BadInput {
+                field: format!("{path}.{field}"),
+                message,
+            },
+            Error::NotFound(m) => Error::NotFound(format!("{path}: {m}")),
+            Error::Conflict(m) => Error::Conflict(format!("{path}: {m}")),
+            Error::Forbidden(m) => Error::Forbidden(format!("{path}: {m}")),
+            other => other,
+        }
+    }
+
     /// The stable machine-readable code of this error (GraphQL `extensions.code`).
     pub fn code(&self) -> &'static str {
         match self {

@@ -1,14 +1,17 @@
 #![doc = include_str!("../README.md")]
 
 pub mod authz;
+pub mod catalog;
 pub mod consumers;
 pub mod counters;
 mod db;
 mod error;
 pub mod events;
 pub mod identity;
+pub mod org;
 pub mod persons;
 pub mod records;
+pub mod schedules;
 pub mod sealing;
 pub mod settings;
 pub mod tenants;

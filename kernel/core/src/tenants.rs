@@ -48,6 +48,9 @@ pub struct Tenant {
     pub slug: String,
     pub name: String,
     pub created_at: Timestamp,
+    /// The IANA time zone its schedules and plugins' calendars follow,
+    /// e.g. `Asia/Shanghai` (the default).
+    pub time_zone: String,
 }
 
 fn from_row(row: &sqlx::any::AnyRow) -> Result<Tenant> {
@@ -56,8 +59,54 @@ fn from_row(row: &sqlx::any::AnyRow) -> Result<Tenant> {
         slug: row.try_get("slug")?,
         name: row.try_get("name")?,
         created_at: Timestamp(row.try_get("created_at")?),
+        time_zone: row.try_get("time_zone")?,
     })
 }
+
+/// The time zone a tenant gets until its owner picks another.
+pub const DEFAULT_TIME_ZONE: &str = "Asia/Shanghai";
+
+/// Checks an IANA time zone name (`Asia/Shanghai`, `Europe/Berlin`, `UTC`)
+/// against the tz database compiled into the kernel.
+pub fn parse_time_zone(name: &str) -> Result<chrono_tz::Tz> {
+    name.parse::<chrono_tz::Tz>().map_err(|_| {
+        Error::bad_input(
+            "timeZone",
+            format!("{name:?} is not an IANA time zone such as Asia/Shanghai or Europe/Berlin"),
+        )
+    })
+}
+
+/// The tenant's IANA time zone, through `conn` (a pool, or a transaction
+/// as `&mut *tx`).
+pub async fn time_zone<'c, E>(conn: E, id: &TenantId) -> Result<String>
+where
+    E: sqlx::Executor<'c, Database = sqlx::Any>,
+{
+    let tz: Option<String> = sqlx::query_scalar("SELECT time_zone FROM tenants WHERE id = $1")
+        .bind(id.as_str())
+        .fetch_optional(conn)
+        .await?;
+    tz.ok_or_else(|| Error::not_found("tenant", id.as_str()))
+}
+
+/// Sets the tenant's time zone inside `conn`'s transaction; refuses a name
+/// that is not in the tz database, naming it.
+pub async fn set_time_zone(conn: &mut Conn, id: &TenantId, name: &str) -> Result<Tenant> {
+    let tz = parse_time_zone(name.trim())?;
+    let row = sqlx::query(&format!(
+        "UPDATE tenants SET time_zone = $1 WHERE id = $2 RETURNING {COLUMNS}"
+    ))
+    .bind(tz.name())
+    .bind(id.as_str())
+    .fetch_optional(&mut *conn)
+    .await?
+    .ok_or_else(|| Error::not_found("tenant", id.as_str()))?;
+    from_row(&row)
+}
+
+/// The columns [`from_row`] reads.
+const COLUMNS: &str = "id, slug, name, created_at, time_zone";
 
 /// Checks a slug: 2–63 characters of `a-z`, `0-9` and inner `-`.
 pub fn validate_slug(slug: &str) -> Result<()> {
@@ -93,6 +142,7 @@ pub async fn create(conn: &mut Conn, slug: &str, name: &str) -> Result<Tenant> {
         slug: slug.to_owned(),
         name: name.trim().to_owned(),
         created_at: now(),
+        time_zone: DEFAULT_TIME_ZONE.to_owned(),
     };
     let res =
         sqlx::query("INSERT INTO tenants (id, slug, name, created_at) VALUES ($1, $2, $3, $4)")
@@ -113,7 +163,7 @@ pub async fn create(conn: &mut Conn, slug: &str, name: &str) -> Result<Tenant> {
 
 /// The tenant with this id.
 pub async fn get(db: &Db, id: &TenantId) -> Result<Tenant> {
-    let row = sqlx::query("SELECT id, slug, name, created_at FROM tenants WHERE id = $1")
+    let row = sqlx::query(&format!("SELECT {COLUMNS} FROM tenants WHERE id = $1"))
         .bind(id.as_str())
         .fetch_optional(db.reader())
         .await?
@@ -123,7 +173,7 @@ pub async fn get(db: &Db, id: &TenantId) -> Result<Tenant> {
 
 /// The tenant with this slug.
 pub async fn get_by_slug(db: &Db, slug: &str) -> Result<Tenant> {
-    let row = sqlx::query("SELECT id, slug, name, created_at FROM tenants WHERE slug = $1")
+    let row = sqlx::query(&format!("SELECT {COLUMNS} FROM tenants WHERE slug = $1"))
         .bind(slug)
         .fetch_optional(db.reader())
         .await?
@@ -133,9 +183,10 @@ pub async fn get_by_slug(db: &Db, slug: &str) -> Result<Tenant> {
 
 /// Every tenant, oldest first.
 pub async fn list(db: &Db) -> Result<Vec<Tenant>> {
-    let rows =
-        sqlx::query("SELECT id, slug, name, created_at FROM tenants ORDER BY created_at, id")
-            .fetch_all(db.reader())
-            .await?;
+    let rows = sqlx::query(&format!(
+        "SELECT {COLUMNS} FROM tenants ORDER BY created_at, id"
+    ))
+    .fetch_all(db.reader())
+    .await?;
     rows.iter().map(from_row).collect()
 }

@@ -4,8 +4,11 @@
 
 use sqlx::Row as _;
 
-use super::{PLATFORM_ROLE, decode_list, encode_list, hash_secret, new_secret, validate_roles};
+use super::{
+    PLATFORM_ROLE, Principal, decode_list, encode_list, hash_secret, new_secret, validate_roles,
+};
 use crate::db::Conn;
+use crate::org::{self, Scope};
 use crate::{Db, Error, Result, TenantId, Timestamp, now};
 
 /// Prefix of every API key secret, so that leaked keys are easy to scan for.
@@ -18,6 +21,8 @@ pub struct ApiKey {
     pub name: String,
     pub roles: Vec<String>,
     pub scopes: Vec<String>,
+    /// The org node the key is limited to (`None`: the whole tenant).
+    pub org_scope: Option<String>,
     /// The first characters of the secret, to recognise a key in a list.
     pub secret_prefix: String,
     pub created_at: Timestamp,
@@ -34,8 +39,8 @@ pub struct NewApiKey {
     pub scopes: Vec<String>,
 }
 
-const COLUMNS: &str =
-    "id, name, roles, scopes, secret_prefix, created_at, created_by, last_used_at, revoked_at";
+const COLUMNS: &str = "id, name, roles, scopes, org_scope, secret_prefix, created_at, created_by, \
+                       last_used_at, revoked_at";
 
 fn from_row(row: &sqlx::any::AnyRow) -> Result<ApiKey> {
     Ok(ApiKey {
@@ -43,6 +48,7 @@ fn from_row(row: &sqlx::any::AnyRow) -> Result<ApiKey> {
         name: row.try_get("name")?,
         roles: decode_list(&row.try_get::<String, _>("roles")?)?,
         scopes: decode_list(&row.try_get::<String, _>("scopes")?)?,
+        org_scope: row.try_get("org_scope")?,
         secret_prefix: row.try_get("secret_prefix")?,
         created_at: Timestamp(row.try_get("created_at")?),
         created_by: row.try_get("created_by")?,
@@ -88,6 +94,37 @@ pub async fn create(
     new: NewApiKey,
     created_by: Option<&str>,
 ) -> Result<(ApiKey, String)> {
+    let (name, roles, scopes) = check_new(&new)?;
+    insert(conn, Some(tenant), &name, &roles, &scopes, None, created_by).await
+}
+
+/// Creates a key for `creator` limited to the org node `org_scope` (`None`:
+/// the whole tenant). A creator limited to a node may hand out only that
+/// node or one under it, never the whole tenant (`FORBIDDEN`); an unknown
+/// node is a bad `orgScope`.
+pub async fn create_scoped(
+    conn: &mut Conn,
+    tenant: &TenantId,
+    new: NewApiKey,
+    org_scope: Option<&str>,
+    creator: &Principal,
+) -> Result<(ApiKey, String)> {
+    let (name, roles, scopes) = check_new(&new)?;
+    org::check_grant(conn, tenant, creator.org_scope.as_deref(), org_scope).await?;
+    let label = creator.label();
+    insert(
+        conn,
+        Some(tenant),
+        &name,
+        &roles,
+        &scopes,
+        org_scope,
+        Some(&label),
+    )
+    .await
+}
+
+fn check_new(new: &NewApiKey) -> Result<(String, Vec<String>, Vec<String>)> {
     let name = new.name.trim();
     if name.is_empty() || name.chars().count() > 200 {
         return Err(Error::bad_input("name", "must be 1-200 characters"));
@@ -100,7 +137,7 @@ pub async fn create(
             "an integration key needs at least one scope, e.g. events:read",
         ));
     }
-    insert(conn, Some(tenant), name, &roles, &scopes, created_by).await
+    Ok((name.to_owned(), roles, scopes))
 }
 
 async fn insert(
@@ -109,6 +146,7 @@ async fn insert(
     name: &str,
     roles: &[String],
     scopes: &[String],
+    org_scope: Option<&str>,
     created_by: Option<&str>,
 ) -> Result<(ApiKey, String)> {
     let secret = new_secret(KEY_PREFIX);
@@ -117,6 +155,7 @@ async fn insert(
         name: name.to_owned(),
         roles: roles.to_vec(),
         scopes: scopes.to_vec(),
+        org_scope: org_scope.map(str::to_owned),
         secret_prefix: secret[..KEY_PREFIX.len() + 6].to_owned(),
         created_at: now(),
         created_by: created_by.map(str::to_owned),
@@ -125,7 +164,7 @@ async fn insert(
     };
     sqlx::query(
         "INSERT INTO api_keys (id, tenant_id, name, roles, scopes, secret_hash, secret_prefix, \
-         created_at, created_by) VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9)",
+         created_at, created_by, org_scope) VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10)",
     )
     .bind(&key.id)
     .bind(tenant.map(TenantId::as_str))
@@ -136,6 +175,7 @@ async fn insert(
     .bind(&key.secret_prefix)
     .bind(key.created_at.0)
     .bind(&key.created_by)
+    .bind(&key.org_scope)
     .execute(&mut *conn)
     .await?;
     Ok((key, secret))
@@ -192,6 +232,7 @@ pub async fn create_platform_key(conn: &mut Conn, name: &str) -> Result<(ApiKey,
         name,
         &[PLATFORM_ROLE.to_owned()],
         &[],
+        None,
         Some("cli"),
     )
     .await
@@ -199,12 +240,33 @@ pub async fn create_platform_key(conn: &mut Conn, name: &str) -> Result<(ApiKey,
 
 /// The keys of `tenant`, newest first, revoked ones included.
 pub async fn list(db: &Db, tenant: &TenantId) -> Result<Vec<ApiKey>> {
-    let rows = sqlx::query(&format!(
-        "SELECT {COLUMNS} FROM api_keys WHERE tenant_id = $1 ORDER BY created_at DESC, id DESC"
-    ))
-    .bind(tenant.as_str())
-    .fetch_all(db.reader())
-    .await?;
+    list_within(db, tenant, Scope::Tenant).await
+}
+
+/// The keys of `tenant` that `scope` covers (for a node: the keys limited
+/// to it or to a node under it), newest first, revoked ones included.
+pub async fn list_within(db: &Db, tenant: &TenantId, scope: Scope<'_>) -> Result<Vec<ApiKey>> {
+    let mut conn = db.reader().acquire().await?;
+    let rows = match org::credential_filter(&mut conn, tenant, scope).await? {
+        None => sqlx::query(&format!(
+            "SELECT {COLUMNS} FROM api_keys WHERE tenant_id = $1 ORDER BY created_at DESC, id DESC"
+        ))
+        .bind(tenant.as_str())
+        .fetch_all(&mut *conn)
+        .await?,
+        Some((from, to)) => {
+            sqlx::query(&format!(
+                "SELECT {COLUMNS} FROM api_keys WHERE tenant_id = $1 AND org_scope IN \
+                 (SELECT id FROM org_nodes WHERE tenant_id = $1 AND path >= $2 AND path < $3) \
+                 ORDER BY created_at DESC, id DESC"
+            ))
+            .bind(tenant.as_str())
+            .bind(from)
+            .bind(to)
+            .fetch_all(&mut *conn)
+            .await?
+        }
+    };
     rows.iter().map(from_row).collect()
 }
 
@@ -221,6 +283,21 @@ pub async fn get(conn: &mut Conn, tenant: &TenantId, id: &str) -> Result<ApiKey>
     from_row(&row)
 }
 
+/// One key of `tenant` that `scope` covers; `NOT_FOUND` for the others.
+pub async fn get_within(
+    conn: &mut Conn,
+    tenant: &TenantId,
+    scope: Scope<'_>,
+    id: &str,
+) -> Result<ApiKey> {
+    let key = get(conn, tenant, id).await?;
+    if org::covers(conn, tenant, scope, key.org_scope.as_deref()).await? {
+        Ok(key)
+    } else {
+        Err(Error::not_found("API key", id))
+    }
+}
+
 /// Revokes a key of `tenant`. Revoking a revoked key changes nothing; the
 /// tenant's last owner credential cannot be revoked.
 pub async fn revoke(conn: &mut Conn, tenant: &TenantId, id: &str) -> Result<ApiKey> {
@@ -228,7 +305,8 @@ pub async fn revoke(conn: &mut Conn, tenant: &TenantId, id: &str) -> Result<ApiK
     if key.revoked_at.is_some() {
         return Ok(key);
     }
-    if key.roles.iter().any(|r| r == "owner")
+    if key.org_scope.is_none()
+        && key.roles.iter().any(|r| r == "owner")
         && super::active_owner_credentials(conn, tenant).await? <= 1
     {
         return Err(super::last_owner());

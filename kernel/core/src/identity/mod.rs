@@ -43,6 +43,10 @@ pub struct Principal {
     /// When non-empty, the caller may do only what these `object:action`
     /// scopes cover, whatever its roles allow.
     pub scopes: Vec<String>,
+    /// The org node (id) the caller is limited to: it acts only at or
+    /// under that node ("HQ sets the rules, regions spend"); `None` for the
+    /// whole tenant. See [`crate::authz::SCOPED_KERNEL_ACCESS`].
+    pub org_scope: Option<String>,
 }
 
 impl Principal {
@@ -72,7 +76,7 @@ pub async fn authenticate(db: &Db, token: &str) -> Result<Principal> {
         return operators::authenticate_session(db, &hash).await;
     }
     let row = sqlx::query(
-        "SELECT id, tenant_id, roles, scopes, last_used_at, revoked_at \
+        "SELECT id, tenant_id, roles, scopes, org_scope, last_used_at, revoked_at \
          FROM api_keys WHERE secret_hash = $1",
     )
     .bind(&hash)
@@ -98,18 +102,21 @@ pub async fn authenticate(db: &Db, token: &str) -> Result<Principal> {
     let tenant: Option<String> = row.try_get("tenant_id")?;
     let roles = decode_list(&row.try_get::<String, _>("roles")?)?;
     let scopes = decode_list(&row.try_get::<String, _>("scopes")?)?;
+    let org_scope: Option<String> = row.try_get("org_scope")?;
     Ok(match tenant {
         Some(t) => Principal {
             credential: Credential::ApiKey { key_id },
             tenant: Some(TenantId::from_db(t)),
             roles,
             scopes,
+            org_scope,
         },
         None => Principal {
             credential: Credential::PlatformKey { key_id },
             tenant: None,
             roles,
             scopes,
+            org_scope: None,
         },
     })
 }
@@ -123,15 +130,17 @@ pub(crate) fn encode_list(v: &[String]) -> String {
 }
 
 /// How many active credentials (API keys and operators) of `tenant` hold
-/// the owner role. The last one must not go: nobody else could manage the
-/// tenant, not even a platform administrator.
+/// the owner role for the whole tenant (not limited to an org node). The
+/// last one must not go: nobody else could manage the tenant, not even a
+/// platform administrator.
 pub(crate) async fn active_owner_credentials(
     conn: &mut crate::Conn,
     tenant: &TenantId,
 ) -> Result<usize> {
     let rows: Vec<String> = sqlx::query_scalar(
-        "SELECT roles FROM api_keys WHERE tenant_id = $1 AND revoked_at IS NULL \
-         UNION ALL SELECT roles FROM operators WHERE tenant_id = $1 AND deactivated_at IS NULL",
+        "SELECT roles FROM api_keys WHERE tenant_id = $1 AND revoked_at IS NULL AND org_scope IS NULL \
+         UNION ALL SELECT roles FROM operators WHERE tenant_id = $1 AND deactivated_at IS NULL \
+         AND org_scope IS NULL",
     )
     .bind(tenant.as_str())
     .fetch_all(&mut *conn)

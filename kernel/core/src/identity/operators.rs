@@ -11,6 +11,7 @@ use super::{
     Credential, Principal, decode_list, encode_list, hash_secret, new_secret, validate_roles,
 };
 use crate::db::Conn;
+use crate::org::{self, Scope};
 use crate::{Db, Error, Result, TenantId, Timestamp, now, tenants};
 
 /// Prefix of every session token.
@@ -26,6 +27,8 @@ pub struct Operator {
     pub id: String,
     pub email: String,
     pub roles: Vec<String>,
+    /// The org node the operator is limited to (`None`: the whole tenant).
+    pub org_scope: Option<String>,
     pub created_at: Timestamp,
     pub deactivated_at: Option<Timestamp>,
 }
@@ -47,13 +50,14 @@ pub struct Session {
     pub expires_at: Timestamp,
 }
 
-const COLUMNS: &str = "id, email, roles, created_at, deactivated_at";
+const COLUMNS: &str = "id, email, roles, org_scope, created_at, deactivated_at";
 
 fn from_row(row: &sqlx::any::AnyRow) -> Result<Operator> {
     Ok(Operator {
         id: row.try_get("id")?,
         email: row.try_get("email")?,
         roles: decode_list(&row.try_get::<String, _>("roles")?)?,
+        org_scope: row.try_get("org_scope")?,
         created_at: Timestamp(row.try_get("created_at")?),
         deactivated_at: row
             .try_get::<Option<i64>, _>("deactivated_at")?
@@ -127,6 +131,32 @@ static DUMMY_HASH: LazyLock<String> = LazyLock::new(|| {
 
 /// Creates an operator in `tenant`. A taken e-mail is a conflict.
 pub async fn create(conn: &mut Conn, tenant: &TenantId, new: NewOperator) -> Result<Operator> {
+    insert(conn, tenant, new, None).await
+}
+
+/// Creates an operator for `creator`, limited to the org node `org_scope`
+/// (`None`: the whole tenant). A creator limited to a node may hand out
+/// only that node or one under it, never the whole tenant (`FORBIDDEN`).
+pub async fn create_scoped(
+    conn: &mut Conn,
+    tenant: &TenantId,
+    new: NewOperator,
+    org_scope: Option<&str>,
+    creator: &Principal,
+) -> Result<Operator> {
+    normalize_email("email", &new.email)?;
+    check_password("password", &new.password)?;
+    validate_roles("roles", &new.roles)?;
+    org::check_grant(conn, tenant, creator.org_scope.as_deref(), org_scope).await?;
+    insert(conn, tenant, new, org_scope).await
+}
+
+async fn insert(
+    conn: &mut Conn,
+    tenant: &TenantId,
+    new: NewOperator,
+    org_scope: Option<&str>,
+) -> Result<Operator> {
     let email = normalize_email("email", &new.email)?;
     check_password("password", &new.password)?;
     let roles = validate_roles("roles", &new.roles)?;
@@ -144,13 +174,14 @@ pub async fn create(conn: &mut Conn, tenant: &TenantId, new: NewOperator) -> Res
         id: uuid::Uuid::now_v7().to_string(),
         email,
         roles,
+        org_scope: org_scope.map(str::to_owned),
         created_at: now(),
         deactivated_at: None,
     };
     let hash = hash_password(new.password).await?;
     sqlx::query(
-        "INSERT INTO operators (id, tenant_id, email, password_hash, roles, created_at) \
-         VALUES ($1, $2, $3, $4, $5, $6)",
+        "INSERT INTO operators (id, tenant_id, email, password_hash, roles, created_at, org_scope) \
+         VALUES ($1, $2, $3, $4, $5, $6, $7)",
     )
     .bind(&op.id)
     .bind(tenant.as_str())
@@ -158,6 +189,7 @@ pub async fn create(conn: &mut Conn, tenant: &TenantId, new: NewOperator) -> Res
     .bind(hash)
     .bind(encode_list(&op.roles))
     .bind(op.created_at.0)
+    .bind(&op.org_scope)
     .execute(&mut *conn)
     .await?;
     Ok(op)
@@ -165,13 +197,51 @@ pub async fn create(conn: &mut Conn, tenant: &TenantId, new: NewOperator) -> Res
 
 /// The operators of `tenant`, oldest first.
 pub async fn list(db: &Db, tenant: &TenantId) -> Result<Vec<Operator>> {
-    let rows = sqlx::query(&format!(
-        "SELECT {COLUMNS} FROM operators WHERE tenant_id = $1 ORDER BY created_at, id"
-    ))
-    .bind(tenant.as_str())
-    .fetch_all(db.reader())
-    .await?;
+    list_within(db, tenant, Scope::Tenant).await
+}
+
+/// The operators of `tenant` that `scope` covers (for a node: those
+/// limited to it or to a node under it), oldest first.
+pub async fn list_within(db: &Db, tenant: &TenantId, scope: Scope<'_>) -> Result<Vec<Operator>> {
+    let mut conn = db.reader().acquire().await?;
+    let rows = match org::credential_filter(&mut conn, tenant, scope).await? {
+        None => {
+            sqlx::query(&format!(
+                "SELECT {COLUMNS} FROM operators WHERE tenant_id = $1 ORDER BY created_at, id"
+            ))
+            .bind(tenant.as_str())
+            .fetch_all(&mut *conn)
+            .await?
+        }
+        Some((from, to)) => {
+            sqlx::query(&format!(
+                "SELECT {COLUMNS} FROM operators WHERE tenant_id = $1 AND org_scope IN \
+                 (SELECT id FROM org_nodes WHERE tenant_id = $1 AND path >= $2 AND path < $3) \
+                 ORDER BY created_at, id"
+            ))
+            .bind(tenant.as_str())
+            .bind(from)
+            .bind(to)
+            .fetch_all(&mut *conn)
+            .await?
+        }
+    };
     rows.iter().map(from_row).collect()
+}
+
+/// One operator of `tenant` that `scope` covers; `NOT_FOUND` for the others.
+pub async fn get_within(
+    conn: &mut Conn,
+    tenant: &TenantId,
+    scope: Scope<'_>,
+    id: &str,
+) -> Result<Operator> {
+    let op = get(conn, tenant, id).await?;
+    if org::covers(conn, tenant, scope, op.org_scope.as_deref()).await? {
+        Ok(op)
+    } else {
+        Err(Error::not_found("operator", id))
+    }
 }
 
 /// One operator of `tenant`.
@@ -246,7 +316,7 @@ pub async fn login(db: &Db, tenant_slug: &str, email: &str, password: &str) -> R
 pub(super) async fn authenticate_session(db: &Db, token_hash: &str) -> Result<Principal> {
     let row = sqlx::query(
         "SELECT s.id AS session_id, s.tenant_id, s.expires_at, s.revoked_at, o.id AS operator_id, \
-         o.roles, o.deactivated_at FROM operator_sessions s JOIN operators o ON o.id = s.operator_id \
+         o.roles, o.org_scope, o.deactivated_at FROM operator_sessions s JOIN operators o ON o.id = s.operator_id \
          WHERE s.token_hash = $1",
     )
     .bind(token_hash)
@@ -269,6 +339,7 @@ pub(super) async fn authenticate_session(db: &Db, token_hash: &str) -> Result<Pr
         tenant: Some(TenantId::from_db(row.try_get("tenant_id")?)),
         roles: decode_list(&row.try_get::<String, _>("roles")?)?,
         scopes: Vec::new(),
+        org_scope: row.try_get("org_scope")?,
     })
 }
 
@@ -340,7 +411,8 @@ pub async fn deactivate(conn: &mut Conn, tenant: &TenantId, id: &str) -> Result<
             "operator {id:?} is already deactivated"
         )));
     }
-    if op.roles.iter().any(|r| r == "owner")
+    if op.org_scope.is_none()
+        && op.roles.iter().any(|r| r == "owner")
         && super::active_owner_credentials(conn, tenant).await? <= 1
     {
         return Err(super::last_owner());

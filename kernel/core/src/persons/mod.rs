@@ -7,6 +7,7 @@
 //! its survivor, so old references still resolve. Profile attributes are
 //! JSON that modules read and write.
 
+mod batch;
 mod identifiers;
 mod merge;
 
@@ -17,6 +18,7 @@ use sqlx::Row as _;
 
 use crate::db::Conn;
 use crate::{Error, Result, TenantId, Timestamp, now};
+pub use batch::{MAX_BATCH, identify_batch};
 pub use identifiers::{Identifier, KINDS, check_limits, max_values};
 pub use merge::{MergeRecord, merge, merges};
 

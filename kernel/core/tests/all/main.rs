@@ -1,7 +1,12 @@
 //! keel-core's storage and concurrency tests, each on SQLite and PostgreSQL.
 
+mod batches;
+mod catalog;
 mod counters;
 mod events;
+mod org;
+mod org_scope;
 mod persons;
 mod records;
+mod schedules;
 mod secrets;
