@@ -1,20 +1,18 @@
 //! The wasmtime engine, compiled-component cache and the [`Host`] handle.
 
-use std::collections::HashMap;
 use std::path::PathBuf;
+use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
-use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use anyhow::Context as _;
 use hmac::{Hmac, Mac};
 use keel_core::Db;
 use sha2::{Digest, Sha256};
-use wasmtime::component::{Component, Linker};
+use wasmtime::component::Component;
 use wasmtime::{Config, Engine, InstanceAllocationStrategy, PoolingAllocationConfig};
 
-use crate::bindings::PluginPre;
-use crate::state::State;
+use crate::bindings::{Contract, GuestPre, Linkers};
 use crate::{PluginError, Result, SUPPORTED_WIT_VERSIONS};
 
 /// How often the epoch ticks; deadlines are whole ticks.
@@ -25,10 +23,14 @@ pub(crate) const EPOCH_TICK: Duration = Duration::from_millis(5);
 pub struct HostConfig {
     /// Where compiled components are cached.
     pub cache_dir: PathBuf,
-    /// How long one call may run.
+    /// How long one call may run, unless the manifest asks for more.
     pub deadline: Duration,
-    /// Linear memory one instance may use.
+    /// Linear memory one instance may use, unless the manifest asks for more.
     pub memory_bytes: usize,
+    /// The most memory a manifest's `[resources]` may ask for.
+    pub max_memory_bytes: usize,
+    /// The longest deadline a manifest's `[resources]` may ask for.
+    pub max_deadline: Duration,
     /// Largest operation input (JSON text).
     pub max_input_bytes: usize,
     /// Largest operation output (JSON text).
@@ -46,11 +48,72 @@ impl HostConfig {
             cache_dir: cache_dir.into(),
             deadline: Duration::from_secs(2),
             memory_bytes: 64 << 20,
+            max_memory_bytes: 512 << 20,
+            max_deadline: Duration::from_secs(30),
             max_input_bytes: 1 << 20,
             max_output_bytes: 1 << 20,
             max_instances: 256,
             http_timeout: Duration::from_secs(10),
         }
+    }
+}
+
+impl HostConfig {
+    /// The memory and deadline of one invocation of a plugin whose manifest
+    /// asks for `r`: the defaults, or what it asks for when that is larger,
+    /// refused (naming the field and the operator's maximum) beyond the
+    /// maximums.
+    pub fn limits(
+        &self,
+        r: &crate::manifest::Resources,
+    ) -> std::result::Result<(usize, Duration), String> {
+        let memory = match r.memory_mib {
+            None => self.memory_bytes,
+            Some(mib) => {
+                let asked = (mib as usize) << 20;
+                if asked > self.max_memory_bytes.max(self.memory_bytes) {
+                    return Err(format!(
+                        "resources.memory_mib: {mib} MiB is over this kernel's maximum of {} MiB",
+                        self.max_memory_bytes.max(self.memory_bytes) >> 20
+                    ));
+                }
+                asked.max(self.memory_bytes)
+            }
+        };
+        let deadline = match r.deadline_ms {
+            None => self.deadline,
+            Some(ms) => {
+                let asked = Duration::from_millis(u64::from(ms));
+                if asked > self.max_deadline.max(self.deadline) {
+                    return Err(format!(
+                        "resources.deadline_ms: {ms} ms is over this kernel's maximum of {} ms",
+                        self.max_deadline.max(self.deadline).as_millis()
+                    ));
+                }
+                asked.max(self.deadline)
+            }
+        };
+        Ok((memory, deadline))
+    }
+
+    /// [`HostConfig::limits`] for a package already installed: when the
+    /// operator has since lowered a maximum, the plugin runs at the maximum.
+    pub fn limits_clamped(&self, r: &crate::manifest::Resources) -> (usize, Duration) {
+        let clamp = crate::manifest::Resources {
+            memory_mib: r
+                .memory_mib
+                .map(|m| m.min((self.max_memory_bytes.max(self.memory_bytes) >> 20) as u32)),
+            deadline_ms: r.deadline_ms.map(|d| {
+                d.min(
+                    self.max_deadline
+                        .max(self.deadline)
+                        .as_millis()
+                        .min(u32::MAX as u128) as u32,
+                )
+            }),
+        };
+        self.limits(&clamp)
+            .unwrap_or((self.memory_bytes, self.deadline))
     }
 }
 
@@ -60,7 +123,9 @@ pub struct LoadedComponent {
     pub hash: String,
     /// The `keel:plugin` version it was built for.
     pub wit_version: String,
-    pub(crate) pre: PluginPre<State>,
+    /// Instantiates it with its version's imports and calls it in its
+    /// version's types.
+    pub(crate) pre: GuestPre,
 }
 
 impl std::fmt::Debug for LoadedComponent {
@@ -80,13 +145,16 @@ pub struct Host {
 
 pub(crate) struct Inner {
     pub(crate) engine: Engine,
-    pub(crate) linker: Linker<State>,
+    /// One linker per contract version.
+    pub(crate) linkers: Linkers,
     pub(crate) config: HostConfig,
     pub(crate) db: Db,
     pub(crate) http: reqwest::Client,
     mac_key: Vec<u8>,
     engine_tag: String,
-    loaded: Mutex<HashMap<String, Arc<LoadedComponent>>>,
+    /// Compiled components (each compiled once at a time), installed
+    /// packages' manifests, warm-up state: see `warmup`.
+    pub(crate) prepared: crate::warmup::Prepared,
     stop: Arc<AtomicBool>,
 }
 
@@ -117,7 +185,7 @@ impl Host {
             .total_core_instances(config.max_instances * 4)
             .total_memories(config.max_instances * 2)
             .total_tables(config.max_instances * 4)
-            .max_memory_size(config.memory_bytes);
+            .max_memory_size(config.memory_bytes.max(config.max_memory_bytes));
         let mut wc = Config::new();
         wc.wasm_component_model(true)
             .epoch_interruption(true)
@@ -126,16 +194,9 @@ impl Host {
             .map_err(anyhow::Error::from)
             .context("configuring wasmtime")?;
 
-        let mut linker: Linker<State> = Linker::new(&engine);
-        wasmtime_wasi::p2::add_to_linker_async(&mut linker)
+        let linkers = Linkers::new(&engine)
             .map_err(anyhow::Error::from)
-            .context("linking WASI")?;
-        crate::bindings::Plugin::add_to_linker::<State, wasmtime::component::HasSelf<State>>(
-            &mut linker,
-            |s| s,
-        )
-        .map_err(anyhow::Error::from)
-        .context("linking the keel:plugin imports")?;
+            .context("linking WASI and the keel:plugin imports")?;
 
         let mut h = std::hash::DefaultHasher::new();
         std::hash::Hash::hash(&engine.precompile_compatibility_hash(), &mut h);
@@ -166,13 +227,13 @@ impl Host {
         Ok(Host {
             inner: Arc::new(Inner {
                 engine,
-                linker,
+                linkers,
                 config,
                 db,
                 http,
                 mac_key,
                 engine_tag,
-                loaded: Mutex::new(HashMap::new()),
+                prepared: Default::default(),
                 stop,
             }),
         })
@@ -184,25 +245,16 @@ impl Host {
     }
 
     /// Compiles (or takes from the cache) a component and checks that it is a
-    /// Keel plugin of a supported WIT version.
+    /// Keel plugin of a supported WIT version. One compile per component at
+    /// a time, in a task of its own: concurrent callers wait for it.
     pub async fn load(&self, wasm: &[u8]) -> Result<Arc<LoadedComponent>> {
         let hash = hex(&Sha256::digest(wasm));
-        if let Some(l) = self.inner.loaded.lock().map_err(|_| poisoned())?.get(&hash) {
-            return Ok(l.clone());
-        }
         let this = self.clone();
-        let bytes = wasm.to_vec();
-        let h = hash.clone();
-        let loaded = tokio::task::spawn_blocking(move || this.compile(&h, &bytes))
-            .await
-            .map_err(|e| PluginError::Internal(e.into()))??;
-        let loaded = Arc::new(loaded);
-        self.inner
-            .loaded
-            .lock()
-            .map_err(|_| poisoned())?
-            .insert(hash, loaded.clone());
-        Ok(loaded)
+        let job = move || {
+            let bytes = wasm.to_vec();
+            move |hash: &str| this.compile(hash, &bytes)
+        };
+        self.inner.prepared.component(self, hash, job).await
     }
 
     fn cache_paths(&self, hash: &str) -> (PathBuf, PathBuf) {
@@ -261,6 +313,7 @@ impl Host {
                         "this is a core WebAssembly module, not a component: build the plugin for wasm32-wasip2".into(),
                     ));
                 }
+                self.inner.prepared.count_compilation();
                 let code = self.inner.engine.precompile_component(wasm).map_err(|e| {
                     PluginError::Incompatible(format!("not a valid WebAssembly component: {e}"))
                 })?;
@@ -273,25 +326,14 @@ impl Host {
                 c.map_err(|e| PluginError::Internal(e.into()))?
             }
         };
-        let wit_version = wit_version(&self.inner.engine, &component)?;
-        let pre = self.inner.linker.instantiate_pre(&component).map_err(|e| {
-            PluginError::Incompatible(format!(
-                "the component needs imports Keel does not provide: {e}"
-            ))
-        })?;
-        let pre = PluginPre::new(pre).map_err(|e| {
-            PluginError::Incompatible(format!("the component is not a keel:plugin plugin: {e}"))
-        })?;
+        let contract = contract(&self.inner.engine, &component)?;
+        let pre = self.inner.linkers.pre(contract, &component)?;
         Ok(LoadedComponent {
             hash: hash.to_owned(),
-            wit_version,
+            wit_version: contract.as_str().to_owned(),
             pre,
         })
     }
-}
-
-fn poisoned() -> PluginError {
-    PluginError::Internal(anyhow::anyhow!("plugin cache lock poisoned"))
 }
 
 /// A core module starts with version 1 (`\0asm\x01\0\0\0`); a component
@@ -301,8 +343,8 @@ fn wasmparser_is_core_module(wasm: &[u8]) -> bool {
 }
 
 /// The `keel:plugin` version of the handler a component exports, refused
-/// with both versions named when this kernel does not support it.
-fn wit_version(engine: &Engine, component: &Component) -> Result<String> {
+/// naming the supported versions when this kernel does not support it.
+fn contract(engine: &Engine, component: &Component) -> Result<Contract> {
     let ty = component.component_type();
     let exported: Vec<String> = ty
         .exports(engine)
@@ -322,11 +364,10 @@ fn wit_version(engine: &Engine, component: &Component) -> Result<String> {
             }
         )));
     };
-    if !SUPPORTED_WIT_VERSIONS.contains(&version.as_str()) {
-        return Err(PluginError::Incompatible(format!(
+    Contract::parse(&version).ok_or_else(|| {
+        PluginError::Incompatible(format!(
             "the plugin is built for keel:plugin@{version}; this kernel supports keel:plugin@{}",
             SUPPORTED_WIT_VERSIONS.join(", keel:plugin@")
-        )));
-    }
-    Ok(version)
+        ))
+    })
 }

@@ -12,7 +12,7 @@ use std::time::Duration;
 use keel_core::TenantId;
 use wasmtime::Store;
 
-use crate::bindings::{Plugin, WitError};
+use crate::bindings::{Guest, GuestResult, WitError};
 use crate::engine::{EPOCH_TICK, Host, LoadedComponent};
 use crate::manifest::{Grants, Manifest};
 use crate::state::State;
@@ -54,6 +54,9 @@ pub struct CallContext {
     pub scope: Option<String>,
     /// The schedule that started the call (contract 0.2 passes it on).
     pub schedule: Option<String>,
+    /// The plugin calling this operation through `plugins.call`, if any
+    /// (contract 0.2 passes it on; `caller` stays the original caller).
+    pub calling_plugin: Option<String>,
     /// The tenant's enabled plugins: events the call emits are delivered to
     /// those that subscribe (sync ones inside the call's transaction, async
     /// ones through the outbox). Without it, emitted events reach no plugin.
@@ -68,6 +71,9 @@ pub(crate) struct CallEnv {
     pub(crate) commit: bool,
     pub(crate) plugins: Option<Arc<crate::TenantPlugins>>,
     pub(crate) depth: u8,
+    /// The plugins above this invocation and the original caller
+    /// (`plugins.call`).
+    pub(crate) chain: crate::calls::CallChain,
 }
 
 impl CallEnv {
@@ -77,6 +83,7 @@ impl CallEnv {
             commit: true,
             plugins,
             depth: 0,
+            chain: crate::calls::CallChain::default(),
         }
     }
 }
@@ -138,21 +145,27 @@ impl Host {
                 limit,
             });
         }
-        let wit_ctx = crate::bindings::exports::keel::plugin::handler::CallContext {
+        // What the plugins it calls are told of their caller.
+        let chain = crate::calls::CallChain::root(&ctx);
+        // In the newest contract's types; a 0.1 guest gets the fields it knows.
+        let wit_ctx = crate::bindings::CallContext {
             caller: ctx.caller,
             client_address: ctx.client_address,
             request_id: ctx.request_id.clone(),
+            scope: ctx.scope,
+            calling_plugin: ctx.calling_plugin,
+            schedule: ctx.schedule,
         };
         let (name, input) = (name.to_owned(), input.to_owned());
-        let env = CallEnv::own(ctx.plugins.clone());
+        let env = CallEnv {
+            chain,
+            ..CallEnv::own(ctx.plugins.clone())
+        };
         let (out, _) = self
             .invoke(act, &ctx.request_id, env, |plugin, store| {
-                Box::pin(async move {
-                    plugin
-                        .keel_plugin_handler()
-                        .call_handle_operation(store, &name, &input, &wit_ctx)
-                        .await
-                })
+                Box::pin(
+                    async move { plugin.handle_operation(store, &name, input, &wit_ctx).await },
+                )
             })
             .await
             .0?;
@@ -172,12 +185,7 @@ impl Host {
     pub async fn on_enable(&self, act: &Arc<Activation>, request_id: &str) -> Result<()> {
         let config = act.config.to_string();
         self.invoke(act, request_id, CallEnv::own(None), |plugin, store| {
-            Box::pin(async move {
-                plugin
-                    .keel_plugin_handler()
-                    .call_on_enable(store, &config)
-                    .await
-            })
+            Box::pin(async move { plugin.on_enable(store, config).await })
         })
         .await
         .0
@@ -207,7 +215,7 @@ impl Host {
         request_id: &str,
         env: CallEnv,
     ) -> (Result<()>, Option<keel_core::Tx>) {
-        let e = crate::bindings::exports::keel::plugin::handler::Event {
+        let e = crate::bindings::Event {
             id: event.id.clone(),
             event_type: event.event_type.clone(),
             occurred_at: event.occurred_at.to_datetime().to_rfc3339(),
@@ -217,12 +225,7 @@ impl Host {
         };
         let (r, tx) = self
             .invoke(act, request_id, env, |plugin, store| {
-                Box::pin(async move {
-                    plugin
-                        .keel_plugin_handler()
-                        .call_handle_event(store, &e)
-                        .await
-                })
+                Box::pin(async move { plugin.handle_event(store, &e).await })
             })
             .await;
         (r.map(|_| ()), tx)
@@ -230,7 +233,7 @@ impl Host {
 
     /// Instantiates, calls `f`, and commits or rolls back. Returns the value
     /// and the events the call emitted.
-    async fn invoke<T, F>(
+    pub(crate) async fn invoke<T, F>(
         &self,
         act: &Arc<Activation>,
         request_id: &str,
@@ -242,33 +245,37 @@ impl Host {
     )
     where
         F: for<'a> FnOnce(
-            &'a Plugin,
+            &'a Guest,
             &'a mut Store<State>,
         ) -> std::pin::Pin<
-            Box<
-                dyn std::future::Future<Output = wasmtime::Result<std::result::Result<T, WitError>>>
-                    + Send
-                    + 'a,
-            >,
+            Box<dyn std::future::Future<Output = GuestResult<T>> + Send + 'a>,
         >,
         T: Send,
     {
         let inner = &self.inner;
         let plugin_name = act.manifest.name.clone();
+        // The manifest's `[resources]`, within the operator's maximums.
+        let (memory, own_deadline) = inner.config.limits_clamped(&act.manifest.resources);
         let mut state = State::new(
             inner.db.clone(),
             act.clone(),
             request_id.to_owned(),
             inner.http.clone(),
-            inner.config.memory_bytes,
+            memory,
         );
         state.tx = env.tx;
         state.plugins = env.plugins;
         state.host = Some(self.clone());
         state.depth = env.depth;
+        // A plugin call's callee must end by its caller's deadline (less
+        // the caller's reserve); every invocation keeps its own end.
+        let deadline = env.chain.time_left(own_deadline);
+        state.chain = crate::calls::CallChain {
+            deadline: Some(std::time::Instant::now() + deadline),
+            ..env.chain
+        };
         let mut store = Store::new(&inner.engine, state);
         store.limiter(|s| s as &mut dyn wasmtime::ResourceLimiter);
-        let deadline = inner.config.deadline;
         let ticks = (deadline.as_micros() / EPOCH_TICK.as_micros()).max(1) as u64;
         store.set_epoch_deadline(ticks);
         store.epoch_deadline_trap();
@@ -318,7 +325,7 @@ impl Host {
         if state.memory_denied {
             return PluginError::MemoryLimit {
                 plugin: plugin.to_owned(),
-                bytes: self.inner.config.memory_bytes,
+                bytes: state.memory_cap,
             };
         }
         if let Some(wasmtime::Trap::Interrupt) = e.downcast_ref::<wasmtime::Trap>() {
@@ -327,12 +334,12 @@ impl Host {
                 millis: deadline.as_millis(),
             };
         }
-        let text = format!("{e:#}");
-        if text.contains("maximum concurrent")
-            || text.contains("pooling allocator") && text.contains("limit")
+        if e.chain()
+            .any(|c| c.is::<wasmtime::PoolConcurrencyLimitError>())
         {
             return PluginError::Busy;
         }
+        let text = format!("{e:#}");
         if e.downcast_ref::<wasmtime::Trap>().is_none()
             && doing == "calling"
             && !text.contains("wasm trap")

@@ -40,12 +40,74 @@ pub struct Manifest {
     /// Public HTML pages at `GET /t/{tenant-slug}/p/{plugin}/{*path}`.
     #[serde(default)]
     pub pages: Option<Pages>,
+    /// Jobs the kernel runs on a cron schedule, in each tenant's time zone
+    /// (`[[schedules]]`).
+    #[serde(default)]
+    pub schedules: Vec<Schedule>,
     /// JSON Schema of the tenant's configuration of this plugin.
     #[serde(default)]
     pub config_schema: Option<serde_json::Value>,
     /// What the plugin asks to be granted.
     #[serde(default)]
     pub capabilities: Requested,
+    /// Operations of other plugins it calls (`[[calls]]`, contract 0.2);
+    /// each must be granted by the tenant. See `calls`.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub calls: Vec<crate::calls::PluginCall>,
+    /// Operations it offers to other plugins (`[offers]`, contract 0.2);
+    /// not on GraphQL unless its SDL also has them.
+    #[serde(default, skip_serializing_if = "crate::calls::Offers::is_empty")]
+    pub offers: crate::calls::Offers,
+    /// Larger limits than the kernel's defaults (`[resources]`), granted
+    /// only within the operator's maximums (`HostConfig::max_memory_bytes`,
+    /// `HostConfig::max_deadline`); installing a package that asks for more
+    /// is refused.
+    #[serde(default, skip_serializing_if = "Resources::is_default")]
+    pub resources: Resources,
+}
+
+/// What one invocation of the plugin may use, when it needs more than the
+/// kernel's defaults (a Python component needs well over 64 MiB).
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct Resources {
+    /// Linear memory of one instance, in MiB (1-4096).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub memory_mib: Option<u32>,
+    /// How long one call may run, in milliseconds (1-600000).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub deadline_ms: Option<u32>,
+}
+
+impl Resources {
+    /// The most memory a manifest may ask for at all.
+    pub const MAX_MEMORY_MIB: u32 = 4096;
+    /// The longest deadline a manifest may ask for at all.
+    pub const MAX_DEADLINE_MS: u32 = 600_000;
+
+    pub fn is_default(&self) -> bool {
+        *self == Resources::default()
+    }
+
+    fn validate(&self) -> Result<(), String> {
+        if let Some(m) = self.memory_mib
+            && !(1..=Self::MAX_MEMORY_MIB).contains(&m)
+        {
+            return Err(format!(
+                "resources.memory_mib: {m} must be 1-{}",
+                Self::MAX_MEMORY_MIB
+            ));
+        }
+        if let Some(d) = self.deadline_ms
+            && !(1..=Self::MAX_DEADLINE_MS).contains(&d)
+        {
+            return Err(format!(
+                "resources.deadline_ms: {d} must be 1-{}",
+                Self::MAX_DEADLINE_MS
+            ));
+        }
+        Ok(())
+    }
 }
 
 /// A collection of records.
@@ -65,9 +127,22 @@ pub struct EventDecl {
     /// Types the plugin may emit.
     #[serde(default)]
     pub emits: Vec<String>,
+    /// The JSON Schema of each emitted type's payload, by type:
+    /// `[events.schemas."code.scanned"]` with `type = "object"` at the top.
+    /// Every emitted payload must match it. Optional for `wit = "0.1.0"`;
+    /// from 0.2.0 on, every type in `emits` has one.
+    #[serde(default, skip_serializing_if = "std::collections::BTreeMap::is_empty")]
+    #[schemars(
+        with = "std::collections::BTreeMap<String, serde_json::Map<String, serde_json::Value>>"
+    )]
+    pub schemas: std::collections::BTreeMap<String, serde_json::Value>,
     /// Types the plugin wants delivered.
     #[serde(default)]
     pub subscribes: Vec<Subscription>,
+    /// The schemas' validators, compiled once and kept with the manifest.
+    #[serde(skip)]
+    #[schemars(skip)]
+    pub(crate) compiled: crate::event_schemas::CompiledSchemas,
 }
 
 /// A subscription to an event type.
@@ -140,6 +215,25 @@ pub struct Pages {
     pub operation: String,
 }
 
+/// A job the kernel runs at each tick of a cron expression, in the
+/// tenant's time zone, once across every kernel process.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct Schedule {
+    /// 2-40 characters of a-z, 0-9 and '-', unique in the plugin.
+    pub name: String,
+    /// Five fields, `minute hour day-of-month month day-of-week`, in the
+    /// POSIX/Vixie dialect (`*`, lists, ranges, steps, names such as `MON`
+    /// and `JAN`, plus `L`, `W` and `#`), or `@hourly`, `@daily`,
+    /// `@weekly`, `@monthly`, `@yearly`. No seconds field.
+    pub cron: String,
+    /// The operation called at each tick (it need not be in the SDL).
+    pub operation: String,
+    /// Attempts before a failing run becomes a dead letter: 1-10, default 3.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub max_attempts: Option<u32>,
+}
+
 /// A capability a plugin may be granted.
 #[derive(
     Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize, JsonSchema,
@@ -160,6 +254,14 @@ pub enum Capability {
     Secrets,
     /// Outbound HTTP to allowed hosts.
     Http,
+    /// Reading the kernel's product catalogue (contract 0.2).
+    CatalogRead,
+    /// Upserting products and SKUs (contract 0.2).
+    CatalogWrite,
+    /// Reading the organisation tree and its staff (contract 0.2).
+    OrgRead,
+    /// Upserting org nodes (contract 0.2).
+    OrgWrite,
 }
 
 impl Capability {
@@ -172,6 +274,28 @@ impl Capability {
             Capability::Counters => "counters",
             Capability::Secrets => "secrets",
             Capability::Http => "http",
+            Capability::CatalogRead => "catalog-read",
+            Capability::CatalogWrite => "catalog-write",
+            Capability::OrgRead => "org-read",
+            Capability::OrgWrite => "org-write",
+        }
+    }
+
+    /// The first `keel:plugin` version that has this capability: a
+    /// manifest for an older version cannot ask for it.
+    pub fn since(self) -> &'static str {
+        match self {
+            Capability::Records
+            | Capability::Events
+            | Capability::PersonsRead
+            | Capability::PersonsWrite
+            | Capability::Counters
+            | Capability::Secrets
+            | Capability::Http => keel_contract::WIT_0_1_0,
+            Capability::CatalogRead
+            | Capability::CatalogWrite
+            | Capability::OrgRead
+            | Capability::OrgWrite => keel_contract::WIT_0_2_0,
         }
     }
 }
@@ -197,6 +321,9 @@ pub struct Grants {
     pub capabilities: BTreeSet<Capability>,
     #[serde(default)]
     pub http_hosts: Vec<String>,
+    /// Calls to other plugins' operations, each declared in `[[calls]]`.
+    #[serde(default, skip_serializing_if = "BTreeSet::is_empty")]
+    pub calls: BTreeSet<crate::calls::PluginCall>,
 }
 
 impl Grants {
@@ -211,6 +338,7 @@ impl Grants {
                 .filter(|h| *h != "*")
                 .cloned()
                 .collect(),
+            calls: m.calls.iter().cloned().collect(),
         }
     }
 
@@ -245,18 +373,19 @@ impl Grants {
         if !self.http_hosts.is_empty() && !self.has(Capability::Http) {
             return Err("grants: HTTP hosts need the http capability".into());
         }
+        crate::calls::check_grants(&self.calls, m)?;
         Ok(())
     }
 }
 
-fn is_name(s: &str, max: usize) -> bool {
+pub(crate) fn is_name(s: &str, max: usize) -> bool {
     (2..=max).contains(&s.len())
         && s.bytes().next().is_some_and(|b| b.is_ascii_lowercase())
         && s.bytes()
             .all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'-' || b == b'_')
 }
 
-fn is_operation(s: &str) -> bool {
+pub(crate) fn is_operation(s: &str) -> bool {
     (1..=64).contains(&s.len())
         && s.bytes()
             .all(|b| b.is_ascii_alphanumeric() || b == b'_' || b == b'-')
@@ -322,6 +451,17 @@ impl Manifest {
                 SUPPORTED_WIT_VERSIONS.join(", @")
             ));
         }
+        if let Some(c) = self.capabilities.capabilities.iter().find(|c| {
+            let position = |v| SUPPORTED_WIT_VERSIONS.iter().position(|s| *s == v);
+            position(c.since()) > position(self.wit.as_str())
+        }) {
+            return Err(format!(
+                "capabilities: {} does not exist in keel:plugin@{}; it needs keel:plugin@{} or later",
+                c.as_str(),
+                self.wit,
+                c.since()
+            ));
+        }
         let mut seen = BTreeSet::new();
         for c in &self.collections {
             if !is_name(&c.name, 63) || c.name.contains('-') {
@@ -348,9 +488,13 @@ impl Manifest {
         {
             keel_core::events::validate_type("events", t).map_err(|e| e.to_string())?;
         }
+        crate::event_schemas::check_declaration(&self.events, &self.wit)?;
         if self.config_schema.as_ref().is_some_and(|s| !s.is_object()) {
             return Err("config_schema: must be a JSON Schema object".into());
         }
+        crate::schedules::validate(&self.schedules)?;
+        crate::calls::validate(self)?;
+        self.resources.validate()?;
         self.validate_files_and_pages()
     }
 

@@ -75,7 +75,7 @@ impl std::fmt::Debug for Registry {
 pub type SetCheck<'a> =
     &'a (dyn Fn(&[Arc<Manifest>]) -> std::result::Result<(), String> + Send + Sync);
 
-fn version_key(v: &str) -> Vec<u64> {
+pub(crate) fn version_key(v: &str) -> Vec<u64> {
     v.split(['-', '+'])
         .next()
         .unwrap_or("")
@@ -122,7 +122,17 @@ impl Registry {
         manifest
             .validate()
             .map_err(|e| Error::bad_input("manifest", e))?;
+        self.host
+            .config()
+            .limits(&manifest.resources)
+            .map_err(|e| Error::bad_input("manifest", e))?;
         self.check_event_ownership(&manifest).await?;
+        if let Some(p) = self.installed_as(&manifest, wasm).await? {
+            // Compiled when it was installed; the warm-up compiles it anew
+            // for a process with another cache.
+            return Ok(p);
+        }
+        // Compiled (and cached on disk) now, never in a client's request.
         let loaded = self.host.load(wasm).await?;
         if loaded.wit_version != manifest.wit {
             return Err(Error::bad_input(
@@ -214,7 +224,9 @@ impl Registry {
             .fetch_all(self.db.reader())
             .await
             .map_err(Error::from)?;
-        rows.iter().map(package_from_row).collect()
+        rows.iter()
+            .map(|r| package_from_row(r, &self.host))
+            .collect()
     }
 
     /// A package: the given version, or the newest installed.
@@ -236,7 +248,7 @@ impl Registry {
         })
     }
 
-    async fn component(&self, name: &str, version: &str) -> Result<Vec<u8>> {
+    pub(crate) async fn component(&self, name: &str, version: &str) -> Result<Vec<u8>> {
         let bytes: Vec<u8> =
             sqlx::query_scalar("SELECT component FROM plugins WHERE name = $1 AND version = $2")
                 .bind(name)
@@ -327,12 +339,15 @@ impl Registry {
     }
 
     /// Moves an enabled plugin to another installed version, keeping its
-    /// grants and config (checked again against the new manifest).
+    /// config and, unless `grants` replaces them (a new version that asks
+    /// for new capabilities or calls), its grants; both are checked again
+    /// against the new manifest.
     pub async fn upgrade(
         &self,
         tenant: &TenantId,
         name: &str,
         version: &str,
+        grants: Option<Grants>,
         check: SetCheck<'_>,
     ) -> Result<Enabled> {
         let current = self
@@ -341,7 +356,8 @@ impl Registry {
             .filter(|e| e.disabled_at.is_none())
             .ok_or_else(|| Error::NotFound(format!("{name} is not enabled")))?;
         let package = self.package(name, Some(version)).await?;
-        self.switch(tenant, &package, current.grants, current.config, check)
+        let grants = grants.unwrap_or(current.grants);
+        self.switch(tenant, &package, grants, current.config, check)
             .await
     }
 
@@ -553,10 +569,15 @@ async fn bump(tx: &mut keel_core::Tx, tenant: &TenantId) -> Result<()> {
     Ok(())
 }
 
-fn package_from_row(row: &sqlx::any::AnyRow) -> Result<Package> {
+fn package_from_row(row: &sqlx::any::AnyRow, host: &Host) -> Result<Package> {
     let manifest: String = row.try_get("manifest").map_err(Error::from)?;
     Ok(Package {
-        manifest: Arc::new(serde_json::from_str(&manifest).map_err(Error::from)?),
+        // One manifest per package, shared by every activation of it.
+        manifest: host
+            .inner
+            .prepared
+            .manifest(&manifest)
+            .map_err(Error::from)?,
         hash: row.try_get("component_hash").map_err(Error::from)?,
         installed_at: Timestamp(row.try_get("installed_at").map_err(Error::from)?),
     })

@@ -25,7 +25,7 @@ pub(crate) struct State {
     pub(crate) http: reqwest::Client,
     /// Events emitted during the call, in order.
     pub(crate) emitted: Vec<keel_core::events::Event>,
-    memory_cap: usize,
+    pub(crate) memory_cap: usize,
     /// Set when the plugin asked for more memory than its cap.
     pub(crate) memory_denied: bool,
     wasi: WasiCtx,
@@ -36,8 +36,12 @@ pub(crate) struct State {
     pub(crate) plugins: Option<Arc<crate::TenantPlugins>>,
     /// The host, to run sync subscribers inside this transaction.
     pub(crate) host: Option<crate::Host>,
-    /// How deep in sync deliveries this call runs (0 = called by a client).
+    /// How deep in sync deliveries and plugin calls this call runs (0 =
+    /// called by a client, a schedule or the outbox).
     pub(crate) depth: u8,
+    /// The plugins above this call and the original caller, passed on to
+    /// the plugins it calls (`plugins.call`).
+    pub(crate) chain: crate::calls::CallChain,
 }
 
 impl State {
@@ -69,6 +73,7 @@ impl State {
             plugins: None,
             host: None,
             depth: 0,
+            chain: crate::calls::CallChain::default(),
         }
     }
 

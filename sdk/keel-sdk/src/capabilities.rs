@@ -153,6 +153,50 @@ pub mod events {
             idempotency_key,
         )?)
     }
+
+    /// One event of [`emit_batch`].
+    #[derive(Debug, Clone, PartialEq)]
+    pub struct NewEvent {
+        pub event_type: String,
+        pub person_id: Option<String>,
+        pub payload: serde_json::Value,
+        pub idempotency_key: Option<String>,
+    }
+
+    impl NewEvent {
+        /// An event of `event_type` with `payload`, for no person and
+        /// without an idempotency key.
+        pub fn new(event_type: impl Into<String>, payload: serde_json::Value) -> NewEvent {
+            NewEvent {
+                event_type: event_type.into(),
+                person_id: None,
+                payload,
+                idempotency_key: None,
+            }
+        }
+    }
+
+    /// The most events one [`emit_batch`] takes.
+    pub const MAX_BATCH: usize = 1000;
+
+    /// Emits many events at once (at most [`MAX_BATCH`]), in order, each
+    /// checked as [`emit`] checks one; returns their ids. All or nothing:
+    /// one invalid event fails the batch with its error, the message
+    /// prefixed by its index (`events[3]: …`), and emits none of them.
+    pub fn emit_batch(events: &[NewEvent]) -> Result<Vec<String>> {
+        let events = events
+            .iter()
+            .map(|e| {
+                Ok(wit::NewEvent {
+                    event_type: e.event_type.clone(),
+                    person_id: e.person_id.clone(),
+                    payload: to_json(&e.payload)?,
+                    idempotency_key: e.idempotency_key.clone(),
+                })
+            })
+            .collect::<Result<Vec<_>>>()?;
+        Ok(wit::emit_batch(&events)?)
+    }
 }
 
 /// One ID: persons and profiles.
@@ -227,6 +271,38 @@ pub mod persons {
         decode(wit::resolve(&ids)?)
     }
 
+    /// The most items one [`resolve_batch`] takes.
+    pub const MAX_BATCH: usize = 1000;
+
+    /// [`resolve`] for many people at once (at most [`MAX_BATCH`]): one
+    /// person per list of `(kind, value)` identifiers, in order. All or
+    /// nothing: one invalid item fails the batch with its error, the
+    /// message prefixed by its index (`batch[3]: …`), and creates nobody.
+    ///
+    /// ```ignore
+    /// let people = keel_sdk::persons::resolve_batch(&[
+    ///     vec![("phone", "+8613800000001")],
+    ///     vec![("member_no", "M-7"), ("phone", "+8613800000002")],
+    /// ])?;
+    /// ```
+    pub fn resolve_batch(batch: &[Vec<(&str, &str)>]) -> Result<Vec<Person>> {
+        let batch: Vec<Vec<wit::Identifier>> = batch
+            .iter()
+            .map(|ids| {
+                ids.iter()
+                    .map(|(k, v)| wit::Identifier {
+                        kind: (*k).to_owned(),
+                        value: (*v).to_owned(),
+                    })
+                    .collect()
+            })
+            .collect();
+        wit::resolve_batch(&batch)?
+            .into_iter()
+            .map(decode)
+            .collect()
+    }
+
     /// The person `id` (a merged id leads to its survivor).
     pub fn get(id: &str) -> Result<Option<Person>> {
         wit::get(id)?.map(decode).transpose()
@@ -298,7 +374,12 @@ pub mod config {
     /// consumer sessions (`wechat_openid`), or `None` when it has no
     /// sign-in and every public call is anonymous. Needs no grant.
     pub fn consumer_sign_in() -> Result<Option<String>> {
-        Ok(wit::secret("keel.consumer_sign_in")?)
+        Ok(wit::consumer_sign_in()?)
+    }
+
+    /// The tenant's IANA time zone, e.g. `Asia/Shanghai` (schedules run in it).
+    pub fn time_zone() -> String {
+        wit::time_zone()
     }
 }
 

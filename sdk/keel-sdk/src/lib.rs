@@ -28,11 +28,21 @@
 //! is never an argument: every capability acts in the tenant of the call.
 //! Writes and emitted events commit together when the operation returns
 //! `Ok`, and vanish when it returns `Err` or traps.
+//!
+//! The SDK builds plugins for the current contract, `keel:plugin@0.2.0`
+//! ([`WIT_VERSION`]; write it as `wit` in `keel-plugin.toml`). Over 0.1.0
+//! it adds the kernel's product catalogue ([`catalog`]), organisation tree
+//! ([`org`]), calls to other plugins ([`plugins::call`]), batches
+//! ([`persons::resolve_batch`], [`events::emit_batch`]),
+//! [`config::time_zone`], and the call context's [`Context::scope`] (with
+//! [`Context::covers`] and [`Context::require_within`] to enforce it; see
+//! [`scope`]), [`Context::calling_plugin`] and [`Context::schedule`]. Kernels keep
+//! running plugins built for 0.1.0 with an older SDK.
 
 #[doc(hidden)]
 pub mod bindings {
     wit_bindgen::generate!({
-        path: "../../schemas/wit/0.1.0",
+        path: "../../schemas/wit/0.2.0",
         world: "keel:plugin/plugin",
         pub_export_macro: true,
         export_macro_name: "__export_keel_plugin",
@@ -41,7 +51,14 @@ pub mod bindings {
 }
 
 pub mod capabilities;
+pub mod catalog;
 mod error;
+pub mod org;
+pub mod paging;
+pub mod plugins;
+pub mod random;
+pub mod scope;
+pub mod time;
 
 pub use capabilities::{config, counters, events, http, log, persons, records};
 pub use error::{Error, Result};
@@ -50,8 +67,9 @@ pub use serde_json::{Value, json};
 use bindings::exports::keel::plugin::handler as wit_handler;
 use bindings::keel::plugin::types as wit;
 
-/// The WIT version this SDK builds plugins for.
-pub const WIT_VERSION: &str = "0.1.0";
+/// The WIT version this SDK builds plugins for: `wit` in their
+/// `keel-plugin.toml` ([`keel_contract::CURRENT`]).
+pub const WIT_VERSION: &str = keel_contract::CURRENT;
 
 /// Who is calling an operation.
 #[derive(Debug, Clone)]
@@ -65,9 +83,32 @@ pub struct Context {
     pub client_address: Option<String>,
     /// The request id, for correlating logs.
     pub request_id: String,
+    scope: Option<String>,
+    calling_plugin: Option<String>,
+    schedule: Option<String>,
 }
 
 impl Context {
+    /// The org node (its id) the caller is limited to — a scoped operator
+    /// or key — or `None` for the whole tenant. The kernel enforces it on
+    /// its own data; a plugin enforces it on its own, with
+    /// [`covers`](Self::covers) and [`require_within`](Self::require_within)
+    /// (the [`scope`](crate::scope) module).
+    pub fn scope(&self) -> Option<&str> {
+        self.scope.as_deref()
+    }
+
+    /// The plugin calling this operation through [`plugins::call`], if any;
+    /// [`caller`](Self::caller) is then the original caller.
+    pub fn calling_plugin(&self) -> Option<&str> {
+        self.calling_plugin.as_deref()
+    }
+
+    /// The schedule that started this call, if any (then `caller` is `None`).
+    pub fn schedule(&self) -> Option<&str> {
+        self.schedule.as_deref()
+    }
+
     /// The signed-in consumer of a public call: `(kind, value)` of the
     /// identifier the kernel verified (e.g. `("wechat_openid", "o-123")`).
     pub fn consumer(&self) -> Option<(&str, &str)> {
@@ -109,6 +150,9 @@ where
         caller: context.caller,
         client_address: context.client_address,
         request_id: context.request_id,
+        scope: context.scope,
+        calling_plugin: context.calling_plugin,
+        schedule: context.schedule,
     };
     let input: I =
         serde_json::from_str(input).map_err(|e| wit::Error::InvalidInput(format!("input: {e}")))?;

@@ -3,7 +3,7 @@
 use keel_core::events::{self, NewEvent};
 
 use super::{json_arg, wit};
-use crate::bindings::keel::plugin::events::Host;
+use crate::bindings::keel::plugin::events::{Host, NewEvent as NewEventWit};
 use crate::bindings::{Refusal, WitError};
 use crate::invocation::CallEnv;
 use crate::manifest::Capability;
@@ -31,6 +31,12 @@ impl Host for State {
             Ok(p) => p,
             Err(e) => return Ok(Err(e)),
         };
+        // The type's schema in the manifest, before anything is written.
+        if let Err(e) =
+            crate::event_schemas::check_payload(&self.activation.manifest, &event_type, &payload)
+        {
+            return Ok(Err(e));
+        }
         let tenant = self.tenant().clone();
         let producer = self.namespace().to_owned();
         // Keys are the plugin's own: two plugins cannot collide on one.
@@ -56,18 +62,26 @@ impl Host for State {
         }
         Ok(Ok(event.id))
     }
+
+    async fn emit_batch(
+        &mut self,
+        events: Vec<NewEventWit>,
+    ) -> wasmtime::Result<Result<Vec<String>, WitError>> {
+        // Each event through `emit`, all or nothing (see `batch.rs`).
+        self.batch_emit(events).await
+    }
 }
 
 /// How deep sync deliveries may nest (an event whose sync subscriber emits
-/// an event whose sync subscriber emits…).
-const MAX_SYNC_DEPTH: u8 = 4;
+/// an event whose sync subscriber emits…), plugin calls counting alike.
+const MAX_SYNC_DEPTH: u8 = crate::calls::MAX_DEPTH;
 
 impl State {
     /// Delivers a just-appended event: outbox rows for async subscribers,
     /// and each sync subscriber run here, inside this transaction, behind a
     /// savepoint so that a failing subscriber leaves no partial writes (and
     /// fails the emit).
-    async fn fan_out(
+    pub(crate) async fn fan_out(
         &mut self,
         event: &keel_core::events::Event,
     ) -> wasmtime::Result<Result<(), WitError>> {
@@ -112,6 +126,7 @@ impl State {
                 commit: false,
                 plugins: Some(plugins.clone()),
                 depth: self.depth + 1,
+                chain: self.chain.below(self.namespace()),
             };
             let (result, tx) = Box::pin(host.deliver(&sub, event, &self.request_id, env)).await;
             self.tx = tx;

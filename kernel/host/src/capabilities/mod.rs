@@ -3,10 +3,14 @@
 //! kernel errors to WIT errors; a database failure traps the call (and so
 //! rolls it back).
 
+mod batch;
+mod catalog;
 mod counters;
 mod events;
 mod http;
+mod org;
 mod persons;
+mod plugins;
 mod records;
 
 use crate::bindings::WitError;
@@ -40,11 +44,13 @@ pub(crate) fn json_arg(field: &str, text: &str) -> Result<serde_json::Value, Wit
         .map_err(|e| WitError::InvalidInput(format!("{field}: not JSON: {e}")))
 }
 
-/// The reserved secret name under which a plugin reads how the tenant's
-/// consumers sign in: the identifier kind of its consumer sessions
-/// (`wechat_openid`), or none when it has no sign-in, so that public calls
-/// are anonymous. Names under `keel.` are the kernel's: `setPluginSecret`
-/// refuses them.
+/// The reserved secret name under which a plugin built for contract 0.1
+/// reads how the tenant's consumers sign in: the identifier kind of its
+/// consumer sessions (`wechat_openid`), or none when it has no sign-in, so
+/// that public calls are anonymous. Contract 0.2 asks
+/// `config.consumer-sign-in` instead. Names under `keel.` are the kernel's:
+/// `setPluginSecret` refuses them, and a 0.2 `config.secret` of one is
+/// invalid input.
 pub const CONSUMER_SIGN_IN: &str = "keel.consumer_sign_in";
 
 impl types::Host for State {}
@@ -55,14 +61,11 @@ impl config::Host for State {
     }
 
     async fn secret(&mut self, name: String) -> wasmtime::Result<Result<Option<String>, WitError>> {
-        // Facts of the kernel under reserved names, readable without the
-        // `secrets` grant (contract 0.1 has no other way to say them).
-        if name == CONSUMER_SIGN_IN {
-            let tenant = self.tenant().clone();
-            let conn = self.conn().await?;
-            return wit(keel_core::consumers::wechat_app(conn, &tenant)
-                .await
-                .map(|app| app.map(|_| keel_core::consumers::WECHAT_OPENID.to_owned())));
+        // 0.1's reserved names are answered by its adapter (bindings::v0_1).
+        if name.starts_with("keel.") {
+            return Ok(Err(WitError::InvalidInput(format!(
+                "name: {name:?}: names under `keel.` are the kernel's; ask config.consumer-sign-in for how consumers sign in"
+            ))));
         }
         if let Err(e) = self.require(Capability::Secrets) {
             return Ok(Err(e));
@@ -76,6 +79,23 @@ impl config::Host for State {
         // the call: the cause is logged, never the value.
         let conn = self.conn().await?;
         wit(keel_core::sealing::plugin_secret(conn, &sealer, &tenant, &plugin, &name).await)
+    }
+
+    /// The tenant's IANA time zone (`setTenantTimeZone`), a fact of the
+    /// kernel readable without any grant.
+    async fn time_zone(&mut self) -> wasmtime::Result<String> {
+        let tenant = self.tenant().clone();
+        let conn = self.conn().await?;
+        Ok(keel_core::tenants::time_zone(&mut *conn, &tenant).await?)
+    }
+
+    /// A fact of the kernel, readable without any grant.
+    async fn consumer_sign_in(&mut self) -> wasmtime::Result<Result<Option<String>, WitError>> {
+        let tenant = self.tenant().clone();
+        let conn = self.conn().await?;
+        wit(keel_core::consumers::wechat_app(conn, &tenant)
+            .await
+            .map(|app| app.map(|_| keel_core::consumers::WECHAT_OPENID.to_owned())))
     }
 }
 

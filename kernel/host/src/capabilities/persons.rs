@@ -45,6 +45,14 @@ impl Host for State {
         )
     }
 
+    async fn resolve_batch(
+        &mut self,
+        batch: Vec<Vec<w::Identifier>>,
+    ) -> wasmtime::Result<Result<Vec<w::Person>, WitError>> {
+        // Each item through `resolve`, all or nothing (see `batch.rs`).
+        self.batch_resolve(batch).await
+    }
+
     async fn get(&mut self, id: String) -> wasmtime::Result<Result<Option<w::Person>, WitError>> {
         if let Err(e) = self.require(Capability::PersonsRead) {
             return Ok(Err(e));

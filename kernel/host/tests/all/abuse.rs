@@ -133,6 +133,22 @@ async fn every_capability_not_granted_is_denied_with_a_typed_error() {
             Capability::Http,
             json!({"capability": "http", "arg": "http://127.0.0.1:9/"}),
         ),
+        (
+            Capability::CatalogRead,
+            json!({"capability": "catalog-read", "arg": "96385074"}),
+        ),
+        (
+            Capability::CatalogWrite,
+            json!({"capability": "catalog-write", "arg": "[]"}),
+        ),
+        (
+            Capability::OrgRead,
+            json!({"capability": "org-read", "arg": "23.1,113.3"}),
+        ),
+        (
+            Capability::OrgWrite,
+            json!({"capability": "org-write", "arg": "[]"}),
+        ),
     ];
     for (cap, input) in cases {
         let act = f

@@ -3,8 +3,15 @@
 mod support;
 
 mod abuse;
+mod calls;
 mod contract;
+mod described_events;
 mod isolation;
 mod manifest;
+mod master_data;
 mod outbox;
+mod resources;
+mod schedules;
 mod secrets;
+mod versions;
+mod warmup;

@@ -116,6 +116,8 @@ async fn registry_with(f: &Fixture, plugins: &Arc<TenantPlugins>) -> Registry {
         // its types in the registry (the calls here run on `plugins`).
         let mut manifest = (*act.manifest).clone();
         manifest.events.emits.retain(|t| !claimed.contains(t));
+        let emits = manifest.events.emits.clone();
+        manifest.events.schemas.retain(|t, _| emits.contains(t));
         claimed.extend(manifest.events.emits.iter().cloned());
         registry
             .install(manifest, &crate::support::fixture("probe"))

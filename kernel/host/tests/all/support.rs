@@ -28,7 +28,7 @@ name = "probe"
 version = "0.1.0"
 publisher = "Keel tests"
 description = "Does everything a plugin may do, and every abuse."
-wit = "0.1.0"
+wit = "0.2.0"
 
 [[collections]]
 name = "items"
@@ -38,8 +38,16 @@ indexed = ["color"]
 emits = ["probe.touched", "probe.put"]
 subscribes = [{ type = "probe.touched", mode = "async" }]
 
+[events.schemas."probe.touched"]
+type = "object"
+properties = { key = { type = "string" }, count = { type = "integer" } }
+
+[events.schemas."probe.put"]
+type = "object"
+properties = { key = { type = "string" } }
+
 [capabilities]
-capabilities = ["records", "events", "persons-read", "persons-write", "counters", "secrets", "http"]
+capabilities = ["records", "events", "persons-read", "persons-write", "counters", "secrets", "http", "catalog-read", "catalog-write", "org-read", "org-write"]
 http_hosts = ["127.0.0.1"]
 
 [[downloads]]
