@@ -29,6 +29,10 @@ pub struct FileConfig {
     pub download_timeout_secs: Option<u64>,
     pub database_max_connections: Option<u32>,
     pub plugin_cache_dir: Option<String>,
+    /// The most memory a plugin's `[resources]` may ask for, in MiB.
+    pub plugin_max_memory_mib: Option<u32>,
+    /// The longest deadline a plugin's `[resources]` may ask for, in ms.
+    pub plugin_max_deadline_ms: Option<u64>,
     pub master_key_file: Option<PathBuf>,
     pub previous_master_key_file: Option<PathBuf>,
     pub max_fragment_spreads: Option<usize>,
@@ -70,6 +74,10 @@ pub struct Config {
     pub database_max_connections: u32,
     /// Where compiled plugins are cached.
     pub plugin_cache_dir: std::path::PathBuf,
+    /// The plugins' maximum memory and deadline (`[resources]`), when not
+    /// the host's defaults.
+    pub plugin_max_memory_mib: Option<u32>,
+    pub plugin_max_deadline_ms: Option<u64>,
     /// The master key's file and, while rotating, the previous key's (the
     /// keys themselves may come from the environment: see `master_key.rs`).
     pub master_key_file: Option<PathBuf>,
@@ -212,6 +220,8 @@ impl Config {
                 .plugin_cache_dir
                 .map(Into::into)
                 .unwrap_or_else(|| "keel-data/plugin-cache".into()),
+            plugin_max_memory_mib: file.plugin_max_memory_mib,
+            plugin_max_deadline_ms: file.plugin_max_deadline_ms,
             master_key_file: o.master_key_file.clone().or(file.master_key_file),
             previous_master_key_file: o
                 .previous_master_key_file

@@ -45,9 +45,14 @@ pub async fn prepare(registry: &Registry, tenant: &TenantId, addr: SocketAddr) -
         match current {
             Some(e) if e.version == bundled.version => {}
             Some(_) => {
+                // A newer bundled version may ask for more (codes 0.2 reads
+                // the kernel's catalogue and org tree): the demo grants it.
+                let mut grants = Grants::all_requested(&bundled);
+                grants.http_hosts.clear();
                 registry
-                    .upgrade(tenant, name, &bundled.version, &none)
-                    .await?;
+                    .upgrade(tenant, name, &bundled.version, Some(grants), &none)
+                    .await
+                    .with_context(|| format!("upgrading {name} for the demo tenant"))?;
             }
             None => {
                 let mut grants = Grants::all_requested(&bundled);

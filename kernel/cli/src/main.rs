@@ -306,6 +306,10 @@ async fn serve(cfg: &Config, args: ServeArgs) -> Result<()> {
     keel_plugins::install_all(&plugins)
         .await
         .context("installing the bundled plugins")?;
+    // Every installed package compiled (or loaded from the cache) in the
+    // background; `/readyz` answers 503 until it is done, and a request that
+    // needs a package meanwhile waits for its one compile.
+    tokio::spawn(plugins.warm_up().run());
     let listener = tokio::net::TcpListener::bind(cfg.listen)
         .await
         .with_context(|| format!("listening on {}", cfg.listen))?;
@@ -316,6 +320,13 @@ async fn serve(cfg: &Config, args: ServeArgs) -> Result<()> {
     };
     let gateway = Gateway::new(db.clone(), plugins.clone(), cfg.gateway.clone()).await?;
     let (stop_tx, stop_rx) = tokio::sync::oneshot::channel::<()>();
+    // Plugins' `[[schedules]]`: each due tick is claimed and run once across
+    // every kernel process on this database.
+    let (stop_scheduler, scheduler_stop) = tokio::sync::oneshot::channel::<()>();
+    let scheduler = keel_host::Scheduler::new(db.clone(), plugins.clone(), Default::default());
+    let scheduling = tokio::spawn(scheduler.run(async move {
+        let _ = scheduler_stop.await;
+    }));
     let dispatcher = keel_host::outbox::Dispatcher::new(db.clone(), plugins, Default::default());
     let dispatching = tokio::spawn(dispatcher.run(async move {
         let _ = stop_rx.await;
@@ -343,7 +354,9 @@ async fn serve(cfg: &Config, args: ServeArgs) -> Result<()> {
     // A stop drains requests for at most the request timeout, then ends.
     gateway.serve(listener, shutdown_signal()).await?;
     let _ = stop_tx.send(());
+    let _ = stop_scheduler.send(());
     let _ = dispatching.await;
+    let _ = scheduling.await;
     db.close().await;
     tracing::info!("keel stopped");
     Ok(())
@@ -382,7 +395,14 @@ async fn shutdown_signal() {
 }
 
 async fn registry(cfg: &Config, db: &Db) -> Result<Registry> {
-    let host = Host::new(db.clone(), HostConfig::new(&cfg.plugin_cache_dir))
+    let mut config = HostConfig::new(&cfg.plugin_cache_dir);
+    if let Some(mib) = cfg.plugin_max_memory_mib {
+        config.max_memory_bytes = (mib as usize) << 20;
+    }
+    if let Some(ms) = cfg.plugin_max_deadline_ms {
+        config.max_deadline = std::time::Duration::from_millis(ms);
+    }
+    let host = Host::new(db.clone(), config)
         .await
         .context("starting the plugin host")?;
     Ok(Registry::new(host, db.clone()))

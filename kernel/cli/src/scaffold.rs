@@ -24,10 +24,14 @@ pub fn new_plugin(dir: &Path, name: &str, sdk: &Path) -> anyhow::Result<PathBuf>
     if root.exists() {
         bail!("{} already exists", root.display());
     }
+    let parent = std::fs::canonicalize(dir)
+        .with_context(|| format!("the folder {} does not exist", dir.display()))?;
     // Event types are dotted lower-case words: no '-'.
     let event = name.replace('-', "_");
     let sdk = std::fs::canonicalize(sdk)
         .with_context(|| format!("the Keel SDK is not at {}", sdk.display()))?;
+    // Relative, so that the checkout and the plugin can move together.
+    let sdk = relative(&parent.join(name), &sdk).unwrap_or(sdk);
     let files = [
         (
             "Cargo.toml",
@@ -37,7 +41,10 @@ pub fn new_plugin(dir: &Path, name: &str, sdk: &Path) -> anyhow::Result<PathBuf>
         ),
         (
             "keel-plugin.toml",
-            MANIFEST.replace("{name}", name).replace("{event}", &event),
+            MANIFEST
+                .replace("{name}", name)
+                .replace("{event}", &event)
+                .replace("{wit}", keel_contract::CURRENT),
         ),
         ("src/lib.rs", LIB.replace("{event}", &event)),
         ("tests/plugin.rs", TEST.to_owned()),
@@ -49,6 +56,24 @@ pub fn new_plugin(dir: &Path, name: &str, sdk: &Path) -> anyhow::Result<PathBuf>
         std::fs::write(&p, text).with_context(|| format!("writing {}", p.display()))?;
     }
     Ok(root)
+}
+
+/// The path from the folder `from` to `to`, both absolute, through their
+/// deepest common ancestor; `None` when that is only the root (or they are
+/// on other drives), where the absolute path says more.
+fn relative(from: &Path, to: &Path) -> Option<PathBuf> {
+    let (from, to): (Vec<_>, Vec<_>) = (from.components().collect(), to.components().collect());
+    let common = from.iter().zip(&to).take_while(|(a, b)| a == b).count();
+    let shared = from[..common]
+        .iter()
+        .filter(|c| matches!(c, std::path::Component::Normal(_)))
+        .count();
+    if shared == 0 {
+        return None;
+    }
+    let mut path: PathBuf = from[common..].iter().map(|_| "..").collect();
+    path.extend(&to[common..]);
+    Some(path)
 }
 
 /// Builds the plugin crate in `dir` and lays out an installable package
@@ -95,10 +120,17 @@ const MANIFEST: &str = r#"name = "{name}"
 version = "0.1.0"
 publisher = "You"
 description = "A Keel plugin"
-wit = "0.1.0"
+wit = "{wit}"
 
 [events]
 emits = ["{event}.greeted"]
+
+# The payload of each emitted type, as a JSON Schema: subscribers code
+# against it, and the kernel refuses an event that does not match.
+[events.schemas."{event}.greeted"]
+type = "object"
+required = ["name", "count"]
+properties = { name = { type = "string" }, count = { type = "integer" } }
 
 [graphql]
 sdl = """
@@ -175,3 +207,24 @@ async fn greets_and_counts() {
     assert_eq!(err.code(), "BAD_USER_INPUT");
 }
 "#;
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_relative_path_climbs_to_the_common_ancestor() {
+        let rel = |a: &str, b: &str| relative(Path::new(a), Path::new(b));
+        assert_eq!(
+            rel("/w/plugins/hello", "/w/keel/sdk"),
+            Some("../../keel/sdk".into())
+        );
+        assert_eq!(rel("/w/keel/sdk/x", "/w/keel/sdk"), Some("..".into()));
+        assert_eq!(rel("/w/hello", "/w/hello/sdk"), Some("sdk".into()));
+        assert_eq!(
+            rel("/tmp/hello", "/w/keel/sdk"),
+            None,
+            "only the root in common"
+        );
+    }
+}

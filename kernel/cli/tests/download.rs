@@ -19,7 +19,7 @@ name = "probe"
 version = "0.1.0"
 publisher = "Keel tests"
 description = "the probe fixture"
-wit = "0.1.0"
+wit = "0.2.0"
 
 [[downloads]]
 name = "lines"

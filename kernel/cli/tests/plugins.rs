@@ -1,6 +1,7 @@
 //! Plugin tooling end to end: `keel plugin new` scaffolds a crate that
 //! builds and passes its own tests unmodified, the example plugin passes its
-//! tests, and `keel plugin build` + `install` put a package on the platform.
+//! tests, `keel plugin build` + `install` put a package on the platform, and
+//! the SDK passes its own unit tests.
 //!
 //! The nested cargo runs use `target/nested` (and `target/wasm` for
 //! components) so that they never wait on this test run's own build lock.
@@ -18,6 +19,10 @@ fn repo() -> PathBuf {
 }
 
 fn cargo_test(dir: &Path) {
+    cargo_test_args(dir, &[]);
+}
+
+fn cargo_test_args(dir: &Path, args: &[&str]) {
     let repo = repo();
     // Pin the same dependency versions as Keel's own workspace.
     if !dir.join("Cargo.lock").exists() {
@@ -25,6 +30,7 @@ fn cargo_test(dir: &Path) {
     }
     let out = Command::new(env!("CARGO"))
         .arg("test")
+        .args(args)
         .current_dir(dir)
         .env("CARGO_TARGET_DIR", repo.join("target/nested"))
         .env("KEEL_PLUGIN_TARGET_DIR", repo.join("target/wasm"))
@@ -99,4 +105,12 @@ fn plugin_new_refuses_a_bad_name_or_an_existing_folder() {
         .unwrap();
     assert!(!out.status.success());
     assert!(String::from_utf8_lossy(&out.stderr).contains("already exists"));
+}
+
+/// The SDK is its own workspace (plugins build it for wasm32-wasip2), so
+/// `cargo test --workspace` does not reach its unit tests; this runs them
+/// natively.
+#[test]
+fn the_sdks_own_unit_tests_pass() {
+    cargo_test_args(&repo().join("sdk/keel-sdk"), &["--lib"]);
 }

@@ -47,11 +47,13 @@ name = "probe"
 version = "0.1.0"
 publisher = "bench"
 description = "bench"
-wit = "0.1.0"
+wit = "0.2.0"
 [[collections]]
 name = "items"
 [events]
 emits = ["probe.touched"]
+[events.schemas."probe.touched"]
+type = "object"
 [graphql]
 sdl = """
 type Touched { found: Boolean!, count: Int! }

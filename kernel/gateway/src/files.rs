@@ -82,6 +82,8 @@ struct Fetcher {
     operation: String,
     input: Map<String, Value>,
     caller: String,
+    /// The org node the caller is limited to, for the plugin to enforce.
+    scope: Option<String>,
     client: String,
     request_id: String,
     /// When the whole transfer must be over (`download_timeout`).
@@ -97,6 +99,7 @@ impl Fetcher {
         );
         let ctx = CallContext {
             caller: Some(self.caller.clone()),
+            scope: self.scope.clone(),
             client_address: Some(self.client.clone()),
             request_id: self.request_id.clone(),
             plugins: Some(self.plugins.clone()),
@@ -207,6 +210,7 @@ pub(crate) async fn download(
         operation: download.operation.clone(),
         input,
         caller: principal.label(),
+        scope: principal.org_scope.clone(),
         client: app.trusted_proxies.client_ip(addr, &headers).to_string(),
         request_id: rid.clone(),
         deadline: Instant::now() + app.download_timeout,

@@ -537,8 +537,17 @@ pub(crate) async fn healthz() -> &'static str {
     "ok"
 }
 
-/// `GET /readyz`: the database answers and is migrated.
+/// `GET /readyz`: the database answers and is migrated, and the installed
+/// plugins are compiled (no warm-up is running), so that no request waits
+/// for a compile.
 pub(crate) async fn readyz(State(app): State<AppState>) -> Response {
+    if app.services.plugins.host().warming_up() {
+        return (
+            StatusCode::SERVICE_UNAVAILABLE,
+            "not ready: compiling plugins",
+        )
+            .into_response();
+    }
     if app.services.db.is_ready().await {
         (StatusCode::OK, "ready").into_response()
     } else {

@@ -429,7 +429,9 @@ fn plugin_root(
                 let result: async_graphql::Result<Option<FieldValue<'_>>> = async {
                 let info = ctx.data::<RequestInfo>()?;
                 let set = ctx.data::<Arc<TenantPlugins>>()?;
-                let caller = match &info.principal {
+                // The caller's label, and the org node it is limited to: the
+                // plugin receives the scope and enforces it on its own data.
+                let (caller, scope) = match &info.principal {
                     Some(p) => {
                         let object = format!("plugin.{plugin}");
                         services(&ctx)
@@ -437,11 +439,11 @@ fn plugin_root(
                             .tenant(p, &object, action)
                             .await
                             .map_err(crate::errors::to_gql)?;
-                        Some(p.label())
+                        (Some(p.label()), p.org_scope.clone())
                     }
                     // A public operation runs for the signed-in consumer,
                     // if any: never for whom its arguments name.
-                    None if public => info.consumer.clone(),
+                    None if public => (info.consumer.clone(), None),
                     None => {
                         return Err(gql_error(
                             "UNAUTHENTICATED",
@@ -463,6 +465,7 @@ fn plugin_root(
                 }
                 let call = CallContext {
                     caller,
+                    scope,
                     client_address: Some(info.client_ip.to_string()),
                     request_id: info.request_id.clone(),
                     plugins: Some(set.clone()),

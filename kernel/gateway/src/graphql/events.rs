@@ -1,5 +1,7 @@
 //! One Data over GraphQL: reading and appending events.
 
+use std::collections::HashSet;
+
 use async_graphql::{Context, ID, InputObject, Json, Object, SimpleObject};
 use chrono::{DateTime, Utc};
 use keel_core::authz::{Action, objects};
@@ -53,8 +55,8 @@ pub(crate) struct EventEdge {
 
 #[derive(SimpleObject)]
 pub(crate) struct PageInfo {
-    has_next_page: bool,
-    end_cursor: Option<String>,
+    pub(crate) has_next_page: bool,
+    pub(crate) end_cursor: Option<String>,
 }
 
 /// A page of events, oldest first (Relay connection).
@@ -177,6 +179,23 @@ impl EventQuery {
     }
 }
 
+/// Why the caller may not emit `event_type`, if it may not. Event types
+/// are owned: the kernel's and each plugin's own can be emitted only by
+/// their producer, so a subscriber of one can trust it.
+async fn refusal(ctx: &Context<'_>, event_type: &str) -> async_graphql::Result<Option<String>> {
+    if events::kernel_owns(event_type) {
+        return Ok(Some(format!(
+            "{event_type} is an event type of the kernel; only the kernel emits it"
+        )));
+    }
+    let owner = services(ctx)
+        .plugins
+        .event_owner(event_type)
+        .await
+        .map_err(plugin_error)?;
+    Ok(owner.map(|o| format!("{event_type} is an event type of the plugin {o}; only it emits it")))
+}
+
 #[derive(Default)]
 pub(crate) struct EventMutation;
 
@@ -190,26 +209,8 @@ impl EventMutation {
     ) -> async_graphql::Result<Event> {
         let tenant = authorize(ctx, objects::EVENTS, Action::Write).await?;
         let producer = principal(ctx)?.label();
-        // Event types are owned: the kernel's and each plugin's own can be
-        // emitted only by their producer, so a subscriber of one can trust it.
-        if events::kernel_owns(&input.event_type) {
-            return Err(Error::Forbidden(format!(
-                "{} is an event type of the kernel; only the kernel emits it",
-                input.event_type
-            )))
-            .gql();
-        }
-        if let Some(owner) = services(ctx)
-            .plugins
-            .event_owner(&input.event_type)
-            .await
-            .map_err(plugin_error)?
-        {
-            return Err(Error::Forbidden(format!(
-                "{} is an event type of the plugin {owner}; only it emits it",
-                input.event_type
-            )))
-            .gql();
+        if let Some(why) = refusal(ctx, &input.event_type).await? {
+            return Err(Error::Forbidden(why)).gql();
         }
         let mut tx = services(ctx).db.begin().await.gql()?;
         let e = events::append(
@@ -238,5 +239,67 @@ impl EventMutation {
             .gql()?;
         commit(tx).await?;
         Ok(e.into())
+    }
+
+    /// Appends up to 1,000 events in one transaction, in order, and
+    /// returns them in the same order. Each is idempotent with its own key:
+    /// a retried batch returns the same events and stores nothing twice.
+    /// One invalid event (or one of a type the caller may not emit)
+    /// refuses the batch, naming its index.
+    async fn append_events(
+        &self,
+        ctx: &Context<'_>,
+        events: Vec<AppendEventInput>,
+    ) -> async_graphql::Result<Vec<Event>> {
+        let tenant = authorize(ctx, objects::EVENTS, Action::Write).await?;
+        let producer = principal(ctx)?.label();
+        if events.len() > events::MAX_BATCH {
+            return Err(Error::bad_input(
+                "events",
+                format!(
+                    "{} events; at most {} per call",
+                    events.len(),
+                    events::MAX_BATCH
+                ),
+            ))
+            .gql();
+        }
+        let mut allowed: HashSet<&str> = HashSet::new();
+        for (i, e) in events.iter().enumerate() {
+            if allowed.insert(e.event_type.as_str())
+                && let Some(why) = refusal(ctx, &e.event_type).await?
+            {
+                return Err(Error::Forbidden(format!("events[{i}]: {why}"))).gql();
+            }
+        }
+        let batch = events
+            .into_iter()
+            .map(|input| NewEvent {
+                event_type: input.event_type,
+                person_id: input.person_id.map(|p| p.0),
+                payload: input.payload.0,
+                idempotency_key: input.idempotency_key,
+                occurred_at: input.occurred_at.map(Timestamp::from_datetime),
+            })
+            .collect();
+        let mut tx = services(ctx).db.begin().await.gql()?;
+        let appended = events::append_batch(&mut tx, &tenant, batch, &producer)
+            .await
+            .gql()?;
+        let plugins = services(ctx)
+            .plugins
+            .enabled(&tenant)
+            .await
+            .map_err(plugin_error)?;
+        let mut queued: HashSet<&str> = HashSet::new();
+        for e in &appended {
+            if queued.insert(e.id.as_str()) {
+                keel_host::outbox::enqueue(&mut tx, &tenant, &plugins, e)
+                    .await
+                    .gql()?;
+            }
+        }
+        commit(tx).await?;
+        Ok(appended.into_iter().map(Into::into).collect())
     }
 }

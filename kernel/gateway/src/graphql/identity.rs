@@ -5,6 +5,7 @@ use chrono::{DateTime, Utc};
 use keel_core::authz::{self, Action, objects};
 use keel_core::identity::Credential;
 use keel_core::identity::api_keys::{self, NewApiKey};
+use keel_core::org::Scope;
 use keel_core::tenants;
 
 use super::tenants::Tenant;
@@ -27,6 +28,8 @@ pub(crate) struct Viewer {
     roles: Vec<String>,
     /// When non-empty, the only `object:action` pairs the caller may use.
     scopes: Vec<String>,
+    /// The org node the caller is limited to; null for the whole tenant.
+    org_scope: Option<ID>,
     kind: PrincipalKind,
     /// A stable label for the caller, as audit trails show it.
     principal: String,
@@ -39,6 +42,8 @@ pub(crate) struct ApiKey {
     name: String,
     roles: Vec<String>,
     scopes: Vec<String>,
+    /// The org node the key is limited to; null for the whole tenant.
+    org_scope: Option<ID>,
     /// The first characters of the secret, to recognise the key.
     secret_prefix: String,
     created_at: DateTime<Utc>,
@@ -54,6 +59,7 @@ impl From<api_keys::ApiKey> for ApiKey {
             name: k.name,
             roles: k.roles,
             scopes: k.scopes,
+            org_scope: k.org_scope.map(Into::into),
             secret_prefix: k.secret_prefix,
             created_at: to_time(k.created_at),
             created_by: k.created_by,
@@ -72,6 +78,10 @@ pub(crate) struct CreateApiKeyInput {
     /// Required for the integration role.
     #[graphql(default)]
     scopes: Vec<String>,
+    /// The org node the key is limited to: it acts only at or under it
+    /// (`docs/org.md`). Null for the whole tenant — which a caller limited
+    /// to a node may not give: it hands out only its node or one under it.
+    org_scope: Option<ID>,
 }
 
 #[derive(SimpleObject)]
@@ -113,15 +123,20 @@ impl IdentityQuery {
             tenant,
             roles: p.roles.clone(),
             scopes: p.scopes.clone(),
+            org_scope: p.org_scope.clone().map(Into::into),
             kind,
             principal: p.label(),
         })
     }
 
-    /// The tenant's API keys, newest first, revoked ones included.
+    /// The tenant's API keys, newest first, revoked ones included (for a
+    /// caller limited to an org node: the keys limited to it or below).
     async fn api_keys(&self, ctx: &Context<'_>) -> async_graphql::Result<Vec<ApiKey>> {
         let tenant = authorize(ctx, objects::API_KEYS, Action::Read).await?;
-        let keys = api_keys::list(&services(ctx).db, &tenant).await.gql()?;
+        let scope = Scope::of(principal(ctx)?.org_scope.as_deref());
+        let keys = api_keys::list_within(&services(ctx).db, &tenant, scope)
+            .await
+            .gql()?;
         Ok(keys.into_iter().map(Into::into).collect())
     }
 }
@@ -146,10 +161,9 @@ impl IdentityMutation {
                 "a key limited by scopes can only create keys limited to scopes it has",
             ));
         }
-        let actor = caller.label();
         let s = services(ctx);
         let mut tx = s.db.begin().await.gql()?;
-        let (key, secret) = api_keys::create(
+        let (key, secret) = api_keys::create_scoped(
             &mut tx,
             &tenant,
             NewApiKey {
@@ -157,7 +171,8 @@ impl IdentityMutation {
                 roles: input.roles,
                 scopes: input.scopes,
             },
-            Some(&actor),
+            input.org_scope.as_ref().map(|s| s.as_str()),
+            caller,
         )
         .await
         .gql()?;
@@ -173,7 +188,10 @@ impl IdentityMutation {
         let tenant = authorize(ctx, objects::API_KEYS, Action::Write).await?;
         let s = services(ctx);
         let mut tx = s.db.begin().await.gql()?;
-        let key = api_keys::get(&mut tx, &tenant, &id).await.gql()?;
+        let scope = Scope::of(principal(ctx)?.org_scope.as_deref());
+        let key = api_keys::get_within(&mut tx, &tenant, scope, &id)
+            .await
+            .gql()?;
         guard_owner_role(ctx, &key.roles).await?;
         let key = api_keys::revoke(&mut tx, &tenant, &id).await.gql()?;
         commit(tx).await?;

@@ -4,13 +4,17 @@
 //! Resolvers never take a tenant from their arguments: they ask
 //! [`authorize`] for the caller's tenant, which checks the permission first.
 
+mod catalog;
 mod consumers;
 mod counters;
+mod event_types;
 mod events;
 mod identity;
 mod operators;
+mod org;
 mod persons;
 mod plugins;
+mod schedules;
 mod tenants;
 
 use std::net::IpAddr;
@@ -37,8 +41,12 @@ pub struct Query(
     operators::OperatorQuery,
     persons::PersonQuery,
     events::EventQuery,
+    catalog::CatalogQuery,
+    org::OrgQuery,
+    event_types::EventTypeQuery,
     counters::CounterQuery,
     plugins::PluginQuery,
+    schedules::ScheduleQuery,
     consumers::ConsumerAuthQuery,
 );
 
@@ -50,8 +58,11 @@ pub struct Mutation(
     operators::OperatorMutation,
     persons::PersonMutation,
     events::EventMutation,
+    catalog::CatalogMutation,
+    org::OrgMutation,
     counters::CounterMutation,
     plugins::PluginMutation,
+    schedules::ScheduleMutation,
     consumers::ConsumerAuthMutation,
 );
 

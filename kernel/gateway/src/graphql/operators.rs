@@ -5,6 +5,7 @@ use chrono::{DateTime, Utc};
 use keel_core::authz::{Action, objects};
 use keel_core::identity::Credential;
 use keel_core::identity::operators::{self, NewOperator};
+use keel_core::org::Scope;
 
 use super::identity::guard_owner_role;
 use super::{authorize, commit, principal, request, services, to_time};
@@ -16,6 +17,8 @@ pub(crate) struct Operator {
     id: ID,
     email: String,
     roles: Vec<String>,
+    /// The org node the operator is limited to; null for the whole tenant.
+    org_scope: Option<ID>,
     active: bool,
     created_at: DateTime<Utc>,
     deactivated_at: Option<DateTime<Utc>>,
@@ -27,6 +30,7 @@ impl From<operators::Operator> for Operator {
             id: o.id.into(),
             email: o.email,
             roles: o.roles,
+            org_scope: o.org_scope.map(Into::into),
             active: o.deactivated_at.is_none(),
             created_at: to_time(o.created_at),
             deactivated_at: o.deactivated_at.map(to_time),
@@ -40,6 +44,10 @@ pub(crate) struct CreateOperatorInput {
     /// At least 12 characters.
     password: String,
     roles: Vec<String>,
+    /// The org node the operator is limited to: they act only at or under
+    /// it (`docs/org.md`). Null for the whole tenant — which a caller
+    /// limited to a node may not give.
+    org_scope: Option<ID>,
 }
 
 #[derive(InputObject)]
@@ -70,10 +78,14 @@ pub(crate) struct OperatorQuery;
 
 #[Object]
 impl OperatorQuery {
-    /// The tenant's operators, oldest first.
+    /// The tenant's operators, oldest first (for a caller limited to an
+    /// org node: the operators limited to it or below).
     async fn operators(&self, ctx: &Context<'_>) -> async_graphql::Result<Vec<Operator>> {
         let tenant = authorize(ctx, objects::OPERATORS, Action::Read).await?;
-        let list = operators::list(&services(ctx).db, &tenant).await.gql()?;
+        let scope = Scope::of(principal(ctx)?.org_scope.as_deref());
+        let list = operators::list_within(&services(ctx).db, &tenant, scope)
+            .await
+            .gql()?;
         Ok(list.into_iter().map(Into::into).collect())
     }
 }
@@ -98,7 +110,7 @@ impl OperatorMutation {
             ));
         }
         let mut tx = services(ctx).db.begin().await.gql()?;
-        let op = operators::create(
+        let op = operators::create_scoped(
             &mut tx,
             &tenant,
             NewOperator {
@@ -106,6 +118,8 @@ impl OperatorMutation {
                 password: input.password,
                 roles: input.roles,
             },
+            input.org_scope.as_ref().map(|s| s.as_str()),
+            principal(ctx)?,
         )
         .await
         .gql()?;
@@ -194,7 +208,10 @@ impl OperatorMutation {
     ) -> async_graphql::Result<Operator> {
         let tenant = authorize(ctx, objects::OPERATORS, Action::Write).await?;
         let mut tx = services(ctx).db.begin().await.gql()?;
-        let op = operators::get(&mut tx, &tenant, &id).await.gql()?;
+        let scope = Scope::of(principal(ctx)?.org_scope.as_deref());
+        let op = operators::get_within(&mut tx, &tenant, scope, &id)
+            .await
+            .gql()?;
         guard_owner_role(ctx, &op.roles).await?;
         let op = operators::deactivate(&mut tx, &tenant, &id).await.gql()?;
         commit(tx).await?;

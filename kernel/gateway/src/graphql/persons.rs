@@ -246,6 +246,62 @@ impl PersonMutation {
         })
     }
 
+    /// `identify` for up to 1,000 people in one transaction: one result
+    /// per input, in order. A later input sees what an earlier one created;
+    /// one refused input refuses the batch, naming its index
+    /// (`batch[3].identifiers[0].value`), and nothing is written.
+    async fn identify_persons(
+        &self,
+        ctx: &Context<'_>,
+        batch: Vec<IdentifyInput>,
+    ) -> async_graphql::Result<Vec<IdentifyPayload>> {
+        let tenant = authorize(ctx, objects::PERSONS, Action::Write).await?;
+        if batch.len() > persons::MAX_BATCH {
+            return Err(keel_core::Error::bad_input(
+                "batch",
+                format!(
+                    "{} items; at most {} per call",
+                    batch.len(),
+                    persons::MAX_BATCH
+                ),
+            ))
+            .gql();
+        }
+        let items = batch
+            .into_iter()
+            .enumerate()
+            .map(|(i, input)| {
+                let attributes = input
+                    .attributes
+                    .map(|a| as_object(&format!("batch[{i}].attributes"), a))
+                    .transpose()?;
+                Ok(Identify {
+                    identifiers: input
+                        .identifiers
+                        .into_iter()
+                        .map(|id| (id.kind, id.value))
+                        .collect(),
+                    attributes,
+                    merge: input.merge,
+                })
+            })
+            .collect::<async_graphql::Result<Vec<_>>>()?;
+        let actor = principal(ctx)?.label();
+        let mut tx = services(ctx).db.begin().await.gql()?;
+        let out = persons::identify_batch(&mut tx, &tenant, items, &actor)
+            .await
+            .gql()?;
+        commit(tx).await?;
+        Ok(out
+            .into_iter()
+            .map(|o| IdentifyPayload {
+                person: o.person.into(),
+                created: o.created,
+                merged_person_ids: o.merged.into_iter().map(Into::into).collect(),
+            })
+            .collect())
+    }
+
     /// Adds an identifier to a person.
     async fn link_identifier(
         &self,

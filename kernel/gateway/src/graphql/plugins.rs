@@ -43,6 +43,12 @@ pub(crate) struct PluginPackage {
     sdl: String,
     /// Operations callable without a credential.
     public_operations: Vec<String>,
+    /// Operations of other plugins it calls (`plugin.operation`), each
+    /// granted by the tenant at enable time.
+    calls: Vec<String>,
+    /// Operations it offers to other plugins of the tenant (not on
+    /// GraphQL unless its SDL has them too).
+    offers: Vec<String>,
     /// JSON Schema of its configuration.
     config_schema: Option<Json<Value>>,
     installed_at: DateTime<Utc>,
@@ -66,6 +72,8 @@ impl From<registry::Package> for PluginPackage {
             http_hosts: m.capabilities.http_hosts.clone(),
             sdl: m.graphql.sdl.clone(),
             public_operations: m.graphql.public.clone(),
+            calls: m.calls.iter().map(ToString::to_string).collect(),
+            offers: m.offers.operations.clone(),
             config_schema: m.config_schema.clone().map(Json),
             installed_at: to_time(p.installed_at),
         }
@@ -80,6 +88,8 @@ pub(crate) struct TenantPlugin {
     enabled: bool,
     capabilities: Vec<String>,
     http_hosts: Vec<String>,
+    /// Calls to other plugins' operations granted (`plugin.operation`).
+    calls: Vec<String>,
     config: Json<Value>,
     enabled_at: DateTime<Utc>,
     disabled_at: Option<DateTime<Utc>>,
@@ -98,6 +108,7 @@ impl From<registry::Enabled> for TenantPlugin {
                 .map(|c| c.as_str().to_owned())
                 .collect(),
             http_hosts: e.grants.http_hosts,
+            calls: e.grants.calls.iter().map(ToString::to_string).collect(),
             config: Json(e.config),
             enabled_at: to_time(e.enabled_at),
             disabled_at: e.disabled_at.map(to_time),
@@ -116,6 +127,10 @@ pub(crate) struct EnablePluginInput {
     /// Hosts the plugin may reach over HTTP (needs the http capability).
     #[graphql(default)]
     http_hosts: Vec<String>,
+    /// Calls to other plugins' operations granted, as `plugin.operation`
+    /// (e.g. `rewards.spendPoints`). Never more than the plugin declares.
+    #[graphql(default)]
+    calls: Vec<String>,
     /// Configuration, valid against the plugin's config schema.
     #[graphql(default_with = "Json(Value::Object(Default::default()))")]
     config: Json<Value>,
@@ -135,6 +150,22 @@ fn parse_capabilities(
                     x.set("field", "capabilities");
                 }
                 e
+            })
+        })
+        .collect()
+}
+
+fn parse_calls(
+    list: &[String],
+) -> async_graphql::Result<std::collections::BTreeSet<keel_host::PluginCall>> {
+    list.iter()
+        .map(|c| {
+            c.parse::<keel_host::PluginCall>().map_err(|e| {
+                let mut err = gql_error("BAD_USER_INPUT", format!("grants: calls: {e}"));
+                if let Some(x) = err.extensions.as_mut() {
+                    x.set("field", "calls");
+                }
+                err
             })
         })
         .collect()
@@ -225,6 +256,7 @@ impl PluginMutation {
         let grants = Grants {
             capabilities: parse_capabilities(&input.capabilities)?,
             http_hosts: input.http_hosts,
+            calls: parse_calls(&input.calls)?,
         };
         let enabled = services(ctx)
             .plugins
@@ -241,17 +273,41 @@ impl PluginMutation {
         Ok(enabled.into())
     }
 
-    /// Moves an enabled plugin to another installed version.
+    /// Moves an enabled plugin to another installed version, keeping its
+    /// config. Its grants stay as they are unless `capabilities` is given:
+    /// then `capabilities`, `httpHosts` and `calls` replace them (a new
+    /// version that asks for more), checked like `enablePlugin`'s.
     async fn upgrade_plugin(
         &self,
         ctx: &Context<'_>,
         name: String,
         version: String,
+        capabilities: Option<Vec<String>>,
+        #[graphql(default)] http_hosts: Vec<String>,
+        #[graphql(default)] calls: Vec<String>,
     ) -> async_graphql::Result<TenantPlugin> {
         let tenant = authorize(ctx, objects::PLUGINS, Action::Write).await?;
+        let grants = match capabilities {
+            Some(c) => Some(Grants {
+                capabilities: parse_capabilities(&c)?,
+                http_hosts,
+                calls: parse_calls(&calls)?,
+            }),
+            None if !http_hosts.is_empty() || !calls.is_empty() => {
+                let mut e = gql_error(
+                    "BAD_USER_INPUT",
+                    "httpHosts and calls replace the grants only with capabilities",
+                );
+                if let Some(x) = e.extensions.as_mut() {
+                    x.set("field", "capabilities");
+                }
+                return Err(e);
+            }
+            None => None,
+        };
         let enabled = services(ctx)
             .plugins
-            .upgrade(&tenant, &name, &version, &check)
+            .upgrade(&tenant, &name, &version, grants, &check)
             .await
             .map_err(plugin_error)?;
         Ok(enabled.into())

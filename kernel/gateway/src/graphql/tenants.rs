@@ -6,7 +6,7 @@ use keel_core::authz::{Action, objects};
 use keel_core::identity::api_keys;
 use keel_core::tenants;
 
-use super::{commit, principal, services, to_time};
+use super::{authorize, commit, principal, services, to_time};
 use crate::errors::Gql as _;
 
 /// A brand using Keel.
@@ -17,6 +17,8 @@ pub(crate) struct Tenant {
     pub slug: String,
     pub name: String,
     pub created_at: DateTime<Utc>,
+    /// The IANA time zone its schedules follow (default `Asia/Shanghai`).
+    pub time_zone: String,
 }
 
 impl From<tenants::Tenant> for Tenant {
@@ -26,6 +28,7 @@ impl From<tenants::Tenant> for Tenant {
             slug: t.slug,
             name: t.name,
             created_at: to_time(t.created_at),
+            time_zone: t.time_zone,
         }
     }
 }
@@ -100,5 +103,22 @@ impl TenantMutation {
             tenant: tenant.into(),
             admin_key: secret,
         })
+    }
+
+    /// Sets the caller's tenant's IANA time zone (e.g. `Europe/Berlin`),
+    /// which its plugins' schedules follow from their next tick on.
+    async fn set_tenant_time_zone(
+        &self,
+        ctx: &Context<'_>,
+        time_zone: String,
+    ) -> async_graphql::Result<Tenant> {
+        let tenant = authorize(ctx, objects::SETTINGS, Action::Write).await?;
+        let mut tx = services(ctx).db.begin().await.gql()?;
+        let updated = tenants::set_time_zone(&mut tx, &tenant, &time_zone)
+            .await
+            .gql()?;
+        commit(tx).await?;
+        tracing::info!(tenant = %updated.id, time_zone = %updated.time_zone, "tenant time zone set");
+        Ok(updated.into())
     }
 }

@@ -112,6 +112,7 @@ on_both_backends! {
         assert!(err.to_string().contains("probe.touched"), "{err}");
         let mut kernelish = manifest("kernelish", "0.1.0", SDL);
         kernelish.events.emits = vec!["person.merged".into()];
+        kernelish.events.schemas = [("person.merged".to_owned(), json!({"type": "object"}))].into();
         let err = app.plugins.install(kernelish, &probe_wasm()).await.unwrap_err();
         assert_eq!(err.code(), "BAD_USER_INPUT", "{err}");
         let names: Vec<String> = app.plugins.packages().await.unwrap().into_iter().map(|p| p.manifest.name.clone()).collect();

@@ -59,6 +59,7 @@ on_both_backends! {
         pageless.graphql.public.clear();
         // Event types have one producer: the probe installed beside it owns them.
         pageless.events.emits.clear();
+        pageless.events.schemas.clear();
         app.plugins.install(pageless, &probe_wasm()).await.unwrap();
         ok(&enable(&app, &owner, "pageless", json!({})).await);
         app.tenant("globex").await;

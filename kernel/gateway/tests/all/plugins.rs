@@ -31,13 +31,19 @@ name = "{name}"
 version = "{version}"
 publisher = "Keel tests"
 description = "the probe fixture"
-wit = "0.1.0"
+wit = "0.2.0"
 
 [[collections]]
 name = "items"
 
 [events]
 emits = ["probe.touched", "probe.put"]
+
+[events.schemas."probe.touched"]
+type = "object"
+
+[events.schemas."probe.put"]
+type = "object"
 
 [graphql]
 sdl = """{sdl}"""
@@ -92,6 +98,7 @@ pub(crate) async fn install(app: &TestApp, name: &str, version: &str, sdl: &str)
     let mut m = manifest(name, version, sdl);
     if name != "probe" {
         m.events.emits.clear();
+        m.events.schemas.clear();
     }
     app.plugins.install(m, &probe_wasm()).await.unwrap();
 }
@@ -206,6 +213,17 @@ on_both_backends! {
         assert_eq!(ok(&r)["upgradePlugin"], json!({"version": "0.2.0", "capabilities": ["records", "events", "counters"]}));
         let r = app.gql(Some(&owner), "mutation { upgradePlugin(name: \"probe\", version: \"9.9.9\") { version } }", json!({})).await;
         assert_eq!(code(&r), "NOT_FOUND");
+        // A version that needs other grants gets them with the upgrade;
+        // grants it does not request, or hosts without capabilities, are
+        // refused and change nothing.
+        let r = app.gql(Some(&owner), "mutation { upgradePlugin(name: \"probe\", version: \"0.1.0\", capabilities: [\"records\", \"counters\"]) { version capabilities } }", json!({})).await;
+        assert_eq!(ok(&r)["upgradePlugin"], json!({"version": "0.1.0", "capabilities": ["records", "counters"]}));
+        let r = app.gql(Some(&owner), "mutation { upgradePlugin(name: \"probe\", version: \"0.2.0\", capabilities: [\"records\", \"org-write\"]) { version } }", json!({})).await;
+        assert_eq!(code(&r), "BAD_USER_INPUT", "{r}");
+        let r = app.gql(Some(&owner), "mutation { upgradePlugin(name: \"probe\", version: \"0.2.0\", httpHosts: [\"example.com\"]) { version } }", json!({})).await;
+        assert_eq!(code(&r), "BAD_USER_INPUT", "{r}");
+        let r = app.gql(Some(&owner), "{ plugins { name version capabilities } }", json!({})).await;
+        assert_eq!(ok(&r)["plugins"], json!([{"name": "probe", "version": "0.1.0", "capabilities": ["records", "counters"]}]));
         let r = enable(&app, &owner, "probe", json!({})).await;
         assert_eq!(code(&r), "CONFLICT", "already enabled");
     }
@@ -278,6 +296,7 @@ on_both_backends! {
         // Here `probe.touched` stands for an ERP's type, which no plugin
         // owns: a key may append it.
         m.events.emits.retain(|t| t != "probe.touched");
+        m.events.schemas.remove("probe.touched");
         app.plugins.install(m, &probe_wasm()).await.unwrap();
         ok(&enable(&app, &owner, "listener", json!({})).await);
         let append = "mutation($k: String!) { appendEvent(input: {type: \"probe.touched\", payload: {key: $k}, idempotencyKey: $k}) { id } }";
