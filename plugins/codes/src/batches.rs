@@ -9,9 +9,10 @@ use serde_json::json;
 
 use crate::epcis;
 use crate::model::{
-    Batch, Format, Level, Product, Span, batch_by_id, batch_key, config, load_product, now,
-    page_limit, parse_batch_id, parse_day, random_bytes, rfc3339,
+    Batch, Format, Level, Span, batch_by_id, batch_key, config, now, page_limit, parse_batch_id,
+    parse_day, random_bytes, rfc3339,
 };
+use crate::products::{self, Product, load as load_product};
 
 /// Most activation or void ranges one batch keeps.
 const MAX_SPANS: usize = 10_000;
@@ -80,7 +81,7 @@ pub(crate) struct IssueInput {
 }
 
 pub(crate) fn issue(_ctx: &Context, input: IssueInput) -> Result<BatchOut> {
-    let product = load_product(&input.product)?;
+    let product = products::load_for_issue(&input.product)?;
     let format = input.format.unwrap_or(Format::Default);
     let lot = input.lot.trim().to_owned();
     let lot_max = if format == Format::Gs1DigitalLink {

@@ -3,13 +3,16 @@
 //! Written only against `keel-sdk`, like any third-party plugin. The code
 //! format itself lives in `keel-codes-core`; this crate is the business:
 //!
-//! - `products`, `batches` — products, code batches (issue, activate, void,
-//!   reprint) and the print file;
+//! - `products`, `batches` — products (SKUs of the kernel's catalogue), code
+//!   batches (issue, activate, void, reprint) and the print file;
 //! - `packing` — aggregation of units into cases and pallets;
-//! - `regions`, `shipments` — sales regions and shipments bound to them;
+//! - `regions`, `shipments` — sales regions (region nodes of the kernel's
+//!   org tree) and shipments bound to them;
 //! - `scan` — the public verification of a scan, with anti-diversion;
 //! - `trace`, `reports`, `epcis` — traceability, per-day reports, EPCIS 2.0;
-//! - `page` — the consumer page the printed URL opens.
+//! - `page` — the consumer page the printed URL opens;
+//! - `upgrade` — moving codes 0.1's own products and regions into the
+//!   kernel's catalogue and org tree.
 //!
 //! Nothing is stored per issued code: storage grows with batches, packing,
 //! shipments and scans.
@@ -25,6 +28,7 @@ mod reports;
 mod scan;
 mod shipments;
 mod trace;
+mod upgrade;
 
 use keel_sdk::records::{self, Expect};
 use keel_sdk::{Result, plugin};
@@ -43,7 +47,10 @@ fn default_invalid_scans_per_hour() -> i64 {
     30
 }
 
-/// Enabling creates the tenant's code key once; upgrades keep it.
+/// Enabling creates the tenant's code key once; upgrades keep it. Both
+/// check that the catalogue and the org tree may be read, and move what
+/// codes 0.1 kept of its own into them ([`upgrade`]), all in the call's
+/// one transaction.
 fn on_enable(config: Config) -> Result<()> {
     if !config.scan_base_url.ends_with('/') {
         return Err(keel_sdk::Error::invalid("scan_base_url must end with '/'"));
@@ -54,7 +61,8 @@ fn on_enable(config: Config) -> Result<()> {
         };
         records::put("settings", model::SETTINGS_KEY, &settings, Expect::Absent)?;
     }
-    Ok(())
+    upgrade::check_grants()?;
+    upgrade::run()
 }
 
 plugin! {

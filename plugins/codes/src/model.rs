@@ -41,53 +41,13 @@ pub(crate) fn tenant_key() -> Result<&'static Key> {
     Ok(TENANT_KEY.get_or_init(|| k))
 }
 
+// Time, randomness and page sizes are the SDK's (`keel_sdk::time`, …).
+pub(crate) use keel_sdk::paging::limit as page_limit;
+pub(crate) use keel_sdk::time::{now, parse_day, rfc3339, time_key};
+
+/// 32 bytes of the host's secure randomness (a key).
 pub(crate) fn random_bytes() -> Result<[u8; 32]> {
-    let mut b = [0u8; 32];
-    getrandom::fill(&mut b).map_err(|e| Error::Internal(format!("randomness: {e}")))?;
-    Ok(b)
-}
-
-/// Now, as RFC 3339 (UTC, microseconds).
-pub(crate) fn now() -> chrono::DateTime<chrono::Utc> {
-    chrono::Utc::now()
-}
-
-pub(crate) fn rfc3339(t: chrono::DateTime<chrono::Utc>) -> String {
-    t.to_rfc3339_opts(chrono::SecondsFormat::Micros, true)
-}
-
-/// Random bits in a [`time_key`]: enough that a key cannot be guessed,
-/// even knowing when it was made.
-pub(crate) const TIME_KEY_RANDOM_BITS: u32 = 128;
-
-/// A key that sorts by time and cannot be guessed: microseconds since 1970
-/// (16 hex digits), then 128 bits from the host's secure randomness (32 hex
-/// digits). Scan ids are such keys, and a scan id is what a claim names.
-pub(crate) fn time_key(t: chrono::DateTime<chrono::Utc>) -> Result<String> {
-    let r = random_bytes()?;
-    let mut random = [0u8; (TIME_KEY_RANDOM_BITS / 8) as usize];
-    let n = random.len();
-    random.copy_from_slice(&r[..n]);
-    Ok(format!(
-        "{:016x}{:032x}",
-        t.timestamp_micros(),
-        u128::from_be_bytes(random)
-    ))
-}
-
-/// A calendar day `YYYY-MM-DD`, checked.
-pub(crate) fn parse_day(field: &str, s: &str) -> Result<chrono::NaiveDate> {
-    chrono::NaiveDate::parse_from_str(s, "%Y-%m-%d")
-        .map_err(|_| Error::invalid(format!("{field}: expected a date YYYY-MM-DD, got {s:?}")))
-}
-
-/// Checks a page size: 1..=max, default `default`.
-pub(crate) fn page_limit(limit: Option<i64>, default: u32, max: u32) -> Result<u32> {
-    match limit {
-        None => Ok(default),
-        Some(n) if n >= 1 && n <= max as i64 => Ok(n as u32),
-        Some(n) => Err(Error::invalid(format!("limit: must be 1..={max}, got {n}"))),
-    }
+    keel_sdk::random::bytes()
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Serialize, Deserialize)]
@@ -103,16 +63,6 @@ pub(crate) enum Level {
 pub(crate) enum Format {
     Default,
     Gs1DigitalLink,
-}
-
-/// A product, stored and returned as GraphQL `CodeProduct`.
-#[derive(Debug, Clone, Serialize, Deserialize)]
-#[serde(rename_all = "camelCase")]
-pub(crate) struct Product {
-    pub sku: String,
-    pub name: String,
-    pub gtin: Option<String>,
-    pub created_at: String,
 }
 
 /// A serial range with when (and why) it changed state.
@@ -138,6 +88,7 @@ impl Span {
 #[derive(Debug, Clone, Serialize, Deserialize)]
 pub(crate) struct Batch {
     pub no: u32,
+    /// The kernel catalogue's SKU code.
     pub product: String,
     pub lot: String,
     /// `{sku}|{lot}`: the lot's identity within the tenant.
@@ -252,12 +203,6 @@ pub(crate) fn load_batch(no: u32) -> Result<Option<Record<Batch>>> {
 pub(crate) fn batch_by_id(id: &str) -> Result<Record<Batch>> {
     let no = parse_batch_id(id)?;
     load_batch(no)?.ok_or_else(|| Error::NotFound(format!("no batch {id}")))
-}
-
-pub(crate) fn load_product(sku: &str) -> Result<Product> {
-    records::get::<Product>("products", sku)?
-        .map(|r| r.data)
-        .ok_or_else(|| Error::NotFound(format!("no product {sku:?}")))
 }
 
 /// A genuine code of the tenant: its batch and serial.

@@ -12,7 +12,7 @@ use serde::{Deserialize, Serialize};
 use serde_json::json;
 
 use crate::model::{Batch, page_limit, parse_day};
-use crate::regions::within;
+use crate::regions::WithinCache;
 use crate::scan::{Diversion, Stored, Verdict};
 
 #[derive(Serialize, Deserialize)]
@@ -168,6 +168,8 @@ pub(crate) fn report(_ctx: &Context, input: ReportInput) -> Result<Vec<Row>> {
     if to < from || (to - from).num_days() > 91 {
         return Err(Error::invalid("from..to: at most 92 days, from first"));
     }
+    // Groups name regions by code; "within" is the org tree's.
+    let mut region = input.region.as_deref().map(WithinCache::new).transpose()?;
     let mut rows = Vec::new();
     let mut after = Some(input.from.clone());
     while let Some(a) = after.take() {
@@ -178,10 +180,10 @@ pub(crate) fn report(_ctx: &Context, input: ReportInput) -> Result<Vec<Row>> {
             }
             let keep = input.sku.as_ref().is_none_or(|s| *s == g.data.sku)
                 && input.lot.as_ref().is_none_or(|l| *l == g.data.lot)
-                && input
-                    .region
-                    .as_ref()
-                    .is_none_or(|r| within(&g.data.region, r));
+                && match &mut region {
+                    None => true,
+                    Some(r) => r.contains(&g.data.region)?,
+                };
             if keep {
                 let n = |what: &str| counters::get(&format!("g:{}:{what}", g.key));
                 rows.push(Row {

@@ -2,6 +2,7 @@
 //! was it sold where it was shipped to?
 
 use keel_sdk::counters::{self, Outcome};
+use keel_sdk::org::Node;
 use keel_sdk::records::{self, Expect};
 use keel_sdk::{Context, Error, Result, events, persons};
 use serde::{Deserialize, Serialize};
@@ -186,8 +187,10 @@ pub(crate) fn scan(ctx: &Context, input: ScanInput) -> Result<ScanResult> {
         }
         None => None,
     };
+    // The scan's region: the one named, or the innermost of the org tree's
+    // regions whose boundary holds the location.
     let region = match (&input.region, location) {
-        (Some(r), _) => Some(regions::require("region", r)?.code),
+        (Some(r), _) => Some(regions::require("region", r)?),
         (None, Some((lat, lon))) => regions::locate(lat, lon)?,
         (None, None) => None,
     };
@@ -215,13 +218,14 @@ pub(crate) fn scan(ctx: &Context, input: ScanInput) -> Result<ScanResult> {
 fn record(
     code: &Code,
     at: chrono::DateTime<chrono::Utc>,
-    region: Option<String>,
+    region_node: Option<Node>,
     location: Option<(f64, f64)>,
     person: Option<String>,
     idem: Option<String>,
 ) -> Result<ScanResult> {
     let b = &code.batch;
-    let product = crate::model::load_product(&b.product)?;
+    let product = crate::products::load(&b.product)?;
+    let region = region_node.as_ref().map(|n| n.code.clone());
     let state = code.state();
     let (verdict, count, first) = match state {
         CodeState::Voided => (Verdict::Voided, None, None),
@@ -248,16 +252,20 @@ fn record(
             (v, Some(n), first)
         }
     };
-    let diversion = match (&region, state) {
+    // Shipped to CN-GD and scanned in CN-GD-SZ (under it in the org tree)
+    // is no diversion; scanned in CN-SH is.
+    let diversion = match (&region_node, state) {
         (Some(r), CodeState::Active) => match shipments::of_code(code)? {
-            Some((s, _)) if !regions::within(r, &s.region) => Some(Diversion {
-                scan_region: r.clone(),
-                allowed_region: s.region.clone(),
-                shipment: s.id.clone(),
-                reference: s.reference.clone(),
-                distributor: s.distributor.clone(),
-                distributor_name: s.distributor_name.clone(),
-            }),
+            Some((s, _)) if !regions::within(r, &s.region, s.region_id.as_deref())? => {
+                Some(Diversion {
+                    scan_region: r.code.clone(),
+                    allowed_region: s.region.clone(),
+                    shipment: s.id.clone(),
+                    reference: s.reference.clone(),
+                    distributor: s.distributor.clone(),
+                    distributor_name: s.distributor_name.clone(),
+                })
+            }
             _ => None,
         },
         _ => None,

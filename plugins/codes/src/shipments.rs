@@ -24,7 +24,12 @@ pub(crate) struct Shipment {
     pub reference: String,
     pub distributor: String,
     pub distributor_name: Option<String>,
+    /// The org tree's region code.
     pub region: String,
+    /// The region's org node id (shipments made before codes 0.2 have
+    /// none: the code is looked up).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub region_id: Option<String>,
     pub codes: u64,
     pub ranges: Vec<ShipmentRange>,
     pub status: String,
@@ -178,7 +183,7 @@ pub(crate) fn create(_ctx: &Context, input: CreateInput) -> Result<ShipmentOut> 
             existing.data.id
         )));
     }
-    regions::require("region", &i.region)?;
+    let region = regions::require("region", &i.region)?;
     if codes.is_empty() && ranges.is_empty() {
         return Err(Error::invalid(
             "codes or ranges: a shipment needs at least one code",
@@ -290,7 +295,8 @@ pub(crate) fn create(_ctx: &Context, input: CreateInput) -> Result<ShipmentOut> 
         reference,
         distributor,
         distributor_name,
-        region: i.region.clone(),
+        region: region.code,
+        region_id: Some(region.id),
         codes: count,
         ranges: out_ranges,
         status: "shipped".into(),

@@ -28,6 +28,20 @@ pub struct Kernel {
     stop: Option<oneshot::Sender<()>>,
 }
 
+/// Everything `codes` asks for: it reads products from the kernel's
+/// catalogue and regions from its org tree, and its deprecated
+/// `createCodeProduct` and `defineRegion` write them.
+pub const CODES_GRANTS: &[&str] = &[
+    "records",
+    "events",
+    "counters",
+    "persons-read",
+    "catalog-read",
+    "catalog-write",
+    "org-read",
+    "org-write",
+];
+
 /// A tenant and its owner's key.
 pub struct Brand {
     pub slug: String,
@@ -206,14 +220,8 @@ impl Kernel {
         if let (Value::Object(c), Value::Object(e)) = (&mut config, extra) {
             c.extend(e);
         }
-        self.enable(
-            &brand,
-            "codes",
-            &["records", "events", "counters", "persons-read"],
-            config,
-            &[],
-        )
-        .await;
+        self.enable(&brand, "codes", CODES_GRANTS, config, &[])
+            .await;
         brand
     }
 
@@ -238,7 +246,14 @@ impl Kernel {
 
     /// Enables `rewards` with every grant it asks for.
     pub async fn enable_rewards(&self, brand: &Brand, config: Value, hosts: &[String]) {
-        let caps = ["records", "events", "counters", "persons-read", "http"];
+        let caps = [
+            "records",
+            "events",
+            "counters",
+            "persons-read",
+            "http",
+            "org-read",
+        ];
         self.enable(brand, "rewards", &caps, config, hosts).await;
     }
 
