@@ -31,6 +31,10 @@ pub struct Prize {
     /// How many can be won in all; `None` for no limit (points, thanks).
     #[serde(default)]
     pub stock: Option<i64>,
+    /// A coupon's validity: it can be redeemed for this many days after it
+    /// was won (1..=3650); `None` for no expiry. Coupon prizes only.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub valid_days: Option<u32>,
 }
 
 impl Prize {
@@ -77,6 +81,15 @@ pub fn validate(prizes: &[Prize], budget_cents: Option<i64>) -> Result<(), Strin
             && s < 1
         {
             return Err(format!("{at}.stock: at least 1, or leave it out"));
+        }
+        match p.valid_days {
+            Some(_) if !matches!(p.kind, PrizeKind::Coupon) => {
+                return Err(format!("{at}.valid_days: only a coupon prize expires"));
+            }
+            Some(d) if !(1..=3650).contains(&d) => {
+                return Err(format!("{at}.valid_days: 1..=3650, or leave it out"));
+            }
+            _ => {}
         }
         match &p.kind {
             PrizeKind::Points { points } if *points < 1 || *points > 1_000_000 => {

@@ -249,6 +249,7 @@ fn prize(id: &str, kind: PrizeKind, weight: u32, stock: Option<i64>) -> Prize {
         kind,
         weight,
         stock,
+        valid_days: None,
     }
 }
 
@@ -302,12 +303,32 @@ fn prize_tables_that_make_no_sense_are_refused() {
             None,
             "stock",
         ),
+        (
+            vec![Prize {
+                valid_days: Some(30),
+                ..prize("p", PrizeKind::Points { points: 5 }, 1, None)
+            }],
+            None,
+            "only a coupon prize expires",
+        ),
+        (
+            vec![Prize {
+                valid_days: Some(0),
+                ..prize("c", PrizeKind::Coupon, 1, Some(5))
+            }],
+            None,
+            "valid_days: 1..=3650",
+        ),
     ] {
         let e = prizes::validate(&table, budget).unwrap_err();
         assert!(e.contains(says), "{table:?}: {e:?} should say {says:?}");
     }
+    let coupon = Prize {
+        valid_days: Some(30),
+        ..prize("c", PrizeKind::Coupon, 1, Some(5))
+    };
     prizes::validate(
-        &[prize("rp", packet(100, 500), 1, Some(10)), thanks],
+        &[prize("rp", packet(100, 500), 1, Some(10)), coupon, thanks],
         Some(100),
     )
     .unwrap();

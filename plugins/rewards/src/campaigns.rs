@@ -1,5 +1,7 @@
 //! Campaigns: schedule, status, priority and exclusion group, the
-//! targeting rule and prize table (validated on save), coupon pools.
+//! targeting rule and prize table (validated on save), coupon pools, the
+//! org node a campaign is limited to and the callers that reach it
+//! (`scope`).
 
 use keel_rewards_core::prizes::{self, Prize, PrizeKind, Simulation};
 use keel_rewards_core::rules::{Rule, micros};
@@ -10,6 +12,7 @@ use serde::{Deserialize, Serialize};
 use serde_json::Value;
 
 use crate::model::{now, rfc3339};
+use crate::scope::{Limit, Reach, limit_for, require_writable};
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "SCREAMING_SNAKE_CASE")]
@@ -51,6 +54,10 @@ pub(crate) struct Campaign {
     pub prizes: Vec<Prize>,
     pub budget_cents: Option<i64>,
     pub limits: Limits,
+    /// The org node the campaign is limited to: it judges only scans in
+    /// that node's regions, and only callers at or above it reach it.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub limited_to: Option<Limit>,
     pub created_at: String,
 }
 
@@ -112,6 +119,7 @@ pub(crate) struct CampaignOut {
     budget_cents: Option<i64>,
     spent_cents: i64,
     limits: Limits,
+    limited_to: Option<Limit>,
     created_at: String,
 }
 
@@ -131,6 +139,7 @@ pub(crate) fn out(c: Campaign) -> Result<CampaignOut> {
         rule: c.rule,
         budget_cents: c.budget_cents,
         limits: c.limits,
+        limited_to: c.limited_to,
         created_at: c.created_at,
     })
 }
@@ -149,6 +158,8 @@ pub(crate) struct CampaignInput {
     prizes: Value,
     budget_cents: Option<i64>,
     limits: Option<Limits>,
+    /// An org node's code or id.
+    limited_to: Option<String>,
 }
 
 /// GraphQL's JSON scalar may arrive as text.
@@ -255,6 +266,7 @@ fn build(id: String, status: Status, created_at: String, i: CampaignInput) -> Re
         prizes,
         budget_cents: i.budget_cents,
         limits,
+        limited_to: None,
         created_at,
     })
 }
@@ -264,11 +276,15 @@ pub(crate) struct CreateInput {
     input: CampaignInput,
 }
 
-pub(crate) fn create(_ctx: &Context, i: CreateInput) -> Result<CampaignOut> {
+/// Saves a new draft. A caller limited to an org node must limit it to
+/// that node or one under it; the whole tenant's caller may limit it too.
+pub(crate) fn create(ctx: &Context, mut i: CreateInput) -> Result<CampaignOut> {
+    let limited_to = limit_for(ctx, i.input.limited_to.take().as_deref())?;
     let n = match counters::add("campaign-seq", 1, 0, i64::MAX, None)? {
         Outcome::Applied(n) | Outcome::LimitReached(n) => n,
     };
-    let c = build(format!("C{n}"), Status::Draft, rfc3339(now()), i.input)?;
+    let mut c = build(format!("C{n}"), Status::Draft, rfc3339(now()), i.input)?;
+    c.limited_to = limited_to;
     records::put("campaigns", &c.id, &c, Expect::Absent)?;
     out(c)
 }
@@ -276,6 +292,23 @@ pub(crate) fn create(_ctx: &Context, i: CreateInput) -> Result<CampaignOut> {
 pub(crate) fn load(id: &str) -> Result<Record<Campaign>> {
     records::get::<Campaign>("campaigns", id)?
         .ok_or_else(|| Error::NotFound(format!("no campaign {id}")))
+}
+
+/// A campaign the caller reaches: one outside a scoped caller's node does
+/// not exist for it.
+pub(crate) fn load_reached(ctx: &Context, id: &str) -> Result<Record<Campaign>> {
+    let c = load(id)?;
+    if !Reach::of(ctx).covers(&c.data)? {
+        return Err(Error::NotFound(format!("no campaign {id}")));
+    }
+    Ok(c)
+}
+
+/// A campaign the caller may change (`FORBIDDEN` outside its node).
+fn load_writable(ctx: &Context, id: &str) -> Result<Record<Campaign>> {
+    let c = load(id)?;
+    require_writable(ctx, &c.data)?;
+    Ok(c)
 }
 
 fn save(c: &Record<Campaign>) -> Result<()> {
@@ -295,21 +328,23 @@ pub(crate) struct UpdateInput {
 }
 
 /// Changes a draft or paused campaign; a budget never drops below what
-/// is spent.
-pub(crate) fn update(_ctx: &Context, i: UpdateInput) -> Result<CampaignOut> {
-    let mut stored = load(&i.id)?;
+/// is spent. The input replaces the campaign, `limitedTo` included.
+pub(crate) fn update(ctx: &Context, mut i: UpdateInput) -> Result<CampaignOut> {
+    let mut stored = load_writable(ctx, &i.id)?;
     if !matches!(stored.data.status, Status::Draft | Status::Paused) {
         return Err(Error::refused(
             "CAMPAIGN_LOCKED",
             format!("pause campaign {} before changing it", i.id),
         ));
     }
-    let c = build(
+    let limited_to = limit_for(ctx, i.input.limited_to.take().as_deref())?;
+    let mut c = build(
         i.id.clone(),
         stored.data.status,
         stored.data.created_at.clone(),
         i.input,
     )?;
+    c.limited_to = limited_to;
     let spent = counters::get(&spend_key(&c.id))?;
     if c.budget_cents.is_some_and(|b| b < spent) {
         return Err(Error::invalid(format!(
@@ -338,8 +373,8 @@ pub(crate) struct StatusInput {
     status: Status,
 }
 
-pub(crate) fn set_status(_ctx: &Context, i: StatusInput) -> Result<CampaignOut> {
-    let mut c = load(&i.id)?;
+pub(crate) fn set_status(ctx: &Context, i: StatusInput) -> Result<CampaignOut> {
+    let mut c = load_writable(ctx, &i.id)?;
     use Status::*;
     let allowed = matches!(
         (c.data.status, i.status),
@@ -374,8 +409,16 @@ pub(crate) fn set_status(_ctx: &Context, i: StatusInput) -> Result<CampaignOut> 
     out(c.data)
 }
 
-pub(crate) fn list(_ctx: &Context, _i: Value) -> Result<Vec<CampaignOut>> {
-    all()?.into_iter().map(out).collect()
+/// The campaigns the caller reaches.
+pub(crate) fn list(ctx: &Context, _i: Value) -> Result<Vec<CampaignOut>> {
+    let mut reach = Reach::of(ctx);
+    let mut list = Vec::new();
+    for c in all()? {
+        if reach.covers(&c)? {
+            list.push(out(c)?);
+        }
+    }
+    Ok(list)
 }
 
 /// Every campaign (a brand runs dozens, not thousands).
@@ -397,10 +440,12 @@ pub(crate) struct IdInput {
     id: String,
 }
 
-pub(crate) fn get(_ctx: &Context, i: IdInput) -> Result<Option<CampaignOut>> {
-    records::get::<Campaign>("campaigns", &i.id)?
-        .map(|r| out(r.data))
-        .transpose()
+/// A campaign the caller reaches, or null.
+pub(crate) fn get(ctx: &Context, i: IdInput) -> Result<Option<CampaignOut>> {
+    match records::get::<Campaign>("campaigns", &i.id)? {
+        Some(r) if Reach::of(ctx).covers(&r.data)? => out(r.data).map(Some),
+        _ => Ok(None),
+    }
 }
 
 #[derive(Deserialize)]
@@ -411,8 +456,8 @@ pub(crate) struct CouponsInput {
 }
 
 /// Appends codes to a coupon prize's pool (at most its stock in all).
-pub(crate) fn add_coupons(_ctx: &Context, i: CouponsInput) -> Result<i64> {
-    let c = load(&i.campaign)?.data;
+pub(crate) fn add_coupons(ctx: &Context, i: CouponsInput) -> Result<i64> {
+    let c = load_writable(ctx, &i.campaign)?.data;
     let Some(prize) = c.prizes.iter().find(|p| p.id == i.prize) else {
         return Err(Error::NotFound(format!(
             "campaign {} has no prize {}",
@@ -479,11 +524,11 @@ pub(crate) struct SimulateInput {
 }
 
 /// What `claims` draws would cost, from the stock and budget left now.
-pub(crate) fn simulate(_ctx: &Context, i: SimulateInput) -> Result<Simulation> {
+pub(crate) fn simulate(ctx: &Context, i: SimulateInput) -> Result<Simulation> {
     if !(1..=1_000_000).contains(&i.claims) {
         return Err(Error::invalid("claims: 1..=1000000"));
     }
-    let c = load(&i.id)?.data;
+    let c = load_reached(ctx, &i.id)?.data;
     let spent = counters::get(&spend_key(&c.id))?;
     let mut prizes = c.prizes.clone();
     for p in &mut prizes {

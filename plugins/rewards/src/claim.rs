@@ -10,6 +10,11 @@
 //! A replayed claim returns the first result, but a prize's secret (a won
 //! coupon code) only to the person who won it: holding a scan id is not
 //! being its winner.
+//!
+//! A campaign limited to an org node judges only scans in that node's
+//! regions (`scope::ScanRegion`). A claim judges every campaign whoever
+//! calls it (it happens once per scan); a dry run by a caller limited to
+//! an org node judges only the campaigns it reaches.
 
 use keel_rewards_core::prizes::{self, PrizeKind};
 use keel_rewards_core::rules::Facts;
@@ -22,6 +27,7 @@ use serde_json::json;
 use crate::campaigns::{self, Campaign, coupon_key, spend_key, stock_key};
 use crate::model::{Identifier, day, now, random_u64, rfc3339, time_key};
 use crate::scans::{Scan, count_person_scan};
+use crate::scope::{Reach, ScanRegion};
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "SCREAMING_SNAKE_CASE")]
@@ -186,7 +192,7 @@ pub(crate) fn claim(ctx: &Context, input: ClaimInput) -> Result<ClaimResult> {
         Err(e) => return Err(e),
     };
     let person = person_of(ctx, &scan, ids, false)?;
-    let result = judge(&scan, person, false)?;
+    let result = judge(&scan, person, false, &mut Reach::everything())?;
     let done = Stored {
         result: Some(result.clone()),
     };
@@ -209,10 +215,44 @@ pub(crate) fn preview(ctx: &Context, input: ClaimInput) -> Result<ClaimResult> {
         && let Some(mut r) = c.data.result
     {
         r.dry_run = true;
+        only_reached(ctx, &mut r)?;
         return Ok(r);
     }
     let person = person_of(ctx, &scan, input.identifiers.as_deref(), true)?;
-    judge(&scan, person, true)
+    judge(&scan, person, true, &mut Reach::of(ctx))
+}
+
+/// A claim's result as a caller limited to an org node may see it: the
+/// checks and awards of the campaigns it reaches only.
+fn only_reached(ctx: &Context, r: &mut ClaimResult) -> Result<()> {
+    if ctx.scope().is_none() || r.checks.is_empty() {
+        return Ok(());
+    }
+    let mut reach = Reach::of(ctx);
+    let mut reached = Vec::new();
+    for c in campaigns::all()? {
+        if reach.covers(&c)? {
+            reached.push(c.id);
+        }
+    }
+    r.checks.retain(|c| reached.contains(&c.campaign));
+    r.awards.retain(|a| reached.contains(&a.campaign));
+    r.outcome = if r.checks.is_empty() {
+        ClaimOutcome::NoCampaign
+    } else {
+        overall(&r.checks)
+    };
+    r.message = r.outcome.message().into();
+    Ok(())
+}
+
+/// The most telling of the campaigns' outcomes.
+fn overall(checks: &[Check]) -> ClaimOutcome {
+    checks
+        .iter()
+        .map(|c| c.outcome)
+        .max_by_key(|o| o.rank())
+        .unwrap_or(ClaimOutcome::NotEligible)
 }
 
 /// The person and profile a claim is judged for: the scan's, or the one
@@ -315,15 +355,23 @@ impl Reservations {
     }
 }
 
-fn judge(scan: &Scan, person: Option<Claimant>, dry: bool) -> Result<ClaimResult> {
+/// Judges a scan against the open campaigns `reach` covers.
+fn judge(
+    scan: &Scan,
+    person: Option<Claimant>,
+    dry: bool,
+    reach: &mut Reach,
+) -> Result<ClaimResult> {
     if !scan.verdict.starts_with("GENUINE") {
         return Ok(bare(&scan.scan_id, ClaimOutcome::NotGenuine, dry));
     }
     let at = now();
-    let mut open: Vec<Campaign> = campaigns::all()?
-        .into_iter()
-        .filter(|c| c.open_at(at.timestamp_micros()))
-        .collect();
+    let mut open: Vec<Campaign> = Vec::new();
+    for c in campaigns::all()? {
+        if c.open_at(at.timestamp_micros()) && reach.covers(&c)? {
+            open.push(c);
+        }
+    }
     if open.is_empty() {
         return Ok(bare(&scan.scan_id, ClaimOutcome::NoCampaign, dry));
     }
@@ -343,11 +391,17 @@ fn judge(scan: &Scan, person: Option<Claimant>, dry: bool) -> Result<ClaimResult
     let mut awards = Vec::new();
     let mut checks = Vec::new();
     let mut won_groups: Vec<String> = Vec::new();
+    let mut region = ScanRegion::new(scan.region.as_deref());
     for c in &open {
         if c.group.as_ref().is_some_and(|g| won_groups.contains(g)) {
             continue;
         }
-        let outcome = if c.rule()?.eval(&facts) {
+        // Outside its node, a limited campaign does not judge the scan:
+        // not eligible, and not counted in its report.
+        let judged = region.judged_by(c)?;
+        let outcome = if !judged {
+            ClaimOutcome::NotEligible
+        } else if c.rule()?.eval(&facts) {
             let (outcome, award) =
                 try_campaign(c, scan, person.as_ref().map(|p| p.id.as_str()), dry, at)?;
             if let Some(a) = award {
@@ -360,7 +414,7 @@ fn judge(scan: &Scan, person: Option<Claimant>, dry: bool) -> Result<ClaimResult
         } else {
             ClaimOutcome::NotEligible
         };
-        if !dry {
+        if !dry && judged {
             crate::reports::count_claim(c, scan, outcome)?;
         }
         checks.push(Check {
@@ -369,11 +423,7 @@ fn judge(scan: &Scan, person: Option<Claimant>, dry: bool) -> Result<ClaimResult
             message: outcome.message().into(),
         });
     }
-    let outcome = checks
-        .iter()
-        .map(|c| c.outcome)
-        .max_by_key(|o| o.rank())
-        .unwrap_or(ClaimOutcome::NotEligible);
+    let outcome = overall(&checks);
     Ok(ClaimResult {
         outcome,
         message: outcome.message().into(),

@@ -10,14 +10,21 @@
 //! - `claim` — the public claim and its dry run, every limit reserved
 //!   through the kernel's counters;
 //! - `wallet` — points; `payouts` — red packets through the provider;
-//! - `reports` — per campaign, day and region, and the day's awards.
+//! - `redeem` — coupon redemption. With `spendPoints` and `creditPoints`
+//!   it is offered to other plugins (`[offers]`), which call it inside
+//!   their own transaction (a checkout and its order commit together);
+//! - `reports` — per campaign, day and region, and the day's awards;
+//! - `scope` — campaigns limited to an org node, and callers limited to
+//!   one: a scoped marketer reaches only its node's campaigns.
 
 mod campaigns;
 mod claim;
 mod model;
 mod payouts;
+mod redeem;
 mod reports;
 mod scans;
+mod scope;
 mod wallet;
 
 use keel_sdk::plugin;
@@ -37,6 +44,8 @@ plugin! {
         "rewardAwards" => reports::awards,
         "pointsWallet" => wallet::wallet,
         "spendPoints" => wallet::spend,
+        "creditPoints" => wallet::credit_points,
+        "redeemCoupon" => redeem::redeem,
         "rewardPayouts" => payouts::list,
     },
     events: {

@@ -242,7 +242,9 @@ pub(crate) struct ListInput {
     limit: Option<i64>,
 }
 
-pub(crate) fn list(_ctx: &Context, i: ListInput) -> Result<Vec<Payout>> {
+/// Payouts, by award. Tenant-wide: not for a caller limited to an org node.
+pub(crate) fn list(ctx: &Context, i: ListInput) -> Result<Vec<Payout>> {
+    crate::scope::require_tenant_wide(ctx, "payouts")?;
     let limit = page_limit(i.limit, 100, 1000)?;
     let page = match &i.status {
         Some(s) => {

@@ -2,7 +2,10 @@
 //! by day and region — and the day's awards for an ERP.
 //!
 //! Figures are counters (exact under any concurrency); a `groups` record
-//! names each (campaign, day, region) that has any.
+//! names each (campaign, day, region) that has any. A caller limited to an
+//! org node sees only the campaigns it reaches and their awards.
+
+use std::collections::HashMap;
 
 use keel_sdk::counters::{self, Outcome};
 use keel_sdk::records::{self, Expect};
@@ -10,10 +13,11 @@ use keel_sdk::{Context, Error, Result};
 use serde::{Deserialize, Serialize};
 use serde_json::json;
 
-use crate::campaigns::{Campaign, load, spend_key, stock_key};
+use crate::campaigns::{Campaign, load_reached, spend_key, stock_key};
 use crate::claim::{Award, ClaimOutcome};
 use crate::model::{page_limit, parse_day};
 use crate::scans::Scan;
+use crate::scope::Reach;
 
 #[derive(Serialize, Deserialize)]
 struct Group {
@@ -92,12 +96,12 @@ pub(crate) struct ReportInput {
     to: String,
 }
 
-pub(crate) fn campaign(_ctx: &Context, i: ReportInput) -> Result<Report> {
+pub(crate) fn campaign(ctx: &Context, i: ReportInput) -> Result<Report> {
     let (from, to) = (parse_day("from", &i.from)?, parse_day("to", &i.to)?);
     if to < from || (to - from).num_days() > 91 {
         return Err(Error::invalid("from..to: at most 92 days, from first"));
     }
-    let c = load(&i.id)?.data;
+    let c = load_reached(ctx, &i.id)?.data;
     let mut rows = Vec::new();
     let mut after = Some(format!("{}|{}", c.id, i.from));
     let prefix = format!("{}|", c.id);
@@ -156,14 +160,34 @@ pub(crate) struct AwardPage {
     next: Option<String>,
 }
 
-/// A day's awards, oldest first, with each red packet's payout status.
-pub(crate) fn awards(_ctx: &Context, i: AwardsInput) -> Result<AwardPage> {
+/// A day's awards, oldest first, with each red packet's payout status; for
+/// a caller limited to an org node, those of the campaigns it reaches (a
+/// page may then hold fewer than `limit`; follow `next`).
+pub(crate) fn awards(ctx: &Context, i: AwardsInput) -> Result<AwardPage> {
     parse_day("day", &i.day)?;
     let limit = page_limit(i.limit, 100, 1000)?;
     let page = records::query::<Award>("awards", "day", &json!(i.day), i.after.as_deref(), limit)?;
+    let mut reach = Reach::of(ctx);
+    let mut reached: HashMap<String, bool> = HashMap::new();
     let mut awards = Vec::new();
     for r in page.records {
         let mut a = r.data;
+        if ctx.scope().is_some() {
+            let ok = match reached.get(&a.campaign) {
+                Some(&ok) => ok,
+                None => {
+                    let ok = match records::get::<Campaign>("campaigns", &a.campaign)? {
+                        Some(c) => reach.covers(&c.data)?,
+                        None => false,
+                    };
+                    reached.insert(a.campaign.clone(), ok);
+                    ok
+                }
+            };
+            if !ok {
+                continue;
+            }
+        }
         if a.amount_cents.is_some()
             && let Some(p) = records::get::<serde_json::Value>("payouts", &a.id)?
         {

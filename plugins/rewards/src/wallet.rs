@@ -3,7 +3,7 @@
 
 use keel_sdk::counters::{self, Outcome};
 use keel_sdk::records::{self, Expect};
-use keel_sdk::{Context, Error, Result, events};
+use keel_sdk::{Context, Error, Result, events, persons};
 use serde::{Deserialize, Serialize};
 use serde_json::json;
 
@@ -62,8 +62,10 @@ pub(crate) struct WalletInput {
     person_id: String,
 }
 
-/// The balance and the latest 100 movements, newest last.
-pub(crate) fn wallet(_ctx: &Context, i: WalletInput) -> Result<Wallet> {
+/// The balance and the latest 100 movements, newest last. Tenant-wide: not
+/// for a caller limited to an org node.
+pub(crate) fn wallet(ctx: &Context, i: WalletInput) -> Result<Wallet> {
+    crate::scope::require_tenant_wide(ctx, "points wallets")?;
     let history = records::query::<Movement>("points", "person", &json!(i.person_id), None, 100)?;
     Ok(Wallet {
         balance: counters::get(&balance_key(&i.person_id))?,
@@ -81,45 +83,97 @@ pub(crate) struct SpendInput {
     idempotency_key: String,
 }
 
-/// Spends points; refused (changing nothing) beyond the balance. A retry
-/// with the same key spends once.
-pub(crate) fn spend(ctx: &Context, i: SpendInput) -> Result<Wallet> {
-    if i.points < 1 {
-        return Err(Error::invalid("points: at least 1"));
+/// The checked reason of a movement of `points` with `key`.
+fn check_movement<'a>(points: i64, reason: &'a str, key: &str) -> Result<&'a str> {
+    if !(1..=MAX_POINTS).contains(&points) {
+        return Err(Error::invalid(format!("points: 1..={MAX_POINTS}")));
     }
-    let reason = i.reason.trim();
+    let reason = reason.trim();
     if reason.is_empty() || reason.chars().count() > 200 {
         return Err(Error::invalid("reason: 1-200 characters"));
     }
-    if i.idempotency_key.is_empty() || i.idempotency_key.len() > 100 {
+    if key.is_empty() || key.len() > 100 {
         return Err(Error::invalid("idempotencyKey: 1-100 characters"));
     }
-    let key = format!("spend:{}", i.idempotency_key);
-    let before = counters::get(&balance_key(&i.person_id))?;
-    match counters::add(
-        &balance_key(&i.person_id),
-        -i.points,
-        0,
-        i64::MAX,
-        Some(&key),
-    )? {
-        Outcome::Applied(after) if after == before - i.points => {
-            record(&i.person_id, -i.points, reason)?;
-            events::emit(
-                "rewards.points_spent",
-                Some(&i.person_id),
-                &json!({"points": i.points, "reason": reason, "balance": after}),
-                Some(&key),
-            )?;
+    Ok(reason)
+}
+
+/// The most points one movement moves.
+const MAX_POINTS: i64 = 1_000_000_000;
+
+/// An idempotency key in its caller's own space: a plugin's keys (through
+/// `plugins.call`) never meet another plugin's or an operator's.
+pub(crate) fn scoped_key(ctx: &Context, kind: &str, key: &str) -> String {
+    match ctx.calling_plugin() {
+        Some(plugin) => format!("{kind}:{plugin}:{key}"),
+        None => format!("{kind}:{key}"),
+    }
+}
+
+/// A keyed movement, kept so that a retry finds it (`wallet_ops`).
+#[derive(Serialize, Deserialize)]
+struct Op {
+    person: String,
+    points: i64,
+    balance: i64,
+}
+
+/// True when `key` already moved `points` for `person` (a retry); a
+/// conflict when it moved something else.
+fn replayed(key: &str, person: &str, points: i64) -> Result<bool> {
+    match records::get::<Op>("wallet_ops", key)? {
+        None => Ok(false),
+        Some(op) if op.data.person == person && op.data.points == points => Ok(true),
+        Some(_) => Err(Error::Conflict(format!(
+            "idempotencyKey: {key} was used for another movement"
+        ))),
+    }
+}
+
+/// Moves `points` (negative to spend) with `key`, once: the balance after
+/// a fresh move, `None` for a retry (which changes nothing). Refused with
+/// `INSUFFICIENT_POINTS` when the wallet holds too few points.
+fn move_once(person: &str, points: i64, reason: &str, key: &str) -> Result<Option<i64>> {
+    if replayed(key, person, points)? {
+        return Ok(None);
+    }
+    let before = counters::get(&balance_key(person))?;
+    match counters::add(&balance_key(person), points, 0, i64::MAX, Some(key))? {
+        Outcome::Applied(after) if after == before + points => {
+            record(person, points, reason)?;
+            let op = Op {
+                person: person.to_owned(),
+                points,
+                balance: after,
+            };
+            records::put("wallet_ops", key, &op, Expect::Absent)?;
+            Ok(Some(after))
         }
-        // The key was used before: the first spend stands.
-        Outcome::Applied(_) => {}
-        Outcome::LimitReached(have) => {
-            return Err(Error::refused(
-                "INSUFFICIENT_POINTS",
-                format!("the wallet holds {have} points, fewer than {}", i.points),
-            ));
-        }
+        // The key moved points before this plugin kept its movements.
+        Outcome::Applied(_) => Ok(None),
+        Outcome::LimitReached(have) => Err(Error::refused(
+            "INSUFFICIENT_POINTS",
+            format!("the wallet holds {have} points, fewer than {}", -points),
+        )),
+    }
+}
+
+/// Spends points; refused with `INSUFFICIENT_POINTS` (changing nothing)
+/// beyond the balance. A retry with the same key spends once. Offered to
+/// other plugins too (a checkout spends inside its order's transaction);
+/// their keys are their own. Tenant-wide: not for a caller limited to an
+/// org node, unless through a plugin that answers for it.
+pub(crate) fn spend(ctx: &Context, i: SpendInput) -> Result<Wallet> {
+    crate::scope::require_tenant_wide(ctx, "points wallets")?;
+    let reason = check_movement(i.points, &i.reason, &i.idempotency_key)?;
+    let key = scoped_key(ctx, "spend", &i.idempotency_key);
+    if let Some(after) = move_once(&i.person_id, -i.points, reason, &key)? {
+        events::emit(
+            "rewards.points_spent",
+            Some(&i.person_id),
+            &json!({"points": i.points, "reason": reason, "balance": after}),
+            Some(&key),
+        )?;
     }
     wallet(
         ctx,
@@ -127,4 +181,18 @@ pub(crate) fn spend(ctx: &Context, i: SpendInput) -> Result<Wallet> {
             person_id: i.person_id,
         },
     )
+}
+
+/// Credits points to an existing person's wallet (the person they were
+/// merged into, if so), once per idempotency key. Offered to other plugins
+/// only (a store crediting a purchase): not on GraphQL.
+pub(crate) fn credit_points(ctx: &Context, i: SpendInput) -> Result<Wallet> {
+    crate::redeem::offered_only(ctx, "creditPoints")?;
+    let reason = check_movement(i.points, &i.reason, &i.idempotency_key)?;
+    let person = persons::get(&i.person_id)?
+        .ok_or_else(|| Error::NotFound(format!("personId: no person {}", i.person_id)))?
+        .id;
+    let key = scoped_key(ctx, "credit", &i.idempotency_key);
+    move_once(&person, i.points, reason, &key)?;
+    wallet(ctx, WalletInput { person_id: person })
 }

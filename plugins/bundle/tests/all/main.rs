@@ -3,8 +3,11 @@
 
 mod support;
 
+mod calls;
 mod codes;
+mod codes_upgrade;
 mod page;
 mod refusals;
 mod rewards;
+mod scopes;
 mod story;

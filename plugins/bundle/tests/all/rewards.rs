@@ -14,9 +14,9 @@ use crate::support::{Brand, Kernel, code, ok};
 pub const CLAIM: &str = "mutation($s: String!, $i: [RewardIdentifierInput!]) { claimReward(scanId: $s, identifiers: $i) { \
     outcome message scanId dryRun awards { id campaign prize kind points amountCents coupon codeId personId payoutStatus } \
     checks { campaign outcome } } }";
-const CREATE: &str =
+pub const CREATE: &str =
     "mutation($i: CampaignInput!) { createCampaign(input: $i) { id status budgetCents } }";
-const STATUS: &str = "mutation($id: String!, $s: CampaignStatus!) { setCampaignStatus(id: $id, status: $s) { status } }";
+pub const STATUS: &str = "mutation($id: String!, $s: CampaignStatus!) { setCampaignStatus(id: $id, status: $s) { status } }";
 const SCAN: &str = "mutation($c: String!, $l: ScanLocationInput, $i: [ScanIdentifierInput!]) { scan(code: $c, location: $l, identifiers: $i) { verdict scanId } }";
 
 /// A campaign input running now; `extra` overrides fields.
@@ -98,7 +98,7 @@ async fn shop(
     (b, codes)
 }
 
-fn points(n: i64) -> Value {
+pub fn points(n: i64) -> Value {
     json!([{"id": "pts", "name": format!("{n} points"), "kind": "POINTS", "points": n, "weight": 1}])
 }
 
