@@ -178,7 +178,7 @@ on_both_backends! {
         assert_eq!(ok(&r)["updateCampaign"]["limitedTo"]["code"], "CN-GD");
         let r = k.gql(&b.owner, UPDATE, json!({"id": mine_sz, "i": campaign(json!({"all": []}), points(2), json!({}))})).await;
         assert_eq!(ok(&r)["updateCampaign"]["limitedTo"], Value::Null);
-        assert_eq!(listed(&k, &gd_key).await, [mine.clone()], "an unlimited campaign is HQ's");
+        assert_eq!(listed(&k, &gd_key).await, std::slice::from_ref(&mine), "an unlimited campaign is HQ's");
         // Person-level data is tenant-wide.
         let r = k.gql(&gd_key, "query { pointsWallet(personId: \"p\") { balance } }", json!({})).await;
         assert_eq!(code(&r), "FORBIDDEN");
