@@ -261,6 +261,26 @@ fn field_value(v: Value, ty: &Type) -> FieldValue<'static> {
     }
 }
 
+/// The SDL's description of a field, and its `@deprecated(reason: …)`, so
+/// that introspection shows a plugin's deprecated operations as deprecated.
+fn described(mut field: Field, f: &FieldDefinition) -> Field {
+    if let Some(d) = &f.description {
+        field = field.description(d.node.clone());
+    }
+    if let Some(d) = f
+        .directives
+        .iter()
+        .find(|d| d.node.name.node == "deprecated")
+    {
+        let reason = match d.node.get_argument("reason").map(|r| &r.node) {
+            Some(async_graphql::Value::String(r)) => Some(r.as_str()),
+            _ => None,
+        };
+        field = field.deprecation(reason);
+    }
+    field
+}
+
 /// A field of an object type, resolved from the parent's JSON: by response
 /// key for kernel objects (forwarded with the same aliases), by field name
 /// for plugin objects (the plugin knows no aliases).
@@ -281,10 +301,7 @@ fn object_field(f: &FieldDefinition, by_response_key: bool) -> Field {
     for a in &f.arguments {
         field = field.argument(input_value(&a.node));
     }
-    if let Some(d) = &f.description {
-        field = field.description(d.node.clone());
-    }
-    field
+    described(field, f)
 }
 
 /// Renders a selection back into GraphQL text, with variables resolved.
@@ -373,10 +390,7 @@ fn kernel_root(f: &FieldDefinition, op: &'static str, kernel: Option<KernelSchem
     for a in &f.arguments {
         field = field.argument(input_value(&a.node));
     }
-    if let Some(d) = &f.description {
-        field = field.description(d.node.clone());
-    }
-    field
+    described(field, f)
 }
 
 /// The message of the stand-in error a failed non-null root field leaves
@@ -509,10 +523,7 @@ fn plugin_root(
     for a in &f.arguments {
         field = field.argument(input_value(&a.node));
     }
-    if let Some(d) = &f.description {
-        field = field.description(d.node.clone());
-    }
-    field
+    described(field, f)
 }
 
 /// Checks a plugin's JSON output against a declared type.
