@@ -71,8 +71,8 @@ struct OldRegion {
 
 /// What the capabilities a migration needs are, for a refusal's message.
 const NEEDS: &str = "codes 0.2 keeps products in the kernel catalogue and regions in the org tree: \
-    grant it catalog-read, catalog-write, org-read and org-write (an upgrade keeps the grants \
-    it had: disable codes and enable it again with them)";
+    grant it catalog-read, catalog-write, org-read and org-write (upgradePlugin keeps the old \
+    grants unless given `capabilities`: pass them with the upgrade)";
 
 fn denied(e: Error) -> Error {
     match e {

@@ -202,9 +202,27 @@ on_both_backends! {
         let f = fixture();
         let (b, t) = tenant(&k, "demo").await;
         load(&k, &t, &f).await;
+        // With only the grants codes 0.1 had, the upgrade step refuses,
+        // naming what it needs, and nothing moves.
+        let config = json!({"scan_base_url": k.url("/t/demo/p/codes/")});
+        let r = k.gql(&b.owner, "mutation($i: EnablePluginInput!) { enablePlugin(input: $i) { enabled } }",
+            json!({"i": {"name": "codes", "capabilities": ["records", "events", "counters", "persons-read"], "config": config}})).await;
+        assert_eq!(code(&r), "FORBIDDEN", "{r}");
+        assert!(r.to_string().contains("catalog-write"), "{r}");
+        let r = k.gql(&b.owner, "{ product(code: \"DEMO-WINE\") { code } }", json!({})).await;
+        assert_eq!(ok(&r)["product"], Value::Null, "a refused upgrade moved a product");
         let r = enable_codes(&k, &b).await;
         let version = ok(&r)["enablePlugin"]["version"].as_str().unwrap().to_owned();
         assert!(version.starts_with("0.2."), "{version}");
+
+        // The replaced operations still answer, and introspection says
+        // what replaces them.
+        let r = k.gql(&b.owner, "{ __type(name: \"Mutation\") { fields(includeDeprecated: true) { name isDeprecated deprecationReason } } }", json!({})).await;
+        let fields = ok(&r)["__type"]["fields"].as_array().unwrap().clone();
+        let field = |n: &str| fields.iter().find(|f| f["name"] == n).cloned().unwrap_or_else(|| panic!("no field {n}"));
+        assert_eq!(field("defineRegion")["deprecationReason"], "use upsertOrgNodes");
+        assert_eq!(field("createCodeProduct")["isDeprecated"], true);
+        assert_eq!(field("upsertOrgNodes")["isDeprecated"], false);
 
         // The catalogue has DEMO-WINE: a product of that code holding one SKU.
         let r = k.gql(&b.owner, "{ product(code: \"DEMO-WINE\") { code name unit skus { code gtin name status } } }", json!({})).await;
