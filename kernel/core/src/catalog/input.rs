@@ -9,7 +9,10 @@ use std::collections::HashMap;
 
 use serde_json::{Map, Value};
 
-use super::{ExternalId, Status};
+use super::Status;
+use crate::master_data::Patch;
+pub(crate) use crate::master_data::check_text;
+use crate::master_data::{ExternalId, MAX_EXTERNAL_IDS, check_external_id};
 use crate::{Error, Result};
 
 /// The most products one upsert takes.
@@ -18,8 +21,6 @@ pub const MAX_PRODUCTS_PER_CALL: usize = 1000;
 pub const MAX_SKUS_PER_PRODUCT: usize = 1000;
 /// The most SKUs one upsert takes, over all its products.
 pub const MAX_SKUS_PER_CALL: usize = 10_000;
-/// The most external ids of one product or SKU.
-pub const MAX_EXTERNAL_IDS: usize = 20;
 /// The largest `attributes` of one product or SKU, serialised.
 pub const MAX_ATTRIBUTES_BYTES: usize = 16 * 1024;
 
@@ -27,21 +28,6 @@ pub const MAX_ATTRIBUTES_BYTES: usize = 16 * 1024;
 pub const MAX_CODE_CHARS: usize = 100;
 const MAX_NAME_CHARS: usize = 200;
 const MAX_UNIT_CHARS: usize = 32;
-const MAX_SYSTEM_CHARS: usize = 64;
-const MAX_EXTERNAL_ID_CHARS: usize = 200;
-
-/// A field that may be left out (keep what is stored), set to null (clear
-/// it) or given a value (replace it).
-#[derive(Debug, Clone, Default, PartialEq, Eq)]
-pub enum Patch<T> {
-    /// Left out: the stored value stays (a new object gets the default).
-    #[default]
-    Keep,
-    /// `null`: cleared.
-    Clear,
-    /// Replaced by this.
-    Set(T),
-}
 
 /// One product of an upsert, as the caller sent it (unchecked).
 ///
@@ -262,28 +248,6 @@ fn check_sku(path: String, s: SkuInput) -> Result<CheckedSku> {
     })
 }
 
-/// A one-line text: trimmed, 1 to `max` characters, no control characters.
-pub(crate) fn check_text(field: &str, raw: &str, max: usize) -> Result<String> {
-    // Cheap bound first, so a 10 MB string is not walked character by character.
-    if raw.len() > max * 4 + 64 || raw.trim().chars().count() > max {
-        return Err(Error::bad_input(
-            field,
-            format!("is {} bytes long; at most {max} characters", raw.len()),
-        ));
-    }
-    let s = raw.trim();
-    if s.is_empty() {
-        return Err(Error::bad_input(field, "must not be empty"));
-    }
-    if let Some(c) = s.chars().find(|c| c.is_control()) {
-        return Err(Error::bad_input(
-            field,
-            format!("contains the control character U+{:04X}", u32::from(c)),
-        ));
-    }
-    Ok(s.to_owned())
-}
-
 /// A product or SKU code (trimmed, like every text).
 pub(crate) fn check_code(field: &str, raw: &str) -> Result<String> {
     check_text(field, raw, MAX_CODE_CHARS)
@@ -301,28 +265,6 @@ fn check_attributes(field: &str, v: Value) -> Result<Map<String, Value>> {
         ));
     }
     Ok(m)
-}
-
-/// Checks one external id: `system` is 1-64 characters of `a-z`, `0-9`,
-/// `_`, `-` and `.` (lower-cased); `id` is any one-line text up to 200.
-pub(crate) fn check_external_id(field: &str, e: &ExternalId) -> Result<ExternalId> {
-    let system = e.system.trim().to_ascii_lowercase();
-    let ok = (1..=MAX_SYSTEM_CHARS).contains(&system.len())
-        && system
-            .bytes()
-            .all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b"_-.".contains(&b));
-    if !ok {
-        return Err(Error::bad_input(
-            format!("{field}.system"),
-            format!(
-                "must be 1-{MAX_SYSTEM_CHARS} characters of a-z, 0-9, _, - and ., e.g. kingdee"
-            ),
-        ));
-    }
-    Ok(ExternalId {
-        system,
-        id: check_text(&format!("{field}.id"), &e.id, MAX_EXTERNAL_ID_CHARS)?,
-    })
 }
 
 fn check_external_ids(field: &str, list: Vec<ExternalId>) -> Result<Vec<ExternalId>> {

@@ -17,17 +17,17 @@ mod upsert;
 use std::collections::HashMap;
 use std::fmt;
 
-use serde::{Deserialize, Serialize};
 use serde_json::{Map, Value};
 use sqlx::Row as _;
 use sqlx::any::AnyRow;
 
 use crate::db::Conn;
+pub use crate::master_data::{ExternalId, MAX_EXTERNAL_IDS, Patch};
 use crate::{Error, Result, TenantId, Timestamp};
 pub use input::{
-    MAX_ATTRIBUTES_BYTES, MAX_CODE_CHARS, MAX_EXTERNAL_IDS, MAX_PRODUCTS_PER_CALL,
-    MAX_SKUS_PER_CALL, MAX_SKUS_PER_PRODUCT, Patch, ProductInput, SkuInput, normalize_gtin,
-    parse_products, parse_products_json,
+    MAX_ATTRIBUTES_BYTES, MAX_CODE_CHARS, MAX_PRODUCTS_PER_CALL, MAX_SKUS_PER_CALL,
+    MAX_SKUS_PER_PRODUCT, ProductInput, SkuInput, normalize_gtin, parse_products,
+    parse_products_json,
 };
 pub use upsert::{
     Change, EVENT_CREATED, EVENT_UPDATED, UpsertOutcome, UpsertedProduct, event_schemas,
@@ -71,20 +71,6 @@ impl Status {
 impl fmt::Display for Status {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.write_str(self.as_str())
-    }
-}
-
-/// An object's id in another system, e.g. `{system: "kingdee", id: "MAT-0001"}`.
-#[derive(Debug, Clone, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
-pub struct ExternalId {
-    /// Lower case: `a-z`, `0-9`, `_`, `-`, `.`.
-    pub system: String,
-    pub id: String,
-}
-
-impl fmt::Display for ExternalId {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        write!(f, "{}:{:?}", self.system, self.id)
     }
 }
 
@@ -311,7 +297,7 @@ async fn external_owner(
     kind: &str,
     e: &ExternalId,
 ) -> Result<Option<String>> {
-    let e = input::check_external_id("externalId", e)?;
+    let e = crate::master_data::check_external_id("externalId", e)?;
     Ok(sqlx::query_scalar(
         "SELECT owner_id FROM catalog_external_ids \
          WHERE tenant_id = $1 AND kind = $2 AND external_id = $3 AND system = $4",

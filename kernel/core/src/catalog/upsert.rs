@@ -14,7 +14,7 @@ use serde_json::{Map, Value, json};
 use sqlx::Connection as _;
 use sqlx::Row as _;
 
-use super::input::{self, CheckedProduct, CheckedSku, Patch, ProductInput};
+use super::input::{self, CheckedProduct, CheckedSku, ProductInput};
 use super::{
     ExternalId, PRODUCT_COLUMNS, Product, SKU_COLUMNS, Sku, Status, external_ids_of,
     product_from_row, select_in, sku_from_row,
@@ -22,6 +22,7 @@ use super::{
 use crate::db::Conn;
 use crate::error::is_unique_violation;
 use crate::events::{self, Event, NewEvent};
+use crate::master_data::Patch;
 use crate::{Error, Result, TenantId, now};
 
 /// Emitted when an upsert creates a product (with the SKUs it lists).
@@ -206,11 +207,7 @@ fn new_id(prefix: &str) -> String {
 }
 
 fn patched(p: Patch<String>, stored: Option<String>) -> Option<String> {
-    match p {
-        Patch::Keep => stored,
-        Patch::Clear => None,
-        Patch::Set(v) => Some(v),
-    }
+    p.apply(stored)
 }
 
 async fn run(

@@ -4,12 +4,11 @@
 
 use std::collections::HashSet;
 
-use serde::{Deserialize, Deserializer};
+use serde::Deserialize;
 use serde_json::{Map, Value};
 
-use super::{
-    Boundary, ExternalId, GeoPoint, MAX_ATTRIBUTES_BYTES, MAX_EXTERNAL_IDS, NodeKind, NodeStatus,
-};
+use super::{Boundary, GeoPoint, MAX_ATTRIBUTES_BYTES, NodeKind, NodeStatus};
+use crate::master_data::{ExternalId, MAX_EXTERNAL_IDS, Patch, check_external_id, check_text};
 use crate::{Error, Result};
 
 /// The most nodes one batch may hold.
@@ -18,42 +17,6 @@ pub const MAX_BATCH: usize = 1000;
 pub(crate) const MAX_CODE: usize = 64;
 const MAX_NAME: usize = 200;
 const MAX_ADDRESS: usize = 500;
-const MAX_EXTERNAL_ID: usize = 200;
-
-/// An optional field of an upsert: left out (keep what is stored), `null`
-/// (clear it) or a value.
-#[derive(Debug, Clone, PartialEq, Default)]
-pub enum Patch<T> {
-    #[default]
-    Keep,
-    Clear,
-    Set(T),
-}
-
-impl<'de, T: Deserialize<'de>> Deserialize<'de> for Patch<T> {
-    fn deserialize<D: Deserializer<'de>>(d: D) -> std::result::Result<Self, D::Error> {
-        Ok(Option::<T>::deserialize(d)?.map_or(Patch::Clear, Patch::Set))
-    }
-}
-
-impl<T> Patch<T> {
-    fn map<U>(self, f: impl FnOnce(T) -> Result<U>) -> Result<Patch<U>> {
-        Ok(match self {
-            Patch::Keep => Patch::Keep,
-            Patch::Clear => Patch::Clear,
-            Patch::Set(v) => Patch::Set(f(v)?),
-        })
-    }
-
-    /// The value after the patch, given the stored one.
-    pub(super) fn apply(self, stored: Option<T>) -> Option<T> {
-        match self {
-            Patch::Keep => stored,
-            Patch::Clear => None,
-            Patch::Set(v) => Some(v),
-        }
-    }
-}
 
 /// One node of an upsert: GraphQL's `OrgNodeInput`, and the objects of the
 /// JSON array that the WIT's `upsert-nodes` takes (camelCase, kinds and
@@ -145,23 +108,6 @@ fn truncate(s: &str) -> String {
 
 /// Trims and checks a line of text: 1 to `max` characters, no control
 /// characters (NUL, newlines…).
-fn check_text(field: &str, s: &str, max: usize) -> Result<String> {
-    let t = s.trim();
-    if t.is_empty() || t.len() > max * 4 || t.chars().count() > max {
-        return Err(Error::bad_input(
-            field,
-            format!("must be 1-{max} characters"),
-        ));
-    }
-    if t.chars().any(char::is_control) {
-        return Err(Error::bad_input(
-            field,
-            "must not contain control characters",
-        ));
-    }
-    Ok(t.to_owned())
-}
-
 fn check_external_ids(mut ids: Vec<ExternalId>) -> Result<Vec<ExternalId>> {
     if ids.len() > MAX_EXTERNAL_IDS {
         return Err(Error::bad_input(
@@ -171,19 +117,7 @@ fn check_external_ids(mut ids: Vec<ExternalId>) -> Result<Vec<ExternalId>> {
     }
     let mut systems = HashSet::new();
     for (k, x) in ids.iter_mut().enumerate() {
-        let ok = !x.system.is_empty()
-            && x.system.len() <= 64
-            && x.system.as_bytes()[0].is_ascii_alphanumeric()
-            && x.system
-                .bytes()
-                .all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b"_.-".contains(&b));
-        if !ok {
-            return Err(Error::bad_input(
-                format!("externalIds[{k}].system"),
-                "must be 1-64 of a-z, 0-9, '_', '.' or '-', e.g. kingdee",
-            ));
-        }
-        x.id = check_text(&format!("externalIds[{k}].id"), &x.id, MAX_EXTERNAL_ID)?;
+        *x = check_external_id(&format!("externalIds[{k}]"), x)?;
         if !systems.insert(x.system.clone()) {
             return Err(Error::bad_input(
                 format!("externalIds[{k}].system"),

@@ -32,15 +32,16 @@ mod upsert;
 use std::collections::HashMap;
 use std::fmt;
 
-use serde::{Deserialize, Deserializer, Serialize};
+use serde::{Deserialize, Deserializer};
 use serde_json::{Map, Value, json};
 use sqlx::Row as _;
 
 use crate::db::Conn;
 use crate::{Error, Result, TenantId, Timestamp};
 
+pub use crate::master_data::{ExternalId, MAX_EXTERNAL_IDS, Patch};
 pub use geo::{Boundary, BoundingBox, GeoPoint, MAX_BOUNDARY_POSITIONS, MAX_BOUNDARY_RINGS};
-pub use input::{MAX_BATCH, NodeInput, Patch, parse_nodes_json};
+pub use input::{MAX_BATCH, NodeInput, parse_nodes_json};
 pub use staff::{
     MAX_STAFF_PER_NODE, Staff, StaffChange, add_staff, remove_staff, staff_of_node, staff_of_person,
 };
@@ -50,8 +51,6 @@ pub use upsert::{Change, UpsertOutcome, Upserted, upsert_nodes};
 pub const MAX_PAGE: usize = 200;
 /// The deepest a node may sit (a root has depth 0).
 pub const MAX_DEPTH: i64 = 15;
-/// The most external ids a node may have.
-pub const MAX_EXTERNAL_IDS: usize = 20;
 /// The largest attributes object, serialised.
 pub const MAX_ATTRIBUTES_BYTES: usize = 64 * 1024;
 
@@ -166,14 +165,6 @@ impl<'de> Deserialize<'de> for NodeStatus {
             ))
         })
     }
-}
-
-/// A node's id in another system (an ERP, a mall).
-#[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
-#[serde(deny_unknown_fields)]
-pub struct ExternalId {
-    pub system: String,
-    pub id: String,
 }
 
 /// A node of the tree.

@@ -14,7 +14,7 @@ use std::collections::HashMap;
 use serde_json::{Value, json};
 use sqlx::Row as _;
 
-use super::input::{Checked, NodeInput, Patch, check, check_batch_size};
+use super::input::{Checked, NodeInput, check, check_batch_size};
 use super::{
     Boundary, COLUMNS, MAX_DEPTH, Node, NodeKind, Scope, ScopeNode, from_row, load, path_end,
     placeholders, resolve_scope, with_external_ids,
@@ -22,6 +22,7 @@ use super::{
 use crate::db::Conn;
 use crate::error::is_unique_violation;
 use crate::events::{self, Event, NewEvent};
+use crate::master_data::Patch;
 use crate::{Error, Result, TenantId, now};
 
 /// What an upsert did to one node.
