@@ -215,7 +215,7 @@ pub async fn reseal_wechat_apps(db: &Db) -> Result<u64> {
         .await?;
     let mut n = 0;
     for row in rows {
-        let tenant = TenantId::parse_stored(row.try_get("tenant_id")?)?;
+        let tenant = TenantId::from_db(row.try_get("tenant_id")?);
         let old: String = row.try_get("app_secret")?;
         if crate::sealing::key_id_of(&old) == Some(current.as_str()) {
             continue;

@@ -174,7 +174,14 @@ async fn prior_outcome(
     }
 }
 
-async fn current(conn: &mut Conn, tenant: &TenantId, namespace: &str, key: &str) -> Result<i64> {
+/// A counter's value (0 if it was never added to) as `conn` sees it:
+/// inside a transaction, its own uncommitted additions included.
+pub async fn current(
+    conn: &mut Conn,
+    tenant: &TenantId,
+    namespace: &str,
+    key: &str,
+) -> Result<i64> {
     let row = sqlx::query(
         "SELECT value FROM counters WHERE tenant_id = $1 AND namespace = $2 AND key = $3",
     )

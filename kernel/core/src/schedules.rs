@@ -14,6 +14,7 @@ use std::time::Duration;
 
 use sqlx::Row as _;
 
+use crate::time::micros;
 use crate::{Db, Error, Result, TenantId, Timestamp};
 
 /// Where a run stands.
@@ -104,10 +105,6 @@ fn from_row(row: &sqlx::any::AnyRow) -> Result<Run> {
         finished_at: row.try_get::<Option<i64>, _>("finished_at")?.map(Timestamp),
         dead_at: row.try_get::<Option<i64>, _>("dead_at")?.map(Timestamp),
     })
-}
-
-fn micros(d: Duration) -> i64 {
-    d.as_micros().min(i64::MAX as u128) as i64
 }
 
 /// A plugin enabled by a tenant, with what the scheduler needs to know.

@@ -15,17 +15,10 @@ use crate::{Db, Error, Result, Timestamp, now};
 pub struct TenantId(String);
 
 impl TenantId {
+    /// A tenant id read back from a kernel table (`tenants`, or one that
+    /// references it). The only way to mint one, and private to this crate.
     pub(crate) fn from_db(id: String) -> Self {
         TenantId(id)
-    }
-
-    /// A tenant id read back from a kernel table that references `tenants`
-    /// (the outbox, say). Not for ids that come from clients or plugins.
-    pub fn parse_stored(id: String) -> Result<TenantId> {
-        if id.is_empty() {
-            return Err(Error::Internal(anyhow::anyhow!("empty stored tenant id")));
-        }
-        Ok(TenantId(id))
     }
 
     /// The id as text.

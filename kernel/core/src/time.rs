@@ -1,5 +1,7 @@
 //! Time as the kernel stores it: microseconds since the Unix epoch, UTC.
 
+use std::time::Duration;
+
 use chrono::{DateTime, Utc};
 
 /// A point in time, stored as microseconds since the Unix epoch (UTC) so that
@@ -22,4 +24,9 @@ impl Timestamp {
 /// The current time.
 pub fn now() -> Timestamp {
     Timestamp(Utc::now().timestamp_micros())
+}
+
+/// `d` in microseconds, the unit of a [`Timestamp`] (saturating).
+pub(crate) fn micros(d: Duration) -> i64 {
+    d.as_micros().min(i64::MAX as u128) as i64
 }

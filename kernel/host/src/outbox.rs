@@ -8,16 +8,21 @@
 //! in a transaction of its own, and marks the row delivered, or schedules a
 //! retry with exponential backoff, or after the last attempt moves it to
 //! the dead letters, which an admin can list and replay.
+//!
+//! Here is the policy — who subscribes, when to retry, when to give up;
+//! the rows' SQL is `keel_core::outbox`.
 
 use std::sync::Arc;
 use std::time::Duration;
 
 use keel_core::events::Event;
-use keel_core::{Conn, Db, Error, TenantId, Timestamp, now};
-use sqlx::Row as _;
+use keel_core::outbox::{self as store, Delivery, Settlement};
+use keel_core::{Conn, Db, TenantId, Timestamp, now};
 
 use crate::manifest::DeliveryMode;
 use crate::{Registry, Result, TenantPlugins};
+
+pub use keel_core::outbox::DeadLetter;
 
 /// Writes the outbox rows of `event` for the async subscribers in `plugins`.
 pub async fn enqueue(
@@ -27,7 +32,7 @@ pub async fn enqueue(
     event: &Event,
 ) -> keel_core::Result<usize> {
     let mut n = 0;
-    let t = now().0;
+    let t = now();
     for act in &plugins.plugins {
         let subscribed = act
             .manifest
@@ -38,17 +43,7 @@ pub async fn enqueue(
         if !subscribed {
             continue;
         }
-        sqlx::query(
-            "INSERT INTO outbox (id, tenant_id, event_id, subscriber, attempts, next_attempt_at, locked_until, created_at) \
-             VALUES ($1, $2, $3, $4, 0, $5, 0, $5) ON CONFLICT (event_id, subscriber) DO NOTHING",
-        )
-        .bind(uuid::Uuid::now_v7().to_string())
-        .bind(tenant.as_str())
-        .bind(&event.id)
-        .bind(&act.manifest.name)
-        .bind(t)
-        .execute(&mut *conn)
-        .await?;
+        store::enqueue(conn, tenant, &event.id, &act.manifest.name, t).await?;
         n += 1;
     }
     Ok(n)
@@ -82,18 +77,6 @@ impl Default for DispatcherConfig {
             batch: 32,
         }
     }
-}
-
-/// An outbox row that ran out of attempts.
-#[derive(Debug, Clone)]
-pub struct DeadLetter {
-    pub id: String,
-    pub event_id: String,
-    pub event_type: String,
-    pub subscriber: String,
-    pub attempts: i64,
-    pub last_error: Option<String>,
-    pub dead_at: Timestamp,
 }
 
 /// Delivers outbox rows.
@@ -140,29 +123,17 @@ impl Dispatcher {
     /// One pass: claims the due rows and delivers them. Returns how many
     /// were handled (delivered, retried or dead).
     pub async fn deliver_due(&self) -> Result<usize> {
-        let t = now().0;
-        let mut tx = self.db.begin().await?;
-        let rows = sqlx::query(
-            "UPDATE outbox SET locked_until = $1, attempts = attempts + 1 \
-             WHERE id IN (SELECT id FROM outbox WHERE delivered_at IS NULL AND dead_at IS NULL \
-                          AND next_attempt_at <= $2 AND locked_until <= $2 ORDER BY next_attempt_at LIMIT $3) \
-             AND delivered_at IS NULL AND dead_at IS NULL AND locked_until <= $2 \
-             RETURNING id, tenant_id, event_id, subscriber, attempts",
-        )
-        .bind(t + micros(self.config.lease))
-        .bind(t)
-        .bind(self.config.batch)
-        .fetch_all(&mut *tx)
-        .await
-        .map_err(Error::from)?;
-        tx.commit().await.map_err(Error::from)?;
+        let leased =
+            store::lease_due(&self.db, now(), self.config.lease, self.config.batch).await?;
         let mut handled = 0;
-        for row in rows {
-            let id: String = row.try_get("id").map_err(Error::from)?;
-            let tenant = tenant_id(row.try_get("tenant_id").map_err(Error::from)?)?;
-            let event_id: String = row.try_get("event_id").map_err(Error::from)?;
-            let subscriber: String = row.try_get("subscriber").map_err(Error::from)?;
-            let attempts: i64 = row.try_get("attempts").map_err(Error::from)?;
+        for d in leased {
+            let Delivery {
+                id,
+                tenant,
+                event_id,
+                subscriber,
+                attempts,
+            } = d;
             let outcome = self.deliver_one(&tenant, &event_id, &subscriber, &id).await;
             self.settle(&id, attempts, outcome).await?;
             handled += 1;
@@ -198,106 +169,50 @@ impl Dispatcher {
             )
             .await
             .map_err(|e| match e {
-                crate::PluginError::Returned { code, message } => format!("{code}: {message}"),
+                crate::PluginError::Returned { code, message, .. } => format!("{code}: {message}"),
                 other => other.to_string(),
             })
     }
 
+    /// Records an attempt's outcome: delivered; or, after the last
+    /// attempt, a dead letter; or a retry after exponential backoff.
     async fn settle(
         &self,
         id: &str,
         attempts: i64,
         outcome: std::result::Result<(), String>,
     ) -> Result<()> {
-        let t = now().0;
-        let mut tx = self.db.begin().await?;
-        match outcome {
-            Ok(()) => {
-                sqlx::query("UPDATE outbox SET delivered_at = $1, last_error = NULL WHERE id = $2")
-                    .bind(t)
-                    .bind(id)
-                    .execute(&mut *tx)
-                    .await
-                    .map_err(Error::from)?;
+        let t = now();
+        let settlement = match outcome {
+            Ok(()) => Settlement::Delivered,
+            Err(error) if attempts >= self.config.max_attempts => {
+                tracing::warn!(outbox = id, error = %error, "event delivery gave up; dead letter");
+                Settlement::Dead { error }
             }
-            Err(e) if attempts >= self.config.max_attempts => {
-                tracing::warn!(outbox = id, error = %e, "event delivery gave up; dead letter");
-                sqlx::query("UPDATE outbox SET dead_at = $1, last_error = $2, locked_until = 0 WHERE id = $3")
-                    .bind(t)
-                    .bind(&e)
-                    .bind(id)
-                    .execute(&mut *tx)
-                    .await
-                    .map_err(Error::from)?;
-            }
-            Err(e) => {
+            Err(error) => {
                 let factor = 1u32 << (attempts - 1).clamp(0, 20);
                 let wait = self
                     .config
                     .backoff
                     .saturating_mul(factor)
                     .min(self.config.max_backoff);
-                sqlx::query("UPDATE outbox SET next_attempt_at = $1, last_error = $2, locked_until = 0 WHERE id = $3")
-                    .bind(t + micros(wait))
-                    .bind(&e)
-                    .bind(id)
-                    .execute(&mut *tx)
-                    .await
-                    .map_err(Error::from)?;
+                Settlement::Retry {
+                    error,
+                    retry_at: Timestamp(t.0 + micros(wait)),
+                }
             }
-        }
-        tx.commit().await.map_err(Error::from)?;
+        };
+        store::settle(&self.db, id, t, &settlement).await?;
         Ok(())
     }
 }
 
-fn tenant_id(id: String) -> keel_core::Result<TenantId> {
-    keel_core::tenants::TenantId::parse_stored(id)
-}
-
 /// The tenant's dead letters, newest first.
 pub async fn dead_letters(db: &Db, tenant: &TenantId) -> Result<Vec<DeadLetter>> {
-    let rows = sqlx::query(
-        "SELECT o.id, o.event_id, e.type, o.subscriber, o.attempts, o.last_error, o.dead_at \
-         FROM outbox o JOIN events e ON e.id = o.event_id \
-         WHERE o.tenant_id = $1 AND o.dead_at IS NOT NULL ORDER BY o.dead_at DESC LIMIT 500",
-    )
-    .bind(tenant.as_str())
-    .fetch_all(db.reader())
-    .await
-    .map_err(Error::from)?;
-    rows.iter()
-        .map(|r| {
-            Ok(DeadLetter {
-                id: r.try_get("id").map_err(Error::from)?,
-                event_id: r.try_get("event_id").map_err(Error::from)?,
-                event_type: r.try_get("type").map_err(Error::from)?,
-                subscriber: r.try_get("subscriber").map_err(Error::from)?,
-                attempts: r.try_get("attempts").map_err(Error::from)?,
-                last_error: r.try_get("last_error").map_err(Error::from)?,
-                dead_at: Timestamp(r.try_get("dead_at").map_err(Error::from)?),
-            })
-        })
-        .collect()
+    Ok(store::dead_letters(db, tenant).await?)
 }
 
 /// Puts a dead letter of `tenant` back in line, with fresh attempts.
 pub async fn replay(db: &Db, tenant: &TenantId, id: &str) -> Result<()> {
-    let mut tx = db.begin().await?;
-    let n = sqlx::query(
-        "UPDATE outbox SET dead_at = NULL, attempts = 0, next_attempt_at = $1, locked_until = 0 \
-         WHERE tenant_id = $2 AND id = $3 AND dead_at IS NOT NULL",
-    )
-    .bind(now().0)
-    .bind(tenant.as_str())
-    .bind(id)
-    .execute(&mut *tx)
-    .await
-    .map_err(Error::from)?
-    .rows_affected();
-    if n == 0 {
-        return Err(Error::NotFound(format!("dead letter {id:?} not found")).into());
-    }
-    tx.commit().await.map_err(Error::from)?;
-    Ok(())
+    Ok(store::replay(db, tenant, id, now()).await?)
 }

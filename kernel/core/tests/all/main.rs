@@ -7,6 +7,7 @@ mod events;
 mod org;
 mod org_scope;
 mod persons;
+mod plugins;
 mod records;
 mod schedules;
 mod secrets;

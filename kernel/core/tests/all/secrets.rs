@@ -69,10 +69,11 @@ async fn raw_setting(db: &Db, name: &str) -> String {
         .unwrap()
 }
 
-#[test]
-fn a_sealed_value_opens_only_in_its_row_and_under_its_key() {
+#[tokio::test]
+async fn a_sealed_value_opens_only_in_its_row_and_under_its_key() {
+    let db = TestDb::sqlite().await;
     let sealer = Sealer::random();
-    let t = TenantId::parse_stored("t1".into()).unwrap();
+    let t = tenant(&db.db, "acme").await;
     let at = secret_at(&t, "rewards", "api-token");
     let sealed = sealer.seal(at, "pay-provider-token");
     assert!(sealing::is_sealed(&sealed), "{sealed}");
@@ -89,7 +90,7 @@ fn a_sealed_value_opens_only_in_its_row_and_under_its_key() {
         "a fresh nonce each time"
     );
 
-    let other = TenantId::parse_stored("t2".into()).unwrap();
+    let other = tenant(&db.db, "other").await;
     for moved in [
         secret_at(&other, "rewards", "api-token"),
         secret_at(&t, "codes", "api-token"),

@@ -49,14 +49,6 @@ impl Host for State {
                 "key: must be 1-200 characters".into(),
             )));
         }
-        let v: Option<i64> = sqlx::query_scalar(
-            "SELECT value FROM counters WHERE tenant_id = $1 AND namespace = $2 AND key = $3",
-        )
-        .bind(tenant.as_str())
-        .bind(&ns)
-        .bind(&key)
-        .fetch_optional(self.conn().await?)
-        .await?;
-        Ok(Ok(v.unwrap_or(0)))
+        wit(counters::current(self.conn().await?, &tenant, &ns, &key).await)
     }
 }
