@@ -9,57 +9,153 @@ use axum::http::StatusCode;
 use keel_core::Error;
 use keel_host::PluginError;
 
+/// A failure as it leaves the gateway, whatever raised it: it owns its
+/// `extensions.code`, its HTTP status, the input field it is about and the
+/// message a client may see. An internal cause is logged in
+/// [`EdgeError::message`], the one place the gateway logs one, and the client
+/// sees only "internal error" (with the request id, added by
+/// [`ensure_codes`]).
+#[derive(Debug)]
+pub(crate) enum EdgeError {
+    /// A kernel operation failed.
+    Kernel(Error),
+    /// A plugin call, or the plugin registry, failed.
+    Plugin(PluginError),
+    /// The gateway refuses on its own account (authentication, limits, a
+    /// request outside any kernel operation).
+    Gateway { code: String, message: String },
+}
+
+impl From<Error> for EdgeError {
+    fn from(e: Error) -> Self {
+        EdgeError::Kernel(e)
+    }
+}
+
+impl From<PluginError> for EdgeError {
+    fn from(e: PluginError) -> Self {
+        EdgeError::Plugin(e)
+    }
+}
+
+impl EdgeError {
+    /// A refusal of the gateway's own.
+    pub(crate) fn new(code: &str, message: impl Into<String>) -> Self {
+        EdgeError::Gateway {
+            code: code.to_owned(),
+            message: message.into(),
+        }
+    }
+
+    /// The `extensions.code`.
+    pub(crate) fn code(&self) -> &str {
+        match self {
+            EdgeError::Kernel(e) => e.code(),
+            EdgeError::Plugin(e) => e.code(),
+            EdgeError::Gateway { code, .. } => code,
+        }
+    }
+
+    /// The HTTP status of a request that fails as a whole with this error.
+    pub(crate) fn status(&self) -> StatusCode {
+        http_status(self.code())
+    }
+
+    /// The input field the error is about, if it names one.
+    pub(crate) fn field(&self) -> Option<&str> {
+        match self {
+            EdgeError::Kernel(Error::BadInput { field, .. }) => Some(field),
+            EdgeError::Plugin(e) => e.field(),
+            _ => None,
+        }
+    }
+
+    /// The message a client may see. An internal cause is logged here and
+    /// replaced by "internal error".
+    pub(crate) fn message(&self) -> String {
+        match self {
+            EdgeError::Kernel(Error::Internal(cause)) => {
+                tracing::error!(error = ?cause, "internal error");
+                "internal error".to_owned()
+            }
+            EdgeError::Plugin(PluginError::Internal(cause)) => {
+                tracing::error!(error = ?cause, "plugin call failed inside the kernel");
+                "internal error".to_owned()
+            }
+            EdgeError::Kernel(e) => e.to_string(),
+            EdgeError::Plugin(e) => e.to_string(),
+            EdgeError::Gateway { message, .. } => message.clone(),
+        }
+    }
+
+    fn extensions(&self) -> ErrorExtensionValues {
+        let mut ext = ErrorExtensionValues::default();
+        ext.set("code", self.code());
+        if let Some(field) = self.field() {
+            ext.set("field", field);
+        }
+        ext
+    }
+
+    /// The error for a resolver.
+    pub(crate) fn into_gql(self) -> async_graphql::Error {
+        async_graphql::Error {
+            message: self.message(),
+            source: None,
+            extensions: Some(self.extensions()),
+        }
+    }
+
+    /// The error of a whole request (not tied to a field).
+    pub(crate) fn into_server_error(self) -> ServerError {
+        let mut e = ServerError::new(self.message(), None);
+        e.extensions = Some(self.extensions());
+        e
+    }
+}
+
+/// Refuses a caller limited to an org node a plugin that does not enforce
+/// org scopes (its manifest's `enforces_org_scope`): such a plugin would
+/// act on the whole tenant for it.
+pub(crate) fn admits_scope(
+    act: &keel_host::Activation,
+    scope: Option<&str>,
+) -> Result<(), EdgeError> {
+    if scope.is_some() && !act.manifest.enforces_org_scope {
+        return Err(EdgeError::new(
+            "FORBIDDEN",
+            format!(
+                "this credential is limited to an org node, and the plugin {} does not enforce org scopes; use a credential of the whole tenant",
+                act.manifest.name
+            ),
+        ));
+    }
+    Ok(())
+}
+
+impl From<EdgeError> for async_graphql::Error {
+    fn from(e: EdgeError) -> Self {
+        e.into_gql()
+    }
+}
+
 /// Converts a kernel error for a resolver.
 pub(crate) fn to_gql(e: Error) -> async_graphql::Error {
-    let code = e.code();
-    let mut ext = ErrorExtensionValues::default();
-    ext.set("code", code);
-    let message = match &e {
-        Error::Internal(cause) => {
-            tracing::error!(error = ?cause, "internal error");
-            "internal error".to_owned()
-        }
-        Error::BadInput { field, .. } => {
-            ext.set("field", field.as_str());
-            e.to_string()
-        }
-        other => other.to_string(),
-    };
-    async_graphql::Error {
-        message,
-        source: None,
-        extensions: Some(ext),
-    }
+    EdgeError::from(e).into_gql()
 }
 
-/// A kernel error as a code and a message safe for the client, for routes
-/// outside GraphQL. An internal cause is logged here and never sent.
-pub(crate) fn core_failure(e: &Error) -> (&'static str, String) {
-    let message = match e {
-        Error::Internal(cause) => {
-            tracing::error!(error = ?cause, "internal error");
-            "internal error".to_owned()
-        }
-        other => other.to_string(),
-    };
-    (e.code(), message)
-}
-
-/// A failed plugin call as a code and a message safe for the client. An
-/// internal cause is logged here and never sent.
-pub(crate) fn plugin_failure(e: &PluginError) -> (String, String) {
-    if let PluginError::Internal(cause) = e {
-        tracing::error!(error = ?cause, "plugin call failed inside the kernel");
-    }
-    (e.code().to_owned(), e.to_string())
+/// Converts a failed plugin call (or registry operation) for a resolver.
+pub(crate) fn plugin_error(e: PluginError) -> async_graphql::Error {
+    EdgeError::from(e).into_gql()
 }
 
 /// The HTTP status of a request that fails as a whole with `code`, for the
-/// routes that answer outside GraphQL (downloads and pages). Kernel codes
+/// routes that answer outside GraphQL (downloads and pages) and for
+/// [`EdgeError::status`]. Kernel codes
 /// have their usual statuses; a plugin's own refusal code is 422; a plugin
 /// that breaks (traps, runs out of memory, answers too much or nonsense) is
 /// 502, one that runs past its deadline 504.
-pub(crate) fn http_status(code: &str) -> StatusCode {
+fn http_status(code: &str) -> StatusCode {
     match code {
         "UNAUTHENTICATED" => StatusCode::UNAUTHORIZED,
         "FORBIDDEN" => StatusCode::FORBIDDEN,
@@ -90,22 +186,12 @@ impl<T> Gql<T> for keel_core::Result<T> {
 
 /// A client-facing error with a code, outside any kernel operation.
 pub(crate) fn gql_error(code: &str, message: impl Into<String>) -> async_graphql::Error {
-    let mut ext = ErrorExtensionValues::default();
-    ext.set("code", code);
-    async_graphql::Error {
-        message: message.into(),
-        source: None,
-        extensions: Some(ext),
-    }
+    EdgeError::new(code, message).into_gql()
 }
 
 /// A whole-request error (not tied to a field) with a code.
 pub(crate) fn request_error(code: &str, message: impl Into<String>) -> ServerError {
-    let mut e = ServerError::new(message, None);
-    let mut ext = ErrorExtensionValues::default();
-    ext.set("code", code);
-    e.extensions = Some(ext);
-    e
+    EdgeError::new(code, message).into_server_error()
 }
 
 /// Gives every error of a response a code, and hides the text of any error

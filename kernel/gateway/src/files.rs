@@ -28,7 +28,7 @@ use serde_json::{Map, Value};
 use tokio::time::Instant;
 
 use crate::AppState;
-use crate::errors::{core_failure, http_status, plugin_failure};
+use crate::errors::EdgeError;
 use crate::http::{json_error, request_id, require_principal};
 
 /// One chunk of a file, as the download's operation returned it.
@@ -37,13 +37,6 @@ struct Chunk {
     data: String,
     next: Option<String>,
     total: Option<u64>,
-}
-
-/// Why a chunk could not be had: a code and a message safe for the client.
-#[derive(Debug)]
-struct ChunkError {
-    code: String,
-    message: String,
 }
 
 /// Checks a chunk's JSON. `after` is the cursor the call was given: a
@@ -84,6 +77,8 @@ struct Fetcher {
     caller: String,
     /// The org node the caller is limited to, for the plugin to enforce.
     scope: Option<String>,
+    /// What the caller may write in the kernel's master data.
+    caller_rights: keel_host::CallerRights,
     client: String,
     request_id: String,
     /// When the whole transfer must be over (`download_timeout`).
@@ -91,7 +86,7 @@ struct Fetcher {
 }
 
 impl Fetcher {
-    async fn fetch(&self, after: Option<&str>) -> Result<Chunk, ChunkError> {
+    async fn fetch(&self, after: Option<&str>) -> Result<Chunk, EdgeError> {
         let mut input = self.input.clone();
         input.insert(
             "after".into(),
@@ -100,6 +95,7 @@ impl Fetcher {
         let ctx = CallContext {
             caller: Some(self.caller.clone()),
             scope: self.scope.clone(),
+            caller_rights: Some(self.caller_rights),
             client_address: Some(self.client.clone()),
             request_id: self.request_id.clone(),
             plugins: Some(self.plugins.clone()),
@@ -110,10 +106,7 @@ impl Fetcher {
             .host
             .call_operation(&self.act, &self.operation, &input, ctx);
         let plugin = &self.act.manifest.name;
-        let timed_out = || ChunkError {
-            code: "PLUGIN_TIMEOUT".into(),
-            message: "the download ran past its time limit".into(),
-        };
+        let timed_out = || EdgeError::new("PLUGIN_TIMEOUT", "the download ran past its time limit");
         // A call that finishes in one poll never lets `timeout_at` look at
         // the clock: check it first.
         if Instant::now() >= self.deadline {
@@ -121,20 +114,17 @@ impl Fetcher {
         }
         let out = match tokio::time::timeout_at(self.deadline, call).await {
             Ok(Ok(out)) => out,
-            Ok(Err(e)) => {
-                let (code, message) = plugin_failure(&e);
-                return Err(ChunkError { code, message });
-            }
+            Ok(Err(e)) => return Err(e.into()),
             Err(_) => return Err(timed_out()),
         };
         parse_chunk(&out, after).map_err(|why| {
             tracing::warn!(%plugin, operation = %self.operation, why, "malformed download chunk");
-            ChunkError {
-                code: "PLUGIN_INVALID_OUTPUT".into(),
-                message: format!(
+            EdgeError::new(
+                "PLUGIN_INVALID_OUTPUT",
+                format!(
                     "the plugin {plugin} answered a chunk of a download with a value that is not a chunk: {why}"
                 ),
-            }
+            )
         })
     }
 }
@@ -148,36 +138,36 @@ pub(crate) async fn download(
     headers: HeaderMap,
 ) -> Response {
     let rid = request_id(&headers);
-    let fail = |code: &str, message: &str| json_error(http_status(code), code, message, &rid);
+    let fail = |e: EdgeError| json_error(e.status(), e.code(), &e.message(), &rid);
     let principal = match require_principal(&app, &headers).await {
         Ok(p) => p,
         Err(res) => return *res,
     };
     let (Ok(Path((plugin, name))), Ok(Query(params))) = (path, query) else {
-        return fail("BAD_USER_INPUT", "the URL cannot be decoded");
+        return fail(EdgeError::new(
+            "BAD_USER_INPUT",
+            "the URL cannot be decoded",
+        ));
     };
     // The tenant is the credential's; a platform key has none.
     let Some(tenant) = principal.tenant.clone() else {
-        return fail(
+        return fail(EdgeError::new(
             "FORBIDDEN",
             "a platform administrator is not a member of any tenant; use a tenant's key",
-        );
+        ));
     };
     let plugins = match app.services.plugins.enabled(&tenant).await {
         Ok(set) => set,
-        Err(e) => {
-            let (code, message) = plugin_failure(&e);
-            return fail(&code, &message);
-        }
+        Err(e) => return fail(e.into()),
     };
     let Some((act, download)) = plugins
         .get(&plugin)
         .and_then(|a| a.manifest.download(&name).map(|d| (a.clone(), d.clone())))
     else {
-        return fail(
+        return fail(EdgeError::new(
             "NOT_FOUND",
-            &format!("no download {name:?} of an enabled plugin {plugin:?}"),
-        );
+            format!("no download {name:?} of an enabled plugin {plugin:?}"),
+        ));
     };
     let action = match download.access {
         Access::Read => Action::Read,
@@ -189,8 +179,10 @@ pub(crate) async fn download(
         .tenant(&principal, &format!("plugin.{plugin}"), action)
         .await
     {
-        let (code, message) = core_failure(&e);
-        return fail(code, &message);
+        return fail(e.into());
+    }
+    if let Err(e) = crate::errors::admits_scope(&act, principal.org_scope.as_deref()) {
+        return fail(e);
     }
     let input = match params
         .get("input")
@@ -198,11 +190,17 @@ pub(crate) async fn download(
     {
         None => Map::new(),
         Some(Ok(Value::Object(m))) => m,
-        Some(_) => return fail("BAD_USER_INPUT", "`input` must be a JSON object"),
+        Some(_) => {
+            return fail(EdgeError::new(
+                "BAD_USER_INPUT",
+                "`input` must be a JSON object",
+            ));
+        }
     };
     if let Err(why) = crate::admission::check_json(&Value::Object(input.clone())) {
-        return fail("BAD_USER_INPUT", &why);
+        return fail(EdgeError::new("BAD_USER_INPUT", why));
     }
+    let caller_rights = app.services.caller_rights(Some(&principal), &act).await;
     let fetcher = Fetcher {
         host: app.services.plugins.host().clone(),
         act,
@@ -211,13 +209,14 @@ pub(crate) async fn download(
         input,
         caller: principal.label(),
         scope: principal.org_scope.clone(),
+        caller_rights,
         client: app.trusted_proxies.client_ip(addr, &headers).to_string(),
         request_id: rid.clone(),
         deadline: Instant::now() + app.download_timeout,
     };
     let first = match fetcher.fetch(None).await {
         Ok(c) => c,
-        Err(e) => return fail(&e.code, &e.message),
+        Err(e) => return fail(e),
     };
     let mut res = Response::new(Body::from_stream(body(fetcher, first.data, first.next)));
     let h = res.headers_mut();
@@ -255,14 +254,15 @@ fn body(
         match f.fetch(Some(&after)).await {
             Ok(c) => Some((Ok(Bytes::from(c.data)), (f, c.next))),
             Err(e) => {
+                let message = e.message();
                 tracing::warn!(
                     request_id = %f.request_id,
                     plugin = %f.act.manifest.name,
-                    code = %e.code,
-                    message = %e.message,
+                    code = e.code(),
+                    message = %message,
                     "download aborted mid-stream"
                 );
-                let err = std::io::Error::other(format!("{}: {}", e.code, e.message));
+                let err = std::io::Error::other(format!("{}: {message}", e.code()));
                 Some((Err(err), (f, None)))
             }
         }

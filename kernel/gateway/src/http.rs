@@ -413,6 +413,46 @@ pub(crate) fn json_error(
     )
 }
 
+/// Stops a request that runs past `limit`: its future is dropped, and the
+/// client gets `503` with a `TIMEOUT` error (an error page for a plugin's
+/// page), so that it knows the server was busy. Not `408`, which says the
+/// client was too slow to send and which browsers may resend on their own.
+pub(crate) async fn time_limit(
+    State(limit): State<std::time::Duration>,
+    req: axum::extract::Request,
+    next: axum::middleware::Next,
+) -> Response {
+    let rid = request_id(req.headers());
+    let page = is_page(req.uri().path());
+    match tokio::time::timeout(limit, next.run(req)).await {
+        Ok(res) => res,
+        Err(_) => {
+            tracing::warn!(
+                ?limit,
+                "a request ran past the request timeout and was stopped"
+            );
+            if page {
+                return crate::pages::error_page(StatusCode::SERVICE_UNAVAILABLE, &rid);
+            }
+            json_error(
+                StatusCode::SERVICE_UNAVAILABLE,
+                "TIMEOUT",
+                &format!(
+                    "the request did not finish within {} s and was stopped; retry later",
+                    limit.as_secs_f64()
+                ),
+                &rid,
+            )
+        }
+    }
+}
+
+/// `/t/{tenant}/p/…`: a plugin's page, answered in HTML.
+fn is_page(path: &str) -> bool {
+    let mut parts = path.split('/').skip(1);
+    parts.next() == Some("t") && parts.nth(1) == Some("p")
+}
+
 /// The request id set by the gateway's request-id layer.
 pub(crate) fn request_id(headers: &HeaderMap) -> String {
     headers

@@ -22,7 +22,7 @@ use keel_host::CallContext;
 use serde_json::{Value, json};
 
 use crate::AppState;
-use crate::errors::{http_status, plugin_failure};
+use crate::errors::EdgeError;
 use crate::http::request_id;
 
 /// The Content-Security-Policy of every page.
@@ -71,7 +71,7 @@ fn html(status: StatusCode, document: String) -> Response {
 }
 
 /// A small error page that says what happened in general terms only.
-fn error_page(status: StatusCode, request_id: &str) -> Response {
+pub(crate) fn error_page(status: StatusCode, request_id: &str) -> Response {
     let text = match status.as_u16() {
         404 => "page not found",
         429 => "too many requests",
@@ -133,10 +133,7 @@ pub(crate) async fn page(
     }
     let plugins = match app.services.plugins.enabled(&tenant.id).await {
         Ok(set) => set,
-        Err(e) => {
-            let (code, _) = plugin_failure(&e);
-            return error_page(http_status(&code), &rid);
-        }
+        Err(e) => return error_page(EdgeError::from(e).status(), &rid),
     };
     let Some((act, operation)) = plugins.get(&plugin).and_then(|a| {
         a.manifest
@@ -156,6 +153,8 @@ pub(crate) async fn page(
     let consumer = crate::consumers::session_of(&app, &headers, &tenant.id).await;
     let ctx = CallContext {
         caller: consumer.map(|c| c.caller()),
+        // A consumer writes no master data, through any plugin.
+        caller_rights: Some(keel_host::CallerRights::default()),
         client_address: Some(client.to_string()),
         request_id: rid.clone(),
         plugins: Some(plugins.clone()),
@@ -174,9 +173,9 @@ pub(crate) async fn page(
             }
         },
         Err(e) => {
-            let (code, message) = plugin_failure(&e);
-            tracing::info!(%plugin, %code, %message, "a page operation failed");
-            error_page(http_status(&code), &rid)
+            let e = EdgeError::from(e);
+            tracing::info!(%plugin, code = e.code(), message = %e.message(), "a page operation failed");
+            error_page(e.status(), &rid)
         }
     }
 }

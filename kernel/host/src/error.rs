@@ -12,6 +12,10 @@ pub enum PluginError {
         /// `CONFLICT`, `BAD_USER_INPUT`, `FORBIDDEN`) or the plugin's own.
         code: String,
         message: String,
+        /// The input field the error is about, when it is one
+        /// (`BAD_USER_INPUT`): `grants`, `config`, `manifest`… It travels
+        /// beside the message so that the gateway never parses it back out.
+        field: Option<String>,
     },
     /// The plugin ran past its deadline and was stopped.
     #[error("the plugin {plugin} did not finish within {millis} ms and was stopped")]
@@ -57,6 +61,14 @@ impl PluginError {
             PluginError::Internal(_) => "INTERNAL",
         }
     }
+
+    /// The input field the error is about, if it names one.
+    pub fn field(&self) -> Option<&str> {
+        match self {
+            PluginError::Returned { field, .. } => field.as_deref(),
+            _ => None,
+        }
+    }
 }
 
 impl From<keel_core::Error> for PluginError {
@@ -66,6 +78,10 @@ impl From<keel_core::Error> for PluginError {
             other => PluginError::Returned {
                 code: other.code().to_owned(),
                 message: other.to_string(),
+                field: match &other {
+                    keel_core::Error::BadInput { field, .. } => Some(field.clone()),
+                    _ => None,
+                },
             },
         }
     }

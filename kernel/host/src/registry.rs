@@ -4,13 +4,16 @@
 //! Every kernel process reads the same tables; a tenant's set of plugins
 //! carries a version that any change bumps, so each process notices and
 //! reloads (and its gateway rebuilds that tenant's schema).
+//!
+//! Here are the checks and the compiled activations; the tables' SQL is
+//! `keel_core::plugins`.
 
 use std::collections::HashMap;
 use std::path::Path;
 use std::sync::{Arc, Mutex};
 
-use keel_core::{Db, Error, TenantId, Timestamp, now};
-use sqlx::Row as _;
+use keel_core::plugins::{self as store, Enable, NewPackage};
+use keel_core::{Db, Error, TenantId, Timestamp};
 
 use crate::manifest::{Grants, Manifest};
 use crate::{Activation, Host, PluginError, Result};
@@ -144,40 +147,16 @@ impl Registry {
             )
             .into());
         }
+        let json = serde_json::to_string(&manifest).map_err(Error::from)?;
+        let package = NewPackage {
+            name: &manifest.name,
+            version: &manifest.version,
+            manifest: &json,
+            component: wasm,
+            hash: &loaded.hash,
+        };
         let mut tx = self.db.begin().await?;
-        let existing: Option<String> = sqlx::query_scalar(
-            "SELECT component_hash FROM plugins WHERE name = $1 AND version = $2",
-        )
-        .bind(&manifest.name)
-        .bind(&manifest.version)
-        .fetch_optional(&mut *tx)
-        .await
-        .map_err(Error::from)?;
-        match existing {
-            Some(h) if h == loaded.hash => {}
-            Some(_) => {
-                return Err(Error::Conflict(format!(
-                    "{} {} is already installed with other content; publish a new version",
-                    manifest.name, manifest.version
-                ))
-                .into());
-            }
-            None => {
-                sqlx::query(
-                    "INSERT INTO plugins (name, version, manifest, component, component_hash, installed_at) \
-                     VALUES ($1, $2, $3, $4, $5, $6)",
-                )
-                .bind(&manifest.name)
-                .bind(&manifest.version)
-                .bind(serde_json::to_string(&manifest).map_err(Error::from)?)
-                .bind(wasm.to_vec())
-                .bind(&loaded.hash)
-                .bind(now().0)
-                .execute(&mut *tx)
-                .await
-                .map_err(Error::from)?;
-            }
-        }
+        store::store_package(&mut tx, &package).await?;
         tx.commit().await.map_err(Error::from)?;
         self.package(&manifest.name, Some(&manifest.version)).await
     }
@@ -218,14 +197,27 @@ impl Registry {
             .map(|p| p.manifest.name.clone()))
     }
 
+    /// Every event type a package declares in `emits`, with the package
+    /// that owns it: one read of the installed packages for a whole batch
+    /// of checks.
+    pub async fn event_owners(&self) -> Result<std::collections::HashMap<String, String>> {
+        let mut owners = std::collections::HashMap::new();
+        for p in self.packages().await? {
+            for t in &p.manifest.events.emits {
+                owners
+                    .entry(t.clone())
+                    .or_insert_with(|| p.manifest.name.clone());
+            }
+        }
+        Ok(owners)
+    }
+
     /// Every installed package, by name then version.
     pub async fn packages(&self) -> Result<Vec<Package>> {
-        let rows = sqlx::query("SELECT manifest, component_hash, installed_at FROM plugins ORDER BY name, installed_at")
-            .fetch_all(self.db.reader())
-            .await
-            .map_err(Error::from)?;
-        rows.iter()
-            .map(|r| package_from_row(r, &self.host))
+        store::packages(&self.db)
+            .await?
+            .into_iter()
+            .map(|p| self.package_from_store(p))
             .collect()
     }
 
@@ -249,17 +241,22 @@ impl Registry {
     }
 
     pub(crate) async fn component(&self, name: &str, version: &str) -> Result<Vec<u8>> {
-        let bytes: Vec<u8> =
-            sqlx::query_scalar("SELECT component FROM plugins WHERE name = $1 AND version = $2")
-                .bind(name)
-                .bind(version)
-                .fetch_optional(self.db.reader())
-                .await
-                .map_err(Error::from)?
-                .ok_or_else(|| {
-                    Error::NotFound(format!("plugin {name} {version} is not installed"))
-                })?;
-        Ok(bytes)
+        Ok(store::component(&self.db, name, version).await?)
+    }
+
+    /// A stored package with its manifest parsed: one manifest per
+    /// package, shared by every activation of it.
+    fn package_from_store(&self, p: store::Package) -> Result<Package> {
+        Ok(Package {
+            manifest: self
+                .host
+                .inner
+                .prepared
+                .manifest(&p.manifest)
+                .map_err(Error::from)?,
+            hash: p.hash,
+            installed_at: p.installed_at,
+        })
     }
 
     async fn activation(
@@ -384,24 +381,15 @@ impl Registry {
             .activation(tenant, package, grants.clone(), config.clone())
             .await?;
         self.host.on_enable(&act, "enable").await?;
-        let t = now().0;
+        let grants = serde_json::to_string(&grants).map_err(Error::from)?;
+        let enable = Enable {
+            name,
+            version: &package.manifest.version,
+            grants: &grants,
+            config: &config,
+        };
         let mut tx = self.db.begin().await?;
-        sqlx::query(
-            "INSERT INTO tenant_plugins (tenant_id, name, version, grants, config, enabled_at, disabled_at) \
-             VALUES ($1, $2, $3, $4, $5, $6, NULL) ON CONFLICT (tenant_id, name) DO UPDATE SET \
-             version = excluded.version, grants = excluded.grants, config = excluded.config, \
-             enabled_at = excluded.enabled_at, disabled_at = NULL",
-        )
-        .bind(tenant.as_str())
-        .bind(name)
-        .bind(&package.manifest.version)
-        .bind(serde_json::to_string(&grants).map_err(Error::from)?)
-        .bind(config.to_string())
-        .bind(t)
-        .execute(&mut *tx)
-        .await
-        .map_err(Error::from)?;
-        bump(&mut tx, tenant).await?;
+        store::enable(&mut tx, tenant, &enable).await?;
         tx.commit().await.map_err(Error::from)?;
         self.forget(tenant);
         self.enabled_row(tenant, name)
@@ -412,18 +400,7 @@ impl Registry {
     /// Disables a plugin for `tenant`. Its records, counters and events stay.
     pub async fn disable(&self, tenant: &TenantId, name: &str) -> Result<Enabled> {
         let mut tx = self.db.begin().await?;
-        let n = sqlx::query("UPDATE tenant_plugins SET disabled_at = $1 WHERE tenant_id = $2 AND name = $3 AND disabled_at IS NULL")
-            .bind(now().0)
-            .bind(tenant.as_str())
-            .bind(name)
-            .execute(&mut *tx)
-            .await
-            .map_err(Error::from)?
-            .rows_affected();
-        if n == 0 {
-            return Err(Error::NotFound(format!("{name} is not enabled")).into());
-        }
-        bump(&mut tx, tenant).await?;
+        store::disable(&mut tx, tenant, name).await?;
         tx.commit().await.map_err(Error::from)?;
         self.forget(tenant);
         self.enabled_row(tenant, name)
@@ -433,14 +410,11 @@ impl Registry {
 
     /// Every plugin the tenant ever enabled, with its state.
     pub async fn list(&self, tenant: &TenantId) -> Result<Vec<Enabled>> {
-        let rows = sqlx::query(
-            "SELECT name, version, grants, config, enabled_at, disabled_at FROM tenant_plugins WHERE tenant_id = $1 ORDER BY name",
-        )
-        .bind(tenant.as_str())
-        .fetch_all(self.db.reader())
-        .await
-        .map_err(Error::from)?;
-        rows.iter().map(enabled_from_row).collect()
+        store::enablements(&self.db, tenant)
+            .await?
+            .into_iter()
+            .map(enabled_from_store)
+            .collect()
     }
 
     async fn enabled_row(&self, tenant: &TenantId, name: &str) -> Result<Option<Enabled>> {
@@ -476,13 +450,7 @@ impl Registry {
         }
         let sealer = self.db.sealer()?;
         let mut tx = self.db.begin().await?;
-        let installed: Option<String> =
-            sqlx::query_scalar("SELECT name FROM plugins WHERE name = $1 LIMIT 1")
-                .bind(plugin)
-                .fetch_optional(&mut *tx)
-                .await
-                .map_err(Error::from)?;
-        if installed.is_none() {
+        if !store::is_installed(&mut tx, plugin).await? {
             return Err(Error::NotFound(format!("no plugin named {plugin:?} is installed")).into());
         }
         keel_core::sealing::store_plugin_secret(&mut tx, sealer, tenant, plugin, name, value)
@@ -493,13 +461,7 @@ impl Registry {
 
     /// The version of the tenant's plugin set (0 if it never changed).
     pub async fn version(&self, tenant: &TenantId) -> Result<i64> {
-        let v: Option<i64> =
-            sqlx::query_scalar("SELECT version FROM tenant_schema_versions WHERE tenant_id = $1")
-                .bind(tenant.as_str())
-                .fetch_optional(self.db.reader())
-                .await
-                .map_err(Error::from)?;
-        Ok(v.unwrap_or(0))
+        Ok(store::set_version(&self.db, tenant).await?)
     }
 
     /// The tenant's enabled plugins, reloaded when the set changed: at once
@@ -557,44 +519,14 @@ impl Registry {
     }
 }
 
-async fn bump(tx: &mut keel_core::Tx, tenant: &TenantId) -> Result<()> {
-    sqlx::query(
-        "INSERT INTO tenant_schema_versions (tenant_id, version) VALUES ($1, 1) \
-         ON CONFLICT (tenant_id) DO UPDATE SET version = tenant_schema_versions.version + 1",
-    )
-    .bind(tenant.as_str())
-    .execute(&mut **tx)
-    .await
-    .map_err(Error::from)?;
-    Ok(())
-}
-
-fn package_from_row(row: &sqlx::any::AnyRow, host: &Host) -> Result<Package> {
-    let manifest: String = row.try_get("manifest").map_err(Error::from)?;
-    Ok(Package {
-        // One manifest per package, shared by every activation of it.
-        manifest: host
-            .inner
-            .prepared
-            .manifest(&manifest)
-            .map_err(Error::from)?,
-        hash: row.try_get("component_hash").map_err(Error::from)?,
-        installed_at: Timestamp(row.try_get("installed_at").map_err(Error::from)?),
-    })
-}
-
-fn enabled_from_row(row: &sqlx::any::AnyRow) -> Result<Enabled> {
-    let grants: String = row.try_get("grants").map_err(Error::from)?;
-    let config: String = row.try_get("config").map_err(Error::from)?;
+/// A stored enablement with its grants parsed.
+fn enabled_from_store(e: store::Enablement) -> Result<Enabled> {
     Ok(Enabled {
-        name: row.try_get("name").map_err(Error::from)?,
-        version: row.try_get("version").map_err(Error::from)?,
-        grants: serde_json::from_str(&grants).map_err(Error::from)?,
-        config: serde_json::from_str(&config).map_err(Error::from)?,
-        enabled_at: Timestamp(row.try_get("enabled_at").map_err(Error::from)?),
-        disabled_at: row
-            .try_get::<Option<i64>, _>("disabled_at")
-            .map_err(Error::from)?
-            .map(Timestamp),
+        name: e.name,
+        version: e.version,
+        grants: serde_json::from_str(&e.grants).map_err(Error::from)?,
+        config: e.config,
+        enabled_at: e.enabled_at,
+        disabled_at: e.disabled_at,
     })
 }

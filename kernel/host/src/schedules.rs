@@ -49,6 +49,9 @@ use crate::{CallContext, PluginError, Registry, Result};
 pub const DEFAULT_MAX_ATTEMPTS: u32 = 3;
 /// The most attempts a schedule may ask for.
 pub const MAX_ATTEMPTS: u32 = 10;
+/// The most schedules one manifest may declare: each runs for every tenant
+/// that enables the plugin, on the processes' shared run slots.
+pub const MAX_SCHEDULES: usize = 16;
 
 /// A parsed cron expression: five fields in the POSIX/Vixie dialect (see
 /// [`Schedule::cron`]).
@@ -111,6 +114,12 @@ fn whole_second(t: Timestamp) -> Option<DateTime<Utc>> {
 /// Checks a manifest's `[[schedules]]`: names, cron expressions,
 /// operations and attempts, naming the schedule at fault.
 pub(crate) fn validate(schedules: &[Schedule]) -> std::result::Result<(), String> {
+    if schedules.len() > MAX_SCHEDULES {
+        return Err(format!(
+            "schedules: {} declared; a plugin may declare at most {MAX_SCHEDULES}",
+            schedules.len()
+        ));
+    }
     let mut seen = BTreeSet::new();
     for s in schedules {
         let name_ok = (2..=40).contains(&s.name.len())
@@ -478,7 +487,7 @@ impl Scheduler {
 /// An attempt's error as the run records it (admins read it).
 fn describe(e: PluginError) -> String {
     match e {
-        PluginError::Returned { code, message } => format!("{code}: {message}"),
+        PluginError::Returned { code, message, .. } => format!("{code}: {message}"),
         PluginError::Internal(cause) => {
             tracing::error!(error = ?cause, "scheduled run: internal error");
             "INTERNAL: internal error (see the kernel's log)".to_owned()

@@ -64,9 +64,14 @@ fn poisoned() -> PluginError {
 fn copy(e: &PluginError) -> PluginError {
     match e {
         PluginError::Incompatible(m) => PluginError::Incompatible(m.clone()),
-        PluginError::Returned { code, message } => PluginError::Returned {
+        PluginError::Returned {
+            code,
+            message,
+            field,
+        } => PluginError::Returned {
             code: code.clone(),
             message: message.clone(),
+            field: field.clone(),
         },
         PluginError::Internal(cause) => PluginError::Internal(anyhow::anyhow!("{cause:#}")),
         other => PluginError::Internal(anyhow::anyhow!("{other}")),

@@ -9,8 +9,7 @@ use keel_core::catalog::{self, Patch, ProductKey, SkuKey};
 use serde_json::{Map, Value};
 
 use super::events::PageInfo;
-use super::plugins::plugin_error;
-use super::{authorize, commit, principal, services, to_time};
+use super::{authorize, commit, enqueue, principal, services, to_time};
 use crate::errors::Gql as _;
 
 /// Page size when `first` is not given.
@@ -321,7 +320,7 @@ pub(crate) struct CatalogQuery;
 impl CatalogQuery {
     /// The tenant's products with their SKUs, in code order (byte order),
     /// `first` (at most 100) after the cursor `after`.
-    #[graphql(complexity = "first.unwrap_or(20) as usize * child_complexity")]
+    #[graphql(complexity = "first.unwrap_or(20).max(0) as usize * child_complexity")]
     async fn products(
         &self,
         ctx: &Context<'_>,
@@ -444,20 +443,7 @@ impl CatalogMutation {
         let out = catalog::upsert_products(&mut tx, &tenant, items, &actor)
             .await
             .gql()?;
-        if !out.events.is_empty() {
-            // Async subscribers among the tenant's plugins get the events
-            // through the outbox, written in this same transaction.
-            let plugins = services(ctx)
-                .plugins
-                .enabled(&tenant)
-                .await
-                .map_err(plugin_error)?;
-            for e in &out.events {
-                keel_host::outbox::enqueue(&mut tx, &tenant, &plugins, e)
-                    .await
-                    .gql()?;
-            }
-        }
+        enqueue(ctx, &mut tx, &tenant, &out.events).await?;
         commit(tx).await?;
         Ok(out.into())
     }

@@ -7,8 +7,8 @@ use keel_host::event_catalog::{EventTypeInfo, Producer};
 use keel_host::manifest::DeliveryMode;
 use serde_json::Value;
 
-use super::plugins::plugin_error;
 use super::{authorize, services};
+use crate::errors::plugin_error;
 
 /// How a subscriber gets an event.
 #[derive(Enum, Copy, Clone, Eq, PartialEq)]

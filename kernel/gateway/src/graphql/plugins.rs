@@ -5,26 +5,11 @@ use async_graphql::{Context, InputObject, Json, Object, SimpleObject};
 use chrono::{DateTime, Utc};
 use keel_core::authz::{Action, objects};
 use keel_host::manifest::{Capability, Grants};
-use keel_host::{PluginError, registry};
+use keel_host::registry;
 use serde_json::Value;
 
 use super::{authorize, services, to_time};
-use crate::errors::gql_error;
-
-pub(crate) fn plugin_error(e: PluginError) -> async_graphql::Error {
-    if let PluginError::Internal(cause) = &e {
-        tracing::error!(error = ?cause, "plugin registry failure");
-    }
-    let mut err = gql_error(e.code(), e.to_string());
-    if let PluginError::Returned { message, .. } = &e
-        && let Some((field, _)) = message.split_once(": ")
-        && ["grants", "config", "manifest", "component", "name"].contains(&field)
-        && let Some(ext) = err.extensions.as_mut()
-    {
-        ext.set("field", field);
-    }
-    err
-}
+use crate::errors::{gql_error, plugin_error};
 
 /// An installed plugin package.
 #[derive(SimpleObject)]

@@ -8,9 +8,9 @@ use keel_core::authz::{Action, objects};
 use keel_core::schedules::{self as runs, Filter, Run, RunStatus};
 use keel_host::schedules::{self, ScheduleView};
 
-use super::plugins::plugin_error;
 use super::{authorize, services, to_time};
 use crate::errors::Gql as _;
+use crate::errors::plugin_error;
 
 /// Where a scheduled run stands.
 #[derive(Enum, Clone, Copy, PartialEq, Eq)]

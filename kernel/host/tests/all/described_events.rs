@@ -7,7 +7,7 @@ use std::sync::Arc;
 use keel_core::events::{self, EventFilter};
 use keel_core::records;
 use keel_host::manifest::{Grants, Manifest};
-use keel_host::{Activation, PluginError, Registry};
+use keel_host::{Activation, PluginError};
 use keel_testkit::on_both_backends;
 use serde_json::{Value, json};
 
@@ -44,7 +44,7 @@ async fn events_of(f: &Fixture) -> Vec<events::Event> {
 
 fn returned(e: &PluginError) -> (&str, &str) {
     match e {
-        PluginError::Returned { code, message } => (code, message),
+        PluginError::Returned { code, message, .. } => (code, message),
         other => panic!("expected a typed error, got {other:?}"),
     }
 }
@@ -87,7 +87,7 @@ on_both_backends! {
 
     async fn install_refuses_a_schema_that_is_not_valid_naming_the_type(kind) {
         let f = Fixture::new(kind).await;
-        let registry = Registry::new(f.host.clone(), f.db.db.clone());
+        let registry = f.registry();
         let cases = [
             (json!({"type": "object", "properties": {"key": {"type": "strin"}}}), "not a valid JSON Schema"),
             (json!({"type": "array", "items": {"type": "string"}}), "type = \"object\""),
@@ -118,7 +118,7 @@ on_both_backends! {
 
     async fn a_0_2_0_manifest_must_describe_every_emitted_type(kind) {
         let f = Fixture::new(kind).await;
-        let registry = Registry::new(f.host.clone(), f.db.db.clone());
+        let registry = f.registry();
         let mut m = Manifest::from_toml(PROBE_MANIFEST).unwrap();
         assert_eq!(m.wit, "0.2.0");
         m.events.schemas.remove("probe.put");
@@ -137,7 +137,7 @@ on_both_backends! {
 
     async fn a_0_1_0_manifest_without_schemas_still_installs_and_emits(kind) {
         let f = Fixture::new(kind).await;
-        let registry = Registry::new(f.host.clone(), f.db.db.clone());
+        let registry = f.registry();
         let m = Manifest::from_toml(
             r#"
 name = "legacy"
@@ -178,7 +178,7 @@ capabilities = ["records", "events", "persons-read"]
     async fn every_tenant_shares_one_manifest_and_its_validators_per_package(kind) {
         let f = Fixture::new(kind).await;
         let other = Fixture::tenant_in(&f.db, "globex").await;
-        let registry = Registry::new(f.host.clone(), f.db.db.clone());
+        let registry = f.registry();
         let m = probe_with_put_schema(strict_put());
         let grants = Grants::all_requested(&m);
         registry.install(m, &fixture("probe")).await.unwrap();
