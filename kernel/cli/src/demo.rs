@@ -3,11 +3,11 @@
 //! codes, regions and a running scan-to-win campaign.
 
 use std::net::SocketAddr;
-use std::sync::Arc;
 
 use anyhow::{Context as _, Result};
 use keel_core::TenantId;
-use keel_host::{CallContext, Grants, Manifest, Registry};
+use keel_gateway::Kernel;
+use keel_host::{CallContext, Grants};
 use serde_json::{Value, json};
 
 /// What the demo has to show, printed on start.
@@ -30,8 +30,8 @@ fn plugins(addr: SocketAddr) -> [(&'static str, Value); 2] {
 
 /// Enables (or upgrades to the bundled version) `codes` and `rewards` for
 /// the demo tenant, and seeds it once.
-pub async fn prepare(registry: &Registry, tenant: &TenantId, addr: SocketAddr) -> Result<Demo> {
-    let none = |_: &[Arc<Manifest>]| Ok(());
+pub async fn prepare(kernel: &Kernel, tenant: &TenantId, addr: SocketAddr) -> Result<Demo> {
+    let registry = kernel.registry();
     for (name, config) in plugins(addr) {
         let bundled = keel_plugins::get(name)
             .with_context(|| format!("the {name} plugin is not bundled"))?
@@ -49,55 +49,47 @@ pub async fn prepare(registry: &Registry, tenant: &TenantId, addr: SocketAddr) -
                 // the kernel's catalogue and org tree): the demo grants it.
                 let mut grants = Grants::all_requested(&bundled);
                 grants.http_hosts.clear();
-                registry
-                    .upgrade(tenant, name, &bundled.version, Some(grants), &none)
+                kernel
+                    .upgrade(tenant, name, &bundled.version, Some(grants))
                     .await
                     .with_context(|| format!("upgrading {name} for the demo tenant"))?;
             }
             None => {
                 let mut grants = Grants::all_requested(&bundled);
                 grants.http_hosts.clear();
-                registry
-                    .enable(tenant, name, Some(&bundled.version), grants, config, &none)
+                kernel
+                    .enable(tenant, name, Some(&bundled.version), grants, config)
                     .await
                     .with_context(|| format!("enabling {name} for the demo tenant"))?;
             }
         }
     }
-    seed(registry, tenant).await
+    seed(kernel, tenant).await
 }
 
 async fn call(
-    registry: &Registry,
+    kernel: &Kernel,
     tenant: &TenantId,
     plugin: &str,
     op: &str,
     input: Value,
 ) -> Result<Value> {
-    let set = registry.enabled(tenant).await?;
-    let act = set
-        .get(plugin)
-        .with_context(|| format!("{plugin} is not enabled"))?
-        .clone();
     let ctx = CallContext {
         caller: Some("cli:demo".into()),
         request_id: format!("demo-{op}"),
-        plugins: Some(set.clone()),
         ..CallContext::default()
     };
-    let out = registry
-        .host()
-        .call_operation(&act, op, &input.to_string(), ctx)
+    kernel
+        .call(tenant, plugin, op, input, ctx)
         .await
-        .with_context(|| format!("demo: {plugin} {op}"))?;
-    Ok(serde_json::from_str(&out)?)
+        .with_context(|| format!("demo: {plugin} {op}"))
 }
 
 /// A product, 1,000 activated codes, Guangdong and Shanghai, and a
 /// campaign giving a coupon for each first scan — unless already there.
-async fn seed(registry: &Registry, tenant: &TenantId) -> Result<Demo> {
+async fn seed(kernel: &Kernel, tenant: &TenantId) -> Result<Demo> {
     let existing = call(
-        registry,
+        kernel,
         tenant,
         "codes",
         "codeProduct",
@@ -106,7 +98,7 @@ async fn seed(registry: &Registry, tenant: &TenantId) -> Result<Demo> {
     .await?;
     if existing.is_null() {
         call(
-            registry,
+            kernel,
             tenant,
             "codes",
             "createCodeProduct",
@@ -114,7 +106,7 @@ async fn seed(registry: &Registry, tenant: &TenantId) -> Result<Demo> {
         )
         .await?;
         let batch = call(
-            registry,
+            kernel,
             tenant,
             "codes",
             "issueCodeBatch",
@@ -123,7 +115,7 @@ async fn seed(registry: &Registry, tenant: &TenantId) -> Result<Demo> {
         )
         .await?;
         call(
-            registry,
+            kernel,
             tenant,
             "codes",
             "activateCodes",
@@ -136,7 +128,7 @@ async fn seed(registry: &Registry, tenant: &TenantId) -> Result<Demo> {
             ("CN-SH", "Shanghai", square(120.8, 30.6, 122.2, 31.9)),
         ] {
             call(
-                registry,
+                kernel,
                 tenant,
                 "codes",
                 "defineRegion",
@@ -147,7 +139,7 @@ async fn seed(registry: &Registry, tenant: &TenantId) -> Result<Demo> {
         // A coupon for every first scan: the demo tenant has no consumer
         // sign-in (no WeChat app), so its consumers are anonymous and may
         // win only prizes that need no person.
-        let campaign = call(registry, tenant, "rewards", "createCampaign", json!({"input": {
+        let campaign = call(kernel, tenant, "rewards", "createCampaign", json!({"input": {
             "name": "Demo: a coupon for every first scan",
             "startsAt": "2026-01-01T00:00:00Z", "endsAt": "2036-01-01T00:00:00Z",
             "rule": {"first_scan": true},
@@ -155,7 +147,7 @@ async fn seed(registry: &Registry, tenant: &TenantId) -> Result<Demo> {
         }})).await?;
         let coupons: Vec<String> = (1..=200).map(|n| format!("DEMO-{n:04}")).collect();
         call(
-            registry,
+            kernel,
             tenant,
             "rewards",
             "addCoupons",
@@ -163,7 +155,7 @@ async fn seed(registry: &Registry, tenant: &TenantId) -> Result<Demo> {
         )
         .await?;
         call(
-            registry,
+            kernel,
             tenant,
             "rewards",
             "setCampaignStatus",
@@ -172,7 +164,7 @@ async fn seed(registry: &Registry, tenant: &TenantId) -> Result<Demo> {
         .await?;
     }
     let batches = call(
-        registry,
+        kernel,
         tenant,
         "codes",
         "codeBatches",
@@ -181,7 +173,7 @@ async fn seed(registry: &Registry, tenant: &TenantId) -> Result<Demo> {
     .await?;
     let scan_url = match batches.get(0).and_then(|b| b["id"].as_str()) {
         Some(id) => call(
-            registry,
+            kernel,
             tenant,
             "codes",
             "reprintCode",

@@ -16,8 +16,7 @@ use config::{Config, LogFormat, Overrides};
 use keel_core::identity::api_keys::{self, NewApiKey};
 use keel_core::identity::operators::{self, NewOperator};
 use keel_core::{Db, DbOptions, tenants};
-use keel_gateway::Gateway;
-use keel_host::{Host, HostConfig, Registry};
+use keel_gateway::{Kernel, KernelConfig};
 
 /// Keel: the open marketing-digitalization platform for consumer brands.
 ///
@@ -302,35 +301,18 @@ async fn serve(cfg: &Config, args: ServeArgs) -> Result<()> {
     } else {
         None
     };
-    let plugins = registry(cfg, &db).await?;
-    keel_plugins::install_all(&plugins)
+    let kernel = Kernel::assemble(db, kernel_config(cfg)).await?;
+    keel_plugins::install_all(kernel.registry())
         .await
         .context("installing the bundled plugins")?;
-    // Every installed package compiled (or loaded from the cache) in the
-    // background; `/readyz` answers 503 until it is done, and a request that
-    // needs a package meanwhile waits for its one compile.
-    tokio::spawn(plugins.warm_up().run());
     let listener = tokio::net::TcpListener::bind(cfg.listen)
         .await
         .with_context(|| format!("listening on {}", cfg.listen))?;
     let addr = listener.local_addr()?;
     let demo = match demo {
-        Some((tenant, key)) => Some((key, demo::prepare(&plugins, &tenant, addr).await?)),
+        Some((tenant, key)) => Some((key, demo::prepare(&kernel, &tenant, addr).await?)),
         None => None,
     };
-    let gateway = Gateway::new(db.clone(), plugins.clone(), cfg.gateway.clone()).await?;
-    let (stop_tx, stop_rx) = tokio::sync::oneshot::channel::<()>();
-    // Plugins' `[[schedules]]`: each due tick is claimed and run once across
-    // every kernel process on this database.
-    let (stop_scheduler, scheduler_stop) = tokio::sync::oneshot::channel::<()>();
-    let scheduler = keel_host::Scheduler::new(db.clone(), plugins.clone(), Default::default());
-    let scheduling = tokio::spawn(scheduler.run(async move {
-        let _ = scheduler_stop.await;
-    }));
-    let dispatcher = keel_host::outbox::Dispatcher::new(db.clone(), plugins, Default::default());
-    let dispatching = tokio::spawn(dispatcher.run(async move {
-        let _ = stop_rx.await;
-    }));
     tracing::info!(%addr, database = %redact(&cfg.database_url), "keel is serving");
     if let Some((key, demo)) = demo {
         let scan = demo
@@ -351,13 +333,10 @@ async fn serve(cfg: &Config, args: ServeArgs) -> Result<()> {
              -H 'Content-Type: application/json' -d '{{\"query\":\"{{ viewer {{ tenant {{ slug name }} roles }} }}\"}}'\n{scan}"
         );
     }
-    // A stop drains requests for at most the request timeout, then ends.
-    gateway.serve(listener, shutdown_signal()).await?;
-    let _ = stop_tx.send(());
-    let _ = stop_scheduler.send(());
-    let _ = dispatching.await;
-    let _ = scheduling.await;
-    db.close().await;
+    // The warm-up, the scheduler and the outbox dispatcher run beside
+    // HTTP; a stop drains requests for at most the request timeout, stops
+    // them and closes the database.
+    kernel.serve(listener, shutdown_signal()).await?;
     tracing::info!("keel stopped");
     Ok(())
 }
@@ -394,18 +373,24 @@ async fn shutdown_signal() {
     tracing::info!("shutting down");
 }
 
-async fn registry(cfg: &Config, db: &Db) -> Result<Registry> {
-    let mut config = HostConfig::new(&cfg.plugin_cache_dir);
+/// The kernel's settings from the configuration.
+fn kernel_config(cfg: &Config) -> KernelConfig {
+    let mut config = KernelConfig::new(&cfg.plugin_cache_dir);
     if let Some(mib) = cfg.plugin_max_memory_mib {
-        config.max_memory_bytes = (mib as usize) << 20;
+        config.host.max_memory_bytes = (mib as usize) << 20;
     }
     if let Some(ms) = cfg.plugin_max_deadline_ms {
-        config.max_deadline = std::time::Duration::from_millis(ms);
+        config.host.max_deadline = std::time::Duration::from_millis(ms);
     }
-    let host = Host::new(db.clone(), config)
-        .await
-        .context("starting the plugin host")?;
-    Ok(Registry::new(host, db.clone()))
+    config.gateway = cfg.gateway.clone();
+    config
+}
+
+/// The kernel `keel serve` would run, not serving: for the commands that
+/// install and list plugins with its host and registry.
+async fn kernel(cfg: &Config) -> Result<Kernel> {
+    let db = master_key::open(cfg).await?;
+    Kernel::assemble(db, kernel_config(cfg)).await
 }
 
 async fn plugin(cfg: &Config, cmd: PluginCommand) -> Result<()> {
@@ -428,8 +413,8 @@ async fn plugin(cfg: &Config, cmd: PluginCommand) -> Result<()> {
             );
         }
         PluginCommand::Install { dir } => {
-            let db = master_key::open(cfg).await?;
-            let p = registry(cfg, &db).await?.install_dir(&dir).await?;
+            let kernel = kernel(cfg).await?;
+            let p = kernel.registry().install_dir(&dir).await?;
             println!(
                 "installed {} {} ({})",
                 p.manifest.name,
@@ -438,8 +423,8 @@ async fn plugin(cfg: &Config, cmd: PluginCommand) -> Result<()> {
             );
         }
         PluginCommand::List => {
-            let db = master_key::open(cfg).await?;
-            for p in registry(cfg, &db).await?.packages().await? {
+            let kernel = kernel(cfg).await?;
+            for p in kernel.registry().packages().await? {
                 let m = &p.manifest;
                 println!(
                     "{}\t{}\t{}\t{}",

@@ -4,12 +4,11 @@
 
 use std::net::SocketAddr;
 use std::path::PathBuf;
-use std::sync::Arc;
 
 use keel_core::identity::api_keys;
 use keel_core::{Db, DbOptions, tenants};
-use keel_gateway::{Gateway, GatewayConfig};
-use keel_host::{Grants, Host, HostConfig, Manifest, Registry};
+use keel_gateway::{Kernel, KernelConfig, RunningKernel};
+use keel_host::{Grants, Manifest};
 
 mod support;
 use support::keel;
@@ -28,11 +27,13 @@ content_type = "text/csv; charset=utf-8"
 file_name = "lines.csv"
 "#;
 
-/// A kernel serving the probe for tenant `acme`, until the runtime drops.
+/// A kernel serving the probe for tenant `acme`, until it drops.
 struct Served {
     addr: SocketAddr,
     key: String,
     dir: tempfile::TempDir,
+    /// Stopped before the runtime it runs on goes.
+    _kernel: RunningKernel,
     _rt: tokio::runtime::Runtime,
 }
 
@@ -50,53 +51,46 @@ fn serve_probe() -> Served {
     let dir = tempfile::tempdir().unwrap();
     let rt = tokio::runtime::Runtime::new().unwrap();
     let root = dir.path().to_owned();
-    let (addr, key) = rt.block_on(async move {
+    let (kernel, key) = rt.block_on(async move {
         let url = format!("sqlite://{}", root.join("keel.db").display());
         let db = Db::connect(&url, &DbOptions::default())
             .await
             .unwrap()
             .with_sealer(keel_core::sealing::Sealer::random());
         db.migrate().await.unwrap();
-        let host = Host::new(db.clone(), HostConfig::new(root.join("cache")))
+        let kernel = Kernel::assemble(db.clone(), KernelConfig::new(root.join("cache")))
             .await
             .unwrap();
-        let plugins = Registry::new(host, db.clone());
         let manifest = Manifest::from_toml(PROBE_MANIFEST).unwrap();
-        plugins.install(manifest, &probe_wasm()).await.unwrap();
+        kernel
+            .registry()
+            .install(manifest, &probe_wasm())
+            .await
+            .unwrap();
         let mut tx = db.begin().await.unwrap();
         let tenant = tenants::create(&mut tx, "acme", "Acme").await.unwrap();
         let (_, key) = api_keys::create_owner_key(&mut tx, &tenant.id, "owner", "test")
             .await
             .unwrap();
         tx.commit().await.unwrap();
-        let accept_any = |_: &[Arc<Manifest>]| Ok(());
-        plugins
+        kernel
             .enable(
                 &tenant.id,
                 "probe",
                 None,
                 Grants::default(),
                 serde_json::json!({}),
-                &accept_any,
             )
             .await
             .unwrap();
-        let gateway = Gateway::new(db, plugins, GatewayConfig::default())
-            .await
-            .unwrap();
         let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
-        let addr = listener.local_addr().unwrap();
-        tokio::spawn(keel_gateway::serve(
-            listener,
-            gateway.router(),
-            std::future::pending(),
-        ));
-        (addr, key)
+        (kernel.spawn(listener).unwrap(), key)
     });
     Served {
-        addr,
+        addr: kernel.addr(),
         key,
         dir,
+        _kernel: kernel,
         _rt: rt,
     }
 }

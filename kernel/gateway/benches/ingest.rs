@@ -16,7 +16,7 @@ use std::time::{Duration, Instant};
 
 use keel_core::identity::api_keys::{self, NewApiKey};
 use keel_core::{Backend, tenants};
-use keel_gateway::{Gateway, GatewayConfig};
+use keel_gateway::{Kernel, KernelConfig, RunningKernel};
 use keel_testkit::TestDb;
 use serde_json::{Value, json};
 
@@ -35,15 +35,10 @@ struct Server {
     url: String,
     key: String,
     client: reqwest::Client,
+    /// Stopped when the server drops.
+    _kernel: RunningKernel,
     _db: TestDb,
     _cache: tempfile::TempDir,
-    task: tokio::task::JoinHandle<std::io::Result<()>>,
-}
-
-impl Drop for Server {
-    fn drop(&mut self) {
-        self.task.abort();
-    }
 }
 
 impl Server {
@@ -61,28 +56,20 @@ impl Server {
             .unwrap();
         tx.commit().await.unwrap();
         let cache = tempfile::tempdir().unwrap();
-        let host = keel_host::Host::new(db.db.clone(), keel_host::HostConfig::new(cache.path()))
-            .await
-            .unwrap();
-        let registry = keel_host::Registry::new(host, db.db.clone());
         // The production defaults, body limit (1 MiB) included.
-        let gateway = Gateway::new(db.db.clone(), registry, GatewayConfig::default())
+        let kernel = Kernel::assemble(db.db.clone(), KernelConfig::new(cache.path()))
             .await
             .unwrap();
         let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
-        let url = format!("http://{}/graphql", listener.local_addr().unwrap());
-        let task = tokio::spawn(keel_gateway::serve(
-            listener,
-            gateway.router(),
-            std::future::pending(),
-        ));
+        let kernel = kernel.spawn(listener).unwrap();
+        let url = format!("http://{}/graphql", kernel.addr());
         Some(Server {
             url,
             key,
             client: reqwest::Client::new(),
+            _kernel: kernel,
             _db: db,
             _cache: cache,
-            task,
         })
     }
 

@@ -12,7 +12,7 @@ use std::sync::Arc;
 use keel_core::counters::{self, Add, Outcome};
 use keel_core::identity::api_keys::{self, NewApiKey};
 use keel_core::{Backend, tenants};
-use keel_gateway::{Gateway, GatewayConfig};
+use keel_gateway::{Kernel, KernelConfig};
 use keel_testkit::TestDb;
 
 mod support;
@@ -44,20 +44,13 @@ async fn setup(kind: Backend) -> Option<(TestDb, String)> {
 async fn viewer_over_http(kind: Backend, requests: usize) -> Option<Stats> {
     let (t, key) = setup(kind).await?;
     let cache = tempfile::tempdir().unwrap();
-    let host = keel_host::Host::new(t.db.clone(), keel_host::HostConfig::new(cache.path()))
-        .await
-        .unwrap();
-    let registry = keel_host::Registry::new(host, t.db.clone());
-    let gateway = Gateway::new(t.db.clone(), registry, GatewayConfig::default())
+    // The kernel `keel serve` runs, with its defaults.
+    let kernel = Kernel::assemble(t.db.clone(), KernelConfig::new(cache.path()))
         .await
         .unwrap();
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
-    let url = format!("http://{}/graphql", listener.local_addr().unwrap());
-    let server = tokio::spawn(keel_gateway::serve(
-        listener,
-        gateway.router(),
-        std::future::pending(),
-    ));
+    let server = kernel.spawn(listener).unwrap();
+    let url = format!("http://{}/graphql", server.addr());
     let client = reqwest::Client::new();
     let body = serde_json::json!({ "query": "{ viewer { tenant { id slug } roles } }" });
     let call = |client: reqwest::Client, url: String, key: String, body: serde_json::Value| async move {
@@ -79,7 +72,7 @@ async fn viewer_over_http(kind: Backend, requests: usize) -> Option<Stats> {
         call(client.clone(), url.clone(), key.clone(), body.clone())
     })
     .await;
-    server.abort();
+    drop(server);
     Some(stats)
 }
 

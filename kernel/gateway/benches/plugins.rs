@@ -20,9 +20,9 @@ use keel_core::events::{self, NewEvent};
 use keel_core::identity::{self, api_keys};
 use keel_core::records::{self, Location};
 use keel_core::{Backend, Db, tenants};
-use keel_gateway::{Gateway, GatewayConfig};
+use keel_gateway::{Kernel, KernelConfig};
 use keel_host::manifest::{Grants, Manifest};
-use keel_host::{CallContext, Host, HostConfig, Registry};
+use keel_host::{CallContext, Host, HostConfig};
 use keel_testkit::TestDb;
 use serde_json::json;
 
@@ -166,27 +166,26 @@ async fn run(kind: Backend, requests: usize, wasm: &[u8]) -> Option<()> {
         .unwrap();
     tx.commit().await.unwrap();
     let cache = tempfile::tempdir().unwrap();
-    let host = Host::new(t.db.clone(), HostConfig::new(cache.path()))
+    let kernel = Kernel::assemble(t.db.clone(), KernelConfig::new(cache.path()))
         .await
         .unwrap();
-    let registry = Registry::new(host, t.db.clone());
     let manifest = Manifest::from_toml(MANIFEST).unwrap();
-    registry.install(manifest.clone(), wasm).await.unwrap();
-    let allow = |_: &[Arc<Manifest>]| Ok(());
-    registry
+    kernel
+        .registry()
+        .install(manifest.clone(), wasm)
+        .await
+        .unwrap();
+    kernel
         .enable(
             &tenant.id,
             "probe",
             None,
             Grants::all_requested(&manifest),
             json!({}),
-            &allow,
         )
         .await
         .unwrap();
-    let gateway = Gateway::new(t.db.clone(), registry, GatewayConfig::default())
-        .await
-        .unwrap();
+    let gateway = kernel.gateway().clone();
 
     let native = Schema::build(NativeQuery, NativeMutation, EmptySubscription)
         .data(t.db.clone())

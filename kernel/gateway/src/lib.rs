@@ -8,6 +8,7 @@ mod files;
 mod graphiql;
 mod graphql;
 mod http;
+pub mod kernel;
 mod limits;
 mod metrics;
 mod pages;
@@ -20,17 +21,17 @@ use std::time::Duration;
 
 use axum::Router;
 use axum::extract::DefaultBodyLimit;
-use axum::http::{Request, StatusCode};
+use axum::http::Request;
 use axum::routing::get;
 use keel_core::Db;
 use keel_core::authz::Authorizer;
 use tower_http::request_id::{MakeRequestUuid, PropagateRequestIdLayer, SetRequestIdLayer};
-use tower_http::timeout::TimeoutLayer;
 use tower_http::trace::TraceLayer;
 
 pub use client::TrustedProxies;
 pub use consumers::ConsumerAuthConfig;
 pub use graphql::{QueryLimits, sdl};
+pub use kernel::{Kernel, KernelConfig, RunningKernel};
 pub use metrics::Metrics;
 
 use graphql::{KernelSchema, Services};
@@ -182,9 +183,9 @@ impl Gateway {
             .route("/healthz", get(http::healthz))
             .route("/readyz", get(http::readyz))
             .route("/metrics", get(http::metrics))
-            .layer(TimeoutLayer::with_status_code(
-                StatusCode::REQUEST_TIMEOUT,
+            .layer(axum::middleware::from_fn_with_state(
                 self.config.request_timeout,
+                http::time_limit,
             ))
             // Added after the timeout layer, so exempt from it: a download
             // enforces its own `download_timeout` while it streams.
@@ -218,6 +219,25 @@ impl Gateway {
 }
 
 impl Gateway {
+    /// Runs a plugin operation for `tenant` with the output checks of the
+    /// tenant's GraphQL schema: the answer must be JSON and, when the
+    /// plugin's SDL declares the operation as a Query or Mutation field,
+    /// a value of its type (`PLUGIN_INVALID_OUTPUT` otherwise). It skips
+    /// authorization and argument coercion (the input reaches the plugin as
+    /// given, for the caller in `ctx`): the path of `keel-plugin-test`'s
+    /// `MiniKernel`, checked as a served kernel checks.
+    pub async fn call_operation(
+        &self,
+        tenant: &keel_core::TenantId,
+        plugin: &str,
+        operation: &str,
+        input: serde_json::Value,
+        ctx: keel_host::CallContext,
+    ) -> keel_host::Result<serde_json::Value> {
+        tenant_schema::call_operation(&self.state.services, tenant, plugin, operation, input, ctx)
+            .await
+    }
+
     /// Serves the gateway on `listener` until `shutdown` completes, then
     /// drains the requests in flight for at most the request timeout (and
     /// a few seconds more); what still runs then is dropped, so a stop is

@@ -1,22 +1,23 @@
 #![doc = include_str!("../README.md")]
 
 use std::path::Path;
-use std::sync::Arc;
 
 use anyhow::{Context as _, anyhow};
 use keel_core::events::{self, Event, EventFilter};
 use keel_core::records::{self, Location};
 use keel_core::{Db, DbOptions, TenantId, counters, tenants};
+use keel_gateway::{Kernel, KernelConfig};
 use keel_host::manifest::{Grants, Manifest};
-use keel_host::outbox::{Dispatcher, DispatcherConfig};
-use keel_host::{Activation, CallContext, Host, HostConfig, PluginError, Registry};
+use keel_host::{CallContext, PluginError};
 use serde_json::Value;
 
-/// A kernel in the test process: SQLite in a temporary folder, the plugin
-/// host, and one tenant (`test`).
+/// A kernel in the test process: SQLite in a temporary folder, assembled
+/// as `keel serve` assembles it (`keel_gateway::Kernel`), and one tenant
+/// (`test`). Plugins are enabled with production's checks (their GraphQL
+/// must merge with the kernel's) and called with its output checks (an
+/// answer must match the type the plugin's SDL declares); it serves no HTTP.
 pub struct MiniKernel {
-    db: Db,
-    registry: Registry,
+    kernel: Kernel,
     tenant: TenantId,
     _dir: tempfile::TempDir,
 }
@@ -47,35 +48,38 @@ impl MiniKernel {
         let mut tx = db.begin().await?;
         let tenant = tenants::create(&mut tx, "test", "Test tenant").await?.id;
         tx.commit().await?;
-        let host = Host::new(db.clone(), HostConfig::new(dir.path().join("cache"))).await?;
-        let registry = Registry::new(host, db.clone());
+        let kernel = Kernel::assemble(db, KernelConfig::new(dir.path().join("cache"))).await?;
         Ok(MiniKernel {
-            db,
-            registry,
+            kernel,
             tenant,
             _dir: dir,
         })
     }
 
+    fn db(&self) -> &Db {
+        self.kernel.db()
+    }
+
     /// Builds the plugin crate in `dir` (which holds `Cargo.toml` and
     /// `keel-plugin.toml`), installs it and enables it with everything its
-    /// manifest requests and `config`.
+    /// manifest requests and `config`, checked as `enablePlugin` checks.
     pub async fn plugin(&self, dir: impl AsRef<Path>, config: Value) -> anyhow::Result<Plugin> {
         let dir = dir.as_ref();
         let wasm = build(dir)?;
         let text = std::fs::read_to_string(dir.join("keel-plugin.toml"))
             .context("reading keel-plugin.toml")?;
         let manifest = Manifest::from_toml(&text).map_err(|e| anyhow!(e))?;
-        self.registry.install(manifest.clone(), &wasm).await?;
-        let check = |_: &[Arc<Manifest>]| Ok(());
-        self.registry
+        self.kernel
+            .registry()
+            .install(manifest.clone(), &wasm)
+            .await?;
+        self.kernel
             .enable(
                 &self.tenant,
                 &manifest.name,
                 Some(&manifest.version),
                 Grants::all_requested(&manifest),
                 config,
-                &check,
             )
             .await?;
         Ok(Plugin {
@@ -83,42 +87,24 @@ impl MiniKernel {
         })
     }
 
-    async fn activation(
-        &self,
-        plugin: &Plugin,
-    ) -> anyhow::Result<(Arc<Activation>, Arc<keel_host::TenantPlugins>)> {
-        let set = self.registry.enabled(&self.tenant).await?;
-        let act = set
-            .get(&plugin.name)
-            .cloned()
-            .ok_or_else(|| anyhow!("{} is not enabled", plugin.name))?;
-        Ok((act, set))
-    }
-
-    /// Calls an operation with a JSON input, as an operator `key:test` would.
+    /// Calls an operation with a JSON input, as an operator `key:test`
+    /// would, through the gateway's output checks: an answer that does not
+    /// match the type the plugin's SDL declares is `PLUGIN_INVALID_OUTPUT`.
     pub async fn call(
         &self,
         plugin: &Plugin,
         operation: &str,
         input: Value,
     ) -> Result<Value, PluginError> {
-        let (act, set) = self
-            .activation(plugin)
-            .await
-            .map_err(PluginError::Internal)?;
         let ctx = CallContext {
             caller: Some("key:test".into()),
             client_address: Some("127.0.0.1".into()),
             request_id: "test".into(),
-            plugins: Some(set),
             ..CallContext::default()
         };
-        let out = self
-            .registry
-            .host()
-            .call_operation(&act, operation, &input.to_string(), ctx)
-            .await?;
-        serde_json::from_str(&out).map_err(|e| PluginError::Internal(e.into()))
+        self.kernel
+            .call(&self.tenant, &plugin.name, operation, input, ctx)
+            .await
     }
 
     /// The tenant's events of `event_type`, oldest first (up to 100).
@@ -127,7 +113,7 @@ impl MiniKernel {
             types: vec![event_type.to_owned()],
             ..Default::default()
         };
-        events::list(&self.db, &self.tenant, &filter, 100, None)
+        events::list(self.db(), &self.tenant, &filter, 100, None)
             .await
             .map(|p| p.events)
             .unwrap_or_default()
@@ -135,14 +121,14 @@ impl MiniKernel {
 
     /// A counter of the plugin.
     pub async fn counter(&self, plugin: &Plugin, key: &str) -> i64 {
-        counters::get(&self.db, &self.tenant, &plugin.name, key)
+        counters::get(self.db(), &self.tenant, &plugin.name, key)
             .await
             .unwrap_or(0)
     }
 
     /// A record of the plugin, if any.
     pub async fn record(&self, plugin: &Plugin, collection: &str, key: &str) -> Option<Value> {
-        let mut conn = self.db.reader().acquire().await.ok()?;
+        let mut conn = self.db().reader().acquire().await.ok()?;
         let loc = Location {
             namespace: &plugin.name,
             collection,
@@ -158,12 +144,7 @@ impl MiniKernel {
     /// Delivers due async events to subscribers once; returns how many rows
     /// were handled.
     pub async fn deliver_events(&self) -> anyhow::Result<usize> {
-        let d = Dispatcher::new(
-            self.db.clone(),
-            self.registry.clone(),
-            DispatcherConfig::default(),
-        );
-        Ok(d.deliver_due().await?)
+        Ok(self.kernel.dispatcher().deliver_due().await?)
     }
 }
 

@@ -16,6 +16,7 @@ mod events;
 mod files;
 mod graphiql;
 mod http;
+mod kernel;
 mod limits;
 mod operators;
 mod org;

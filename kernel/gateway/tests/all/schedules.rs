@@ -5,7 +5,6 @@
 use chrono::{DateTime, Datelike as _, TimeZone as _, Utc};
 use keel_core::Timestamp;
 use keel_host::manifest::Schedule;
-use keel_host::{Scheduler, SchedulerConfig};
 use keel_testkit::on_both_backends;
 use serde_json::{Value, json};
 
@@ -82,7 +81,7 @@ on_both_backends! {
         // job (its 06:00 tick is 22:00 UTC the day before) fails once and,
         // with one attempt allowed, is a dead letter at once.
         let d = day();
-        let scheduler = Scheduler::new(app.db.db.clone(), app.plugins.clone(), SchedulerConfig::default());
+        let scheduler = app.kernel.kernel().scheduler();
         let pass = scheduler.tick(Timestamp::from_datetime(d + chrono::Duration::seconds(3605))).await.unwrap();
         assert_eq!((pass.claimed, pass.succeeded, pass.dead), (2, 1, 1), "{pass:?}");
         let r = app.gql(Some(&owner), VIEW, json!({})).await;

@@ -5,10 +5,9 @@ use std::net::SocketAddr;
 
 use keel_core::Backend;
 use keel_core::identity::api_keys;
-use keel_gateway::{Gateway, GatewayConfig};
+use keel_gateway::{GatewayConfig, Kernel, KernelConfig, RunningKernel};
 use keel_testkit::TestDb;
 use serde_json::{Value, json};
-use tokio::sync::oneshot;
 
 /// The platform administrator's secret every test app is started with.
 pub const ADMIN_TOKEN: &str = "platform-admin-token-for-tests";
@@ -16,10 +15,11 @@ pub const ADMIN_TOKEN: &str = "platform-admin-token-for-tests";
 pub struct TestApp {
     pub addr: SocketAddr,
     pub http: reqwest::Client,
+    /// Stopped (as `keel serve` stops) when the app drops.
+    pub kernel: RunningKernel,
     pub db: TestDb,
     pub plugins: keel_host::Registry,
     _cache: tempfile::TempDir,
-    shutdown: Option<oneshot::Sender<()>>,
 }
 
 impl TestApp {
@@ -34,32 +34,26 @@ impl TestApp {
             .await
             .unwrap();
         let cache = tempfile::tempdir().unwrap();
-        let mut host_config = keel_host::HostConfig::new(cache.path());
-        host_config.deadline = std::time::Duration::from_millis(500);
-        let host = keel_host::Host::new(db.db.clone(), host_config)
+        let mut kernel_config = KernelConfig::new(cache.path());
+        kernel_config.host.deadline = std::time::Duration::from_millis(500);
+        kernel_config.gateway = config;
+        // The tests deliver events and run schedules' ticks themselves
+        // (`kernel.dispatcher()`, `kernel.scheduler()`).
+        kernel_config.background_jobs = false;
+        let kernel = Kernel::assemble(db.db.clone(), kernel_config)
             .await
             .unwrap();
-        let plugins = keel_host::Registry::new(host, db.db.clone());
-        let gateway = Gateway::new(db.db.clone(), plugins.clone(), config)
-            .await
-            .unwrap();
+        let plugins = kernel.registry().clone();
         let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
-        let addr = listener.local_addr().unwrap();
-        let (tx, rx) = oneshot::channel::<()>();
-        tokio::spawn(keel_gateway::serve(
-            listener,
-            gateway.router(),
-            async move {
-                let _ = rx.await;
-            },
-        ));
+        let kernel = kernel.spawn(listener).unwrap();
+        kernel.warmed_up().await;
         TestApp {
-            addr,
+            addr: kernel.addr(),
             http: reqwest::Client::new(),
+            kernel,
             db,
             plugins,
             _cache: cache,
-            shutdown: Some(tx),
         }
     }
 
@@ -133,14 +127,6 @@ impl TestApp {
             .as_str()
             .unwrap()
             .to_owned()
-    }
-}
-
-impl Drop for TestApp {
-    fn drop(&mut self) {
-        if let Some(tx) = self.shutdown.take() {
-            let _ = tx.send(());
-        }
     }
 }
 

@@ -109,7 +109,7 @@ on_both_backends! {
 /// A registry whose view of the tenant is exactly `plugins`: installs the
 /// probe under each name and enables it with the same manifest.
 async fn registry_with(f: &Fixture, plugins: &Arc<TenantPlugins>) -> Registry {
-    let registry = Registry::new(f.host.clone(), f.db.db.clone());
+    let registry = f.registry();
     let mut claimed: Vec<String> = Vec::new();
     for act in &plugins.plugins {
         // Event types have one producer: the first copy of the probe owns

@@ -7,7 +7,6 @@ use std::time::Duration;
 
 use keel_core::Backend;
 use keel_host::manifest::{Grants, Manifest};
-use keel_host::registry::Registry;
 use keel_host::{Activation, PluginError};
 use serde_json::json;
 
@@ -60,7 +59,7 @@ async fn a_manifest_gets_the_memory_and_deadline_it_asks_for_within_the_maximums
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn a_package_asking_beyond_the_maximums_is_refused_at_install() {
     let f = Fixture::with(Backend::Sqlite, configure).await;
-    let registry = Registry::new(f.host.clone(), f.db.db.clone());
+    let registry = f.registry();
     for (resources, field) in [
         ("memory_mib = 65", "resources.memory_mib"),
         ("deadline_ms = 2001", "resources.deadline_ms"),

@@ -52,7 +52,7 @@ async fn process(db: Db) -> (Registry, Scheduler, tempfile::TempDir) {
 /// Installs the probe with `schedules` and enables it for the fixture's
 /// tenant; returns the registry and a scheduler on it.
 async fn enabled(f: &Fixture, schedules: &[(&str, &str, Option<u32>)]) -> (Registry, Scheduler) {
-    let registry = Registry::new(f.host.clone(), f.db.db.clone());
+    let registry = f.registry();
     let m = manifest(schedules);
     registry
         .install(m.clone(), &fixture("probe"))
@@ -366,7 +366,7 @@ type Edit = fn(&mut Manifest);
 
 async fn install_refuses_invalid_schedules(kind: Backend) {
     let f = Fixture::new(kind).await;
-    let registry = Registry::new(f.host.clone(), f.db.db.clone());
+    let registry = f.registry();
     let wasm = fixture("probe");
     let base = manifest(&[("nightly", "0 2 * * *", None)]);
     let cases: &[(&str, Edit, &str)] = &[
@@ -404,6 +404,19 @@ async fn install_refuses_invalid_schedules(kind: Backend) {
             "op",
             |m| m.schedules[0].operation = "no good".into(),
             "schedules.nightly.operation",
+        ),
+        (
+            "too many",
+            |m| {
+                m.schedules = (0..17)
+                    .map(|n| {
+                        let mut s = m.schedules[0].clone();
+                        s.name = format!("job-{n}");
+                        s
+                    })
+                    .collect()
+            },
+            "at most 16",
         ),
     ];
     for (what, edit, needle) in cases {

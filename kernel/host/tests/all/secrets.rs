@@ -9,7 +9,7 @@ use serde_json::json;
 use crate::support::{Fixture, PROBE_MANIFEST, call, fixture};
 
 async fn registry_with_probe(f: &Fixture) -> Registry {
-    let registry = Registry::new(f.host.clone(), f.db.db.clone());
+    let registry = f.registry();
     registry
         .install(
             Manifest::from_toml(PROBE_MANIFEST).unwrap(),

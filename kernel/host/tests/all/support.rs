@@ -6,7 +6,7 @@ use std::time::Duration;
 
 use keel_core::{Backend, TenantId, tenants};
 use keel_host::manifest::{Capability, Grants, Manifest};
-use keel_host::{Activation, CallContext, Host, HostConfig};
+use keel_host::{Activation, CallContext, Host, HostConfig, Registry};
 use keel_testkit::TestDb;
 
 /// The fixtures' `.wasm` folder, built once per test process.
@@ -98,6 +98,13 @@ impl Fixture {
             tenant,
             _cache: cache,
         }
+    }
+
+    /// A registry over the fixture's host and database. The host's tests
+    /// drive its parts (registry, dispatcher, scheduler) one by one; the
+    /// whole kernel is assembled in one place, `keel_gateway::Kernel`.
+    pub fn registry(&self) -> Registry {
+        Registry::new(self.host.clone(), self.db.db.clone())
     }
 
     pub async fn tenant_in(db: &TestDb, slug: &str) -> TenantId {

@@ -120,7 +120,7 @@ async fn person_with_phone(f: &Fixture, phone: &str) -> Option<String> {
 on_both_backends! {
     async fn a_0_1_component_installs_enables_and_runs_unchanged(kind) {
         let f = Fixture::new(kind).await;
-        let registry = Registry::new(f.host.clone(), f.db.db.clone());
+        let registry = f.registry();
         let manifest = Manifest::from_toml(LEGACY_MANIFEST).unwrap();
         let package = registry.install(manifest.clone(), &fixture("legacy")).await.unwrap();
         assert_eq!(package.manifest.wit, "0.1.0");
@@ -180,7 +180,7 @@ on_both_backends! {
 
     async fn a_0_1_and_a_0_2_plugin_deliver_events_to_each_other(kind) {
         let f = Fixture::new(kind).await;
-        let registry = Registry::new(f.host.clone(), f.db.db.clone());
+        let registry = f.registry();
         install_and_enable(&f, &registry, probe_manifest(), "probe", json!({})).await;
         let legacy = Manifest::from_toml(LEGACY_MANIFEST).unwrap();
         install_and_enable(&f, &registry, legacy, "legacy", json!({})).await;
@@ -348,7 +348,7 @@ fn a_0_1_manifest_cannot_ask_for_capabilities_added_in_0_2() {
 #[tokio::test]
 async fn installing_a_0_1_plugin_that_asks_for_catalog_read_is_refused() {
     let f = Fixture::new(keel_core::Backend::Sqlite).await;
-    let registry = Registry::new(f.host.clone(), f.db.db.clone());
+    let registry = f.registry();
     let mut manifest = Manifest::from_toml(LEGACY_MANIFEST).unwrap();
     manifest
         .capabilities
@@ -370,7 +370,7 @@ async fn installing_a_0_1_plugin_that_asks_for_catalog_read_is_refused() {
 #[tokio::test]
 async fn a_manifest_must_name_the_version_its_component_is_built_for() {
     let f = Fixture::new(keel_core::Backend::Sqlite).await;
-    let registry = Registry::new(f.host.clone(), f.db.db.clone());
+    let registry = f.registry();
     let newer = LEGACY_MANIFEST.replace("wit = \"0.1.0\"", "wit = \"0.2.0\"") + LEGACY_SCHEMAS;
     let manifest = Manifest::from_toml(&newer).unwrap();
     let err = registry

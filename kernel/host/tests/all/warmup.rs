@@ -119,7 +119,7 @@ on_both_backends! {
 
     async fn a_package_that_cannot_be_prepared_is_reported_and_the_warm_up_ends(kind) {
         let f = Fixture::new(kind).await;
-        let registry = Registry::new(f.host.clone(), f.db.db.clone());
+        let registry = f.registry();
         registry
             .install(Manifest::from_toml(PROBE_MANIFEST).unwrap(), &fixture("probe"))
             .await

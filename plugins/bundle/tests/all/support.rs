@@ -6,12 +6,11 @@ use std::net::SocketAddr;
 
 use keel_core::Backend;
 use keel_core::identity::api_keys;
-use keel_gateway::{Gateway, GatewayConfig};
-use keel_host::outbox::{Dispatcher, DispatcherConfig};
+use keel_gateway::{GatewayConfig, KernelConfig, RunningKernel};
+use keel_host::outbox::DispatcherConfig;
 use keel_testkit::TestDb;
 use serde_json::{Value, json};
 use std::time::Duration;
-use tokio::sync::oneshot;
 
 pub const ADMIN: &str = "platform-admin-token-for-plugin-tests";
 
@@ -23,9 +22,10 @@ pub struct Kernel {
     pub db: keel_core::Db,
     #[allow(dead_code, reason = "the benches call the host and keel-core directly")]
     pub registry: keel_host::Registry,
+    /// Stopped (as `keel serve` stops) when this drops.
+    _running: RunningKernel,
     test_db: std::sync::Arc<TestDb>,
     _cache: tempfile::TempDir,
-    stop: Option<oneshot::Sender<()>>,
 }
 
 /// Everything `codes` asks for: it reads products from the kernel's
@@ -48,14 +48,22 @@ pub struct Brand {
     pub owner: String,
 }
 
-/// Outbox delivery as fast as a test wants it.
-fn dispatcher_config() -> DispatcherConfig {
-    DispatcherConfig {
+/// `keel serve`'s kernel, tuned for tests.
+fn kernel_config(cache: &std::path::Path, gateway: GatewayConfig) -> KernelConfig {
+    let mut config = KernelConfig::new(cache);
+    // Tests run a debug kernel and race thousands of calls on two cores: a
+    // plugin call waiting its turn for SQLite's writer must not count as a
+    // runaway plugin. The host's own tests check the 2 s default.
+    config.host.deadline = Duration::from_secs(20);
+    config.gateway = gateway;
+    // Outbox delivery as fast as a test wants it.
+    config.dispatcher = DispatcherConfig {
         poll: Duration::from_millis(20),
         backoff: Duration::from_millis(50),
         max_backoff: Duration::from_millis(400),
         ..DispatcherConfig::default()
-    }
+    };
+    config
 }
 
 impl Kernel {
@@ -85,51 +93,23 @@ impl Kernel {
         config: GatewayConfig,
     ) -> Kernel {
         let cache = tempfile::tempdir().unwrap();
-        // Tests run a debug kernel and race thousands of calls on two cores: a
-        // plugin call waiting its turn for SQLite's writer must not count as a
-        // runaway plugin. The host's own tests check the 2 s default.
-        let mut host_config = keel_host::HostConfig::new(cache.path());
-        host_config.deadline = Duration::from_secs(20);
-        let host = keel_host::Host::new(db.clone(), host_config).await.unwrap();
-        let registry = keel_host::Registry::new(host, db.clone());
-        keel_plugins::install_all(&registry).await.unwrap();
-        let gateway = Gateway::new(db.clone(), registry.clone(), config)
-            .await
-            .unwrap();
+        let kernel =
+            keel_gateway::Kernel::assemble(db.clone(), kernel_config(cache.path(), config))
+                .await
+                .unwrap();
+        keel_plugins::install_all(kernel.registry()).await.unwrap();
+        let registry = kernel.registry().clone();
         let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
-        let addr = listener.local_addr().unwrap();
-        let (stop, stopped) = oneshot::channel::<()>();
-        let (stop_outbox, outbox_stopped) = oneshot::channel::<()>();
-        tokio::spawn(async move {
-            let _ = stopped.await;
-            let _ = stop_outbox.send(());
-        });
-        let dispatcher = Dispatcher::new(db.clone(), registry.clone(), dispatcher_config());
-        tokio::spawn(dispatcher.run(async move {
-            let _ = outbox_stopped.await;
-        }));
-        let (stop_http, http_stopped) = oneshot::channel::<()>();
-        tokio::spawn(keel_gateway::serve(
-            listener,
-            gateway.router(),
-            async move {
-                let _ = http_stopped.await;
-            },
-        ));
-        let (all_stop, all_stopped) = oneshot::channel::<()>();
-        tokio::spawn(async move {
-            let _ = all_stopped.await;
-            let _ = stop.send(());
-            let _ = stop_http.send(());
-        });
+        let running = kernel.spawn(listener).unwrap();
+        running.warmed_up().await;
         Kernel {
-            addr,
+            addr: running.addr(),
             http: reqwest::Client::new(),
             db,
             registry,
+            _running: running,
             test_db,
             _cache: cache,
-            stop: Some(all_stop),
         }
     }
 
@@ -339,14 +319,6 @@ impl Kernel {
             .await
             .unwrap();
         (r.status().as_u16(), r.text().await.unwrap())
-    }
-}
-
-impl Drop for Kernel {
-    fn drop(&mut self) {
-        if let Some(s) = self.stop.take() {
-            let _ = s.send(());
-        }
     }
 }
 
