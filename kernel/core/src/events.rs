@@ -114,7 +114,7 @@ pub async fn append(
     if let Some(k) = &new.idempotency_key
         && let Some(e) = by_idempotency_key(conn, tenant, k).await?
     {
-        return Ok(e);
+        return same_origin(e, &new.event_type, producer, "idempotencyKey");
     }
     let person_id = match &new.person_id {
         Some(p) => Some(
@@ -157,11 +157,31 @@ pub async fn append(
         // Lost a race with a concurrent append of the same key: theirs stands.
         None => {
             let k = new.idempotency_key.as_deref().unwrap_or_default();
-            by_idempotency_key(conn, tenant, k)
+            let e = by_idempotency_key(conn, tenant, k)
                 .await?
-                .ok_or_else(|| Error::Internal(anyhow::anyhow!("idempotent event {k} vanished")))
+                .ok_or_else(|| Error::Internal(anyhow::anyhow!("idempotent event {k} vanished")))?;
+            same_origin(e, &new.event_type, producer, "idempotencyKey")
         }
     }
+}
+
+/// The event stored under a retried idempotency key, if the retry is of
+/// the same type and, when a plugin is either producer, by that plugin. A
+/// key is the tenant's, so no one may take a plugin's (a client holding a
+/// plugin's next key would stop the plugin's event and read it back); the
+/// tenant's credentials (`key:…`, `operator:…`) may retry each other's, as
+/// an integration does after its key is rotated.
+fn same_origin(stored: Event, event_type: &str, producer: &str, field: &str) -> Result<Event> {
+    let credential = |p: &str| p.contains(':');
+    let same_producer =
+        stored.producer == producer || (credential(&stored.producer) && credential(producer));
+    if !same_producer || stored.event_type != event_type {
+        return Err(Error::Conflict(format!(
+            "{field}: the key {:?} already names another producer's or another type's event; use a key of your own",
+            stored.idempotency_key.as_deref().unwrap_or_default()
+        )));
+    }
+    Ok(stored)
 }
 
 /// Checks an event to append without the database; returns its payload
@@ -270,7 +290,11 @@ pub async fn append_batch(
     let mut fresh: Vec<usize> = Vec::new();
     for (i, e) in batch.iter().enumerate() {
         match e.idempotency_key.as_deref() {
-            Some(k) if stored.contains_key(k) || first_use.contains_key(k) => {}
+            Some(k) if stored.contains_key(k) => {
+                same_origin(stored[k].clone(), &e.event_type, producer, "idempotencyKey")
+                    .map_err(at(i))?;
+            }
+            Some(k) if first_use.contains_key(k) => {}
             Some(k) => {
                 first_use.insert(k, i);
                 fresh.push(i);

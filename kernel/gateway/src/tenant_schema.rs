@@ -23,7 +23,7 @@ use async_graphql::parser::types::{
 };
 use keel_core::authz::Action;
 use keel_host::manifest::Manifest;
-use keel_host::{CallContext, PluginError, TenantPlugins};
+use keel_host::{CallContext, TenantPlugins};
 
 use crate::errors::gql_error;
 use crate::graphql::{KernelSchema, QueryLimits, RequestInfo, Services, services};
@@ -419,11 +419,6 @@ fn settle<'a>(
     Err(async_graphql::Error::new(NULLED_DATA))
 }
 
-fn plugin_error(e: PluginError) -> async_graphql::Error {
-    let (code, message) = crate::errors::plugin_failure(&e);
-    gql_error(&code, message)
-}
-
 /// A plugin root field: authorize, call the operation, check the output.
 fn plugin_root(
     plugin: String,
@@ -441,79 +436,76 @@ fn plugin_root(
             let (plugin, op, ret, types) = (plugin.clone(), op.clone(), ret.clone(), types.clone());
             FieldFuture::new(async move {
                 let result: async_graphql::Result<Option<FieldValue<'_>>> = async {
-                let info = ctx.data::<RequestInfo>()?;
-                let set = ctx.data::<Arc<TenantPlugins>>()?;
-                // The caller's label, and the org node it is limited to: the
-                // plugin receives the scope and enforces it on its own data.
-                let (caller, scope) = match &info.principal {
-                    Some(p) => {
-                        let object = format!("plugin.{plugin}");
+                    let info = ctx.data::<RequestInfo>()?;
+                    let set = ctx.data::<Arc<TenantPlugins>>()?;
+                    // The caller's label, and the org node it is limited to: the
+                    // plugin receives the scope and enforces it on its own data.
+                    let (caller, scope) = match &info.principal {
+                        Some(p) => {
+                            let object = format!("plugin.{plugin}");
+                            services(&ctx)
+                                .authz
+                                .tenant(p, &object, action)
+                                .await
+                                .map_err(crate::errors::to_gql)?;
+                            (Some(p.label()), p.org_scope.clone())
+                        }
+                        // A public operation runs for the signed-in consumer,
+                        // if any: never for whom its arguments name.
+                        None if public => (info.consumer.clone(), None),
+                        None => {
+                            return Err(gql_error(
+                                "UNAUTHENTICATED",
+                                format!("{op} needs an API key or session token"),
+                            ));
+                        }
+                    };
+                    let act = set.get(&plugin).ok_or_else(|| {
+                        gql_error("NOT_FOUND", format!("the plugin {plugin} is not enabled"))
+                    })?;
+                    crate::errors::admits_scope(act, scope.as_deref())?;
+                    let mut input = serde_json::Map::new();
+                    for (name, value) in ctx.args.iter() {
+                        let v = value
+                            .as_value()
+                            .clone()
+                            .into_json()
+                            .map_err(|e| gql_error("BAD_USER_INPUT", e.to_string()))?;
+                        input.insert(name.to_string(), v);
+                    }
+                    let caller_rights = Some(
                         services(&ctx)
-                            .authz
-                            .tenant(p, &object, action)
-                            .await
-                            .map_err(crate::errors::to_gql)?;
-                        (Some(p.label()), p.org_scope.clone())
-                    }
-                    // A public operation runs for the signed-in consumer,
-                    // if any: never for whom its arguments name.
-                    None if public => (info.consumer.clone(), None),
-                    None => {
-                        return Err(gql_error(
-                            "UNAUTHENTICATED",
-                            format!("{op} needs an API key or session token"),
-                        ));
-                    }
-                };
-                let act = set.get(&plugin).ok_or_else(|| {
-                    gql_error("NOT_FOUND", format!("the plugin {plugin} is not enabled"))
-                })?;
-                let mut input = serde_json::Map::new();
-                for (name, value) in ctx.args.iter() {
-                    let v = value
-                        .as_value()
-                        .clone()
-                        .into_json()
-                        .map_err(|e| gql_error("BAD_USER_INPUT", e.to_string()))?;
-                    input.insert(name.to_string(), v);
-                }
-                let call = CallContext {
-                    caller,
-                    scope,
-                    client_address: Some(info.client_ip.to_string()),
-                    request_id: info.request_id.clone(),
-                    plugins: Some(set.clone()),
-                    ..CallContext::default()
-                };
-                let host = &services(&ctx).plugins.host();
-                let out = host
-                    .call_operation(
-                        act,
-                        &op,
-                        &serde_json::Value::Object(input).to_string(),
-                        call,
-                    )
-                    .await
-                    .map_err(plugin_error)?;
-                let json: serde_json::Value = serde_json::from_str(&out).map_err(|_| {
-                    gql_error(
-                        "PLUGIN_INVALID_OUTPUT",
-                        format!(
-                            "the plugin {plugin} answered {op} with something that is not JSON"
-                        ),
-                    )
-                })?;
-                check_output(&json, &ret, &types, &op).map_err(|e| {
-                tracing::warn!(%plugin, %op, error = %e, "plugin output does not match its SDL");
-                gql_error("PLUGIN_INVALID_OUTPUT", format!("the plugin {plugin} answered {op} with a value that does not match its schema: {e}"))
-            })?;
-                let value = Value::from_json(json)
-                    .map_err(|e| gql_error("PLUGIN_INVALID_OUTPUT", e.to_string()))?;
-                Ok(if value == Value::Null {
-                    None
-                } else {
-                    Some(field_value(value, &ret))
-                })
+                            .caller_rights(info.principal.as_ref(), act)
+                            .await,
+                    );
+                    let call = CallContext {
+                        caller,
+                        scope,
+                        caller_rights,
+                        client_address: Some(info.client_ip.to_string()),
+                        request_id: info.request_id.clone(),
+                        plugins: Some(set.clone()),
+                        ..CallContext::default()
+                    };
+                    let host = &services(&ctx).plugins.host();
+                    let out = host
+                        .call_operation(
+                            act,
+                            &op,
+                            &serde_json::Value::Object(input).to_string(),
+                            call,
+                        )
+                        .await
+                        .map_err(crate::errors::plugin_error)?;
+                    let json = checked_output(&plugin, &op, &out, Some(&ret), &types)
+                        .map_err(|e| gql_error(INVALID_OUTPUT, e))?;
+                    let value = Value::from_json(json)
+                        .map_err(|e| gql_error(INVALID_OUTPUT, e.to_string()))?;
+                    Ok(if value == Value::Null {
+                        None
+                    } else {
+                        Some(field_value(value, &ret))
+                    })
                 }
                 .await;
                 settle(&ctx, ret.nullable, result)
@@ -524,6 +516,85 @@ fn plugin_root(
         field = field.argument(input_value(&a.node));
     }
     described(field, f)
+}
+
+/// The code of a plugin answer that is not JSON or does not match its SDL.
+const INVALID_OUTPUT: &str = "PLUGIN_INVALID_OUTPUT";
+
+/// A plugin's answer to `op` as JSON that matches `ret`, the type its SDL
+/// declares for the field (when it declares one), or why not: the message
+/// of a `PLUGIN_INVALID_OUTPUT`.
+fn checked_output(
+    plugin: &str,
+    op: &str,
+    out: &str,
+    ret: Option<&Type>,
+    types: &BTreeMap<String, (Owner, TypeDefinition)>,
+) -> Result<serde_json::Value, String> {
+    let json: serde_json::Value = serde_json::from_str(out).map_err(|_| {
+        format!("the plugin {plugin} answered {op} with something that is not JSON")
+    })?;
+    if let Some(ret) = ret {
+        check_output(&json, ret, types, op).map_err(|e| {
+            tracing::warn!(%plugin, %op, error = %e, "plugin output does not match its SDL");
+            format!(
+                "the plugin {plugin} answered {op} with a value that does not match its schema: {e}"
+            )
+        })?;
+    }
+    Ok(json)
+}
+
+/// Runs `operation` of `plugin` for `tenant` as the plugin's root field in
+/// the tenant's schema does, without GraphQL around it: the call in the
+/// host (one instance, one transaction, the tenant's enabled set as
+/// `ctx.plugins`), then the same output checks — JSON, and a value of the
+/// field's type when the plugin's SDL declares `operation` as a Query or
+/// Mutation field (an operation only offered to other plugins or run by a
+/// schedule or subscription has no GraphQL type to match). Neither
+/// authorization nor argument coercion: `input` reaches the plugin as
+/// given, as the caller in `ctx`.
+pub(crate) async fn call_operation(
+    services: &Services,
+    tenant: &keel_core::TenantId,
+    plugin: &str,
+    operation: &str,
+    input: serde_json::Value,
+    mut ctx: CallContext,
+) -> keel_host::Result<serde_json::Value> {
+    let set = services.plugins.enabled(tenant).await?;
+    let act = set
+        .get(plugin)
+        .cloned()
+        .ok_or_else(|| keel_host::PluginError::Returned {
+            code: "NOT_FOUND".into(),
+            message: format!("the plugin {plugin} is not enabled"),
+            field: None,
+        })?;
+    let manifests: Vec<Arc<Manifest>> = set.plugins.iter().map(|a| a.manifest.clone()).collect();
+    let plan = plan(&KERNEL_SDL, &manifests).map_err(|e| {
+        keel_host::PluginError::Internal(anyhow::anyhow!("the tenant's plugins do not merge: {e}"))
+    })?;
+    let owner = Owner::Plugin(plugin.to_owned());
+    let ret = plan
+        .query
+        .iter()
+        .chain(&plan.mutation)
+        .find(|(o, f)| *o == owner && f.name.node == operation)
+        .map(|(_, f)| f.ty.node.clone());
+    ctx.plugins = Some(set);
+    let out = services
+        .plugins
+        .host()
+        .call_operation(&act, operation, &input.to_string(), ctx)
+        .await?;
+    checked_output(plugin, operation, &out, ret.as_ref(), &plan.types).map_err(|message| {
+        keel_host::PluginError::Returned {
+            code: INVALID_OUTPUT.into(),
+            message,
+            field: None,
+        }
+    })
 }
 
 /// Checks a plugin's JSON output against a declared type.

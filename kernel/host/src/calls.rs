@@ -221,8 +221,13 @@ pub(crate) struct CallChain {
     pub(crate) caller: Option<String>,
     pub(crate) client_address: Option<String>,
     pub(crate) scope: Option<String>,
+    /// The original client's master-data rights
+    /// ([`crate::CallContext::caller_rights`]); every plugin on the chain is
+    /// held to them.
+    pub(crate) caller_rights: Option<crate::CallerRights>,
     /// The instant the invocation must end by: its own end, in its state;
-    /// the end its caller allows, in a plugin call's environment.
+    /// the end its caller allows, in a plugin call's environment, and the
+    /// emitter's end, in a sync subscriber's.
     pub(crate) deadline: Option<Instant>,
 }
 
@@ -234,17 +239,19 @@ impl CallChain {
             caller: ctx.caller.clone(),
             client_address: ctx.client_address.clone(),
             scope: ctx.scope.clone(),
+            caller_rights: ctx.caller_rights,
             deadline: None,
         }
     }
 
-    /// The chain below `plugin`'s invocation, with no deadline of its own
-    /// (a sync subscriber gets the host's; a callee, the one its caller
-    /// sets).
+    /// The chain below `plugin`'s invocation, ending when it ends: a sync
+    /// subscriber of its events gets no more than what is left of it (so
+    /// that delivering a batch of events to subscribers that emit more
+    /// cannot outrun the emitter's deadline); a callee gets less, the end
+    /// its caller sets.
     pub(crate) fn below(&self, plugin: &str) -> CallChain {
         let mut next = self.clone();
         next.plugins.push(plugin.to_owned());
-        next.deadline = None;
         next
     }
 
@@ -318,7 +325,11 @@ mod tests {
             ..CallChain::default()
         };
         assert_eq!(spent.callee_deadline(), None, "too little left");
-        assert_eq!(caller.below("x").deadline, None);
+        assert_eq!(
+            caller.below("x").deadline,
+            caller.deadline,
+            "a sync subscriber ends when its emitter does"
+        );
     }
 
     #[test]

@@ -61,6 +61,24 @@ pub struct CallContext {
     /// those that subscribe (sync ones inside the call's transaction, async
     /// ones through the outbox). Without it, emitted events reach no plugin.
     pub plugins: Option<Arc<crate::TenantPlugins>>,
+    /// What the client behind the call may itself write in the kernel's
+    /// master data: a plugin writes the catalogue or the org tree for a
+    /// client only where the client could (and, for a client limited to an
+    /// org node, only under it). `None`: no client is behind the call (a
+    /// schedule, an event delivery), and the plugin acts on its own
+    /// account, within its grants. Every call a client starts must set it.
+    pub caller_rights: Option<CallerRights>,
+}
+
+/// The kernel rights of the client behind a call that a plugin's writes on
+/// its behalf are held to ([`CallContext::caller_rights`]). A consumer has
+/// none.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct CallerRights {
+    /// May write the product catalogue (`catalog`, write).
+    pub catalog_write: bool,
+    /// May write the organisation tree (`org`, write).
+    pub org_write: bool,
 }
 
 /// Where a call runs: its own transaction, or one lent by an emitter.
@@ -122,7 +140,11 @@ fn wit_error(plugin: &str, e: WitError) -> PluginError {
         }
     };
     let message: String = message.chars().take(2000).collect();
-    PluginError::Returned { code, message }
+    PluginError::Returned {
+        code,
+        message,
+        field: None,
+    }
 }
 
 impl Host {

@@ -20,7 +20,7 @@ pub use calls::PluginCall;
 pub use capabilities::CONSUMER_SIGN_IN;
 pub use engine::{Host, HostConfig, LoadedComponent};
 pub use error::{PluginError, Result};
-pub use invocation::{Activation, CallContext, InvocationEvent};
+pub use invocation::{Activation, CallContext, CallerRights, InvocationEvent};
 pub use manifest::{Access, Capability, Download, Grants, Manifest, Pages};
 pub use registry::{Enabled, Package, Registry, TenantPlugins};
 pub use schedules::{Scheduler, SchedulerConfig};

@@ -64,6 +64,13 @@ pub struct Manifest {
     /// is refused.
     #[serde(default, skip_serializing_if = "Resources::is_default")]
     pub resources: Resources,
+    /// The plugin enforces its callers' org scope itself (contract 0.2: it
+    /// reads `call-context.scope`, e.g. with the SDK's `scope` helpers).
+    /// A credential limited to an org node may call only the plugins that
+    /// say so: the kernel refuses it the others, which would act on the
+    /// whole tenant for it.
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub enforces_org_scope: bool,
 }
 
 /// What one invocation of the plugin may use, when it needs more than the
@@ -461,6 +468,12 @@ impl Manifest {
                 self.wit,
                 c.since()
             ));
+        }
+        if self.enforces_org_scope && self.wit == "0.1.0" {
+            return Err(
+                "enforces_org_scope: a keel:plugin@0.1.0 component never sees its caller's scope; build it for @0.2.0"
+                    .into(),
+            );
         }
         let mut seen = BTreeSet::new();
         for c in &self.collections {

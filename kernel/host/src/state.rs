@@ -102,6 +102,28 @@ impl State {
         }
     }
 
+    /// `Err(denied)` unless the tenant granted `c` and, when a client is
+    /// behind the call, the client may itself write what `c` writes
+    /// (`catalog-write`, `org-write`): a plugin is not a way around the
+    /// kernel's roles.
+    pub(crate) fn require_write_for_caller(&self, c: Capability) -> Result<(), WitError> {
+        self.require(c)?;
+        let (allowed, what) = match (c, self.chain.caller_rights) {
+            (_, None) => return Ok(()),
+            (Capability::CatalogWrite, Some(r)) => (r.catalog_write, "the product catalogue"),
+            (Capability::OrgWrite, Some(r)) => (r.org_write, "the organisation tree"),
+            _ => return Ok(()),
+        };
+        if allowed {
+            Ok(())
+        } else {
+            Err(WitError::Denied(format!(
+                "the caller may not write {what} in the kernel, so the plugin {} may not write it for them",
+                self.namespace()
+            )))
+        }
+    }
+
     /// `Err(denied)` unless the tenant granted `c`.
     pub(crate) fn require(&self, c: Capability) -> Result<(), WitError> {
         if self.activation.grants.has(c) {

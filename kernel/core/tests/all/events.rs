@@ -359,3 +359,49 @@ on_both_backends! {
         assert!(seen.contains(&e1.id), "the consumer never saw event seq {} (cursor moved to {cursor:?} past it)", e1.seq);
     }
 }
+
+on_both_backends! {
+    async fn no_producer_can_take_another_producers_idempotency_key(kind) {
+        let t = TestDb::of(kind).await.unwrap();
+        let tenant = tenant(&t.db, "acme").await;
+        let append_as = |producer: &'static str, event_type: &'static str, key: &'static str| {
+            let db = t.db.clone();
+            let tenant = tenant.clone();
+            async move {
+                let mut tx = db.begin().await.unwrap();
+                let new = NewEvent { idempotency_key: Some(key.into()), ..event(event_type, json!({"by": producer})) };
+                let r = events::append(&mut tx, &tenant, new, producer).await;
+                tx.commit().await.unwrap();
+                r
+            }
+        };
+        // A client grabs the key the rewards plugin will use next: the
+        // plugin's append is refused, not handed the client's event.
+        let squatted = append_as("key:k1", "rewards.awarded", "rewards:claim-9").await.unwrap();
+        match append_as("rewards", "rewards.awarded", "rewards:claim-9").await {
+            Err(Error::Conflict(m)) => assert!(m.contains("idempotencyKey"), "{m}"),
+            other => panic!("expected a conflict, got {other:?}"),
+        }
+        // Nor may a client read a plugin's event back by its key.
+        append_as("rewards", "rewards.awarded", "rewards:claim-10").await.unwrap();
+        assert!(matches!(append_as("key:k1", "rewards.awarded", "rewards:claim-10").await, Err(Error::Conflict(_))));
+        // The same key for another type is refused too, even by its producer.
+        assert!(matches!(append_as("key:k1", "order.paid", "rewards:claim-9").await, Err(Error::Conflict(_))));
+        // Two credentials of the tenant may retry each other's (a rotated key).
+        let retried = append_as("key:k2", "rewards.awarded", "rewards:claim-9").await.unwrap();
+        assert_eq!(retried, squatted);
+        // In a batch, the refusal names the item.
+        let mut tx = t.db.begin().await.unwrap();
+        let batch = vec![
+            NewEvent { idempotency_key: Some("fresh".into()), ..event("order.paid", json!({})) },
+            NewEvent { idempotency_key: Some("rewards:claim-10".into()), ..event("rewards.awarded", json!({})) },
+        ];
+        match events::append_batch(&mut tx, &tenant, batch, "key:k1").await {
+            Err(Error::Conflict(m)) => assert!(m.starts_with("events[1]"), "{m}"),
+            other => panic!("expected a conflict, got {other:?}"),
+        }
+        drop(tx);
+        let stored = all(&t.db, &tenant, &EventFilter::default()).await;
+        assert_eq!(stored.len(), 2, "nothing of the refused batch was written: {stored:?}");
+    }
+}

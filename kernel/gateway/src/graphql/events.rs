@@ -1,6 +1,6 @@
 //! One Data over GraphQL: reading and appending events.
 
-use std::collections::HashSet;
+use std::collections::{HashMap, HashSet};
 
 use async_graphql::{Context, ID, InputObject, Json, Object, SimpleObject};
 use chrono::{DateTime, Utc};
@@ -9,9 +9,9 @@ use keel_core::events::{self, EventFilter, NewEvent};
 use keel_core::{Error, Timestamp};
 use serde_json::Value;
 
-use super::plugins::plugin_error;
-use super::{authorize, commit, principal, services, to_time};
+use super::{authorize, commit, enqueue, principal, services, to_time};
 use crate::errors::Gql as _;
+use crate::errors::plugin_error;
 
 /// Page size when `first` is not given.
 const DEFAULT_PAGE: i32 = 20;
@@ -158,7 +158,7 @@ pub(crate) struct EventQuery;
 #[Object]
 impl EventQuery {
     /// The tenant's events, oldest first, `first` (at most 100) after `after`.
-    #[graphql(complexity = "first.unwrap_or(20) as usize * child_complexity")]
+    #[graphql(complexity = "first.unwrap_or(20).max(0) as usize * child_complexity")]
     async fn events(
         &self,
         ctx: &Context<'_>,
@@ -182,18 +182,24 @@ impl EventQuery {
 /// Why the caller may not emit `event_type`, if it may not. Event types
 /// are owned: the kernel's and each plugin's own can be emitted only by
 /// their producer, so a subscriber of one can trust it.
-async fn refusal(ctx: &Context<'_>, event_type: &str) -> async_graphql::Result<Option<String>> {
+fn refusal(owners: &HashMap<String, String>, event_type: &str) -> Option<String> {
     if events::kernel_owns(event_type) {
-        return Ok(Some(format!(
+        return Some(format!(
             "{event_type} is an event type of the kernel; only the kernel emits it"
-        )));
+        ));
     }
-    let owner = services(ctx)
+    owners
+        .get(event_type)
+        .map(|o| format!("{event_type} is an event type of the plugin {o}; only it emits it"))
+}
+
+/// Which plugin owns each event type that one does.
+async fn event_owners(ctx: &Context<'_>) -> async_graphql::Result<HashMap<String, String>> {
+    services(ctx)
         .plugins
-        .event_owner(event_type)
+        .event_owners()
         .await
-        .map_err(plugin_error)?;
-    Ok(owner.map(|o| format!("{event_type} is an event type of the plugin {o}; only it emits it")))
+        .map_err(plugin_error)
 }
 
 #[derive(Default)]
@@ -209,7 +215,7 @@ impl EventMutation {
     ) -> async_graphql::Result<Event> {
         let tenant = authorize(ctx, objects::EVENTS, Action::Write).await?;
         let producer = principal(ctx)?.label();
-        if let Some(why) = refusal(ctx, &input.event_type).await? {
+        if let Some(why) = refusal(&event_owners(ctx).await?, &input.event_type) {
             return Err(Error::Forbidden(why)).gql();
         }
         let mut tx = services(ctx).db.begin().await.gql()?;
@@ -227,16 +233,7 @@ impl EventMutation {
         )
         .await
         .gql()?;
-        // Async subscribers among the tenant's plugins get it via the outbox,
-        // written in this same transaction.
-        let plugins = services(ctx)
-            .plugins
-            .enabled(&tenant)
-            .await
-            .map_err(plugin_error)?;
-        keel_host::outbox::enqueue(&mut tx, &tenant, &plugins, &e)
-            .await
-            .gql()?;
+        enqueue(ctx, &mut tx, &tenant, [&e]).await?;
         commit(tx).await?;
         Ok(e.into())
     }
@@ -264,11 +261,9 @@ impl EventMutation {
             ))
             .gql();
         }
-        let mut allowed: HashSet<&str> = HashSet::new();
+        let owners = event_owners(ctx).await?;
         for (i, e) in events.iter().enumerate() {
-            if allowed.insert(e.event_type.as_str())
-                && let Some(why) = refusal(ctx, &e.event_type).await?
-            {
+            if let Some(why) = refusal(&owners, &e.event_type) {
                 return Err(Error::Forbidden(format!("events[{i}]: {why}"))).gql();
             }
         }
@@ -286,19 +281,14 @@ impl EventMutation {
         let appended = events::append_batch(&mut tx, &tenant, batch, &producer)
             .await
             .gql()?;
-        let plugins = services(ctx)
-            .plugins
-            .enabled(&tenant)
-            .await
-            .map_err(plugin_error)?;
+        // An event repeated in the batch (its idempotency key again) is
+        // queued once.
         let mut queued: HashSet<&str> = HashSet::new();
-        for e in &appended {
-            if queued.insert(e.id.as_str()) {
-                keel_host::outbox::enqueue(&mut tx, &tenant, &plugins, e)
-                    .await
-                    .gql()?;
-            }
-        }
+        let fresh: Vec<&keel_core::events::Event> = appended
+            .iter()
+            .filter(|e| queued.insert(e.id.as_str()))
+            .collect();
+        enqueue(ctx, &mut tx, &tenant, fresh).await?;
         commit(tx).await?;
         Ok(appended.into_iter().map(Into::into).collect())
     }

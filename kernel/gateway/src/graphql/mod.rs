@@ -93,6 +93,31 @@ pub(crate) struct Services {
     pub plugins: Registry,
 }
 
+impl Services {
+    /// What the client behind a call of `act` may write in the kernel's
+    /// master data, which the plugin's writes for it are held to: a
+    /// principal's own `catalog` and `org` write rights (checked only when
+    /// the plugin was granted the matching write capability); a consumer,
+    /// or no one, has none.
+    pub(crate) async fn caller_rights(
+        &self,
+        principal: Option<&Principal>,
+        act: &keel_host::Activation,
+    ) -> keel_host::CallerRights {
+        use keel_host::Capability;
+        let Some(p) = principal else {
+            return keel_host::CallerRights::default();
+        };
+        let may = |object: &'static str, capability: Capability| async move {
+            act.grants.has(capability) && self.authz.tenant(p, object, Action::Write).await.is_ok()
+        };
+        keel_host::CallerRights {
+            catalog_write: may(keel_core::authz::objects::CATALOG, Capability::CatalogWrite).await,
+            org_write: may(keel_core::authz::objects::ORG, Capability::OrgWrite).await,
+        }
+    }
+}
+
 /// What a resolver knows about its request.
 #[derive(Debug, Clone)]
 pub(crate) struct RequestInfo {
@@ -150,6 +175,32 @@ pub(crate) async fn authorize(
 ) -> async_graphql::Result<TenantId> {
     let p = principal(ctx)?;
     services(ctx).authz.tenant(p, object, action).await.gql()
+}
+
+/// Hands a write's events to the tenant's async subscribers, through
+/// outbox rows written in the same transaction (so they are delivered, at
+/// least once, exactly when the write commits).
+pub(crate) async fn enqueue<'e>(
+    ctx: &Context<'_>,
+    tx: &mut keel_core::Tx,
+    tenant: &TenantId,
+    events: impl IntoIterator<Item = &'e keel_core::events::Event>,
+) -> async_graphql::Result<()> {
+    let mut events = events.into_iter().peekable();
+    if events.peek().is_none() {
+        return Ok(());
+    }
+    let plugins = services(ctx)
+        .plugins
+        .enabled(tenant)
+        .await
+        .map_err(crate::errors::plugin_error)?;
+    for e in events {
+        keel_host::outbox::enqueue(tx, tenant, &plugins, e)
+            .await
+            .gql()?;
+    }
+    Ok(())
 }
 
 /// Commits a write transaction.

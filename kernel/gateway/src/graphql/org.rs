@@ -18,8 +18,7 @@ use serde_json::{Map, Value};
 use super::catalog::ExternalId;
 use super::events::PageInfo;
 use super::persons::Person;
-use super::plugins::plugin_error;
-use super::{authorize, commit, principal, services, to_time};
+use super::{authorize, commit, enqueue, principal, services, to_time};
 use crate::errors::Gql as _;
 
 /// Page size when `first` is not given.
@@ -399,30 +398,6 @@ fn one_key<K>(keys: Vec<(&str, Option<K>)>) -> async_graphql::Result<K> {
     Ok(given.remove(0))
 }
 
-/// Hands a write's events to the tenant's async subscribers, through the
-/// outbox rows written in the same transaction.
-async fn enqueue(
-    ctx: &Context<'_>,
-    tx: &mut keel_core::Tx,
-    tenant: &TenantId,
-    events: &[keel_core::events::Event],
-) -> async_graphql::Result<()> {
-    if events.is_empty() {
-        return Ok(());
-    }
-    let plugins = services(ctx)
-        .plugins
-        .enabled(tenant)
-        .await
-        .map_err(plugin_error)?;
-    for e in events {
-        keel_host::outbox::enqueue(tx, tenant, &plugins, e)
-            .await
-            .gql()?;
-    }
-    Ok(())
-}
-
 #[derive(Default)]
 pub(crate) struct OrgQuery;
 
@@ -454,7 +429,7 @@ impl OrgQuery {
     /// Nodes in code order: the children of `parent`, or everything under
     /// `under`, or (with neither) the roots the caller can see; optionally
     /// of one kind; `first` (at most 200) after the cursor `after`.
-    #[graphql(complexity = "first.unwrap_or(50) as usize * child_complexity")]
+    #[graphql(complexity = "first.unwrap_or(50).max(0) as usize * child_complexity")]
     async fn org_nodes(
         &self,
         ctx: &Context<'_>,

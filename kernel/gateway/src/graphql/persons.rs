@@ -52,7 +52,7 @@ impl Person {
 
     /// This person's events, including those recorded under persons merged
     /// into it.
-    #[graphql(complexity = "first.unwrap_or(20) as usize * child_complexity")]
+    #[graphql(complexity = "first.unwrap_or(20).max(0) as usize * child_complexity")]
     async fn events(
         &self,
         ctx: &Context<'_>,

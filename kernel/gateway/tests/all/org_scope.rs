@@ -7,7 +7,7 @@ use keel_testkit::on_both_backends;
 use serde_json::{Value, json};
 
 use crate::org::{UPSERT, id_of, node, tree};
-use crate::plugins::{enable, install};
+use crate::plugins::{enable, install, manifest, probe_wasm};
 use crate::support::{TestApp, code, ok};
 
 const CREATE_KEY: &str = "mutation($i: CreateApiKeyInput!) { createApiKey(input: $i) { apiKey { id orgScope } secret } }";
@@ -153,7 +153,9 @@ on_both_backends! {
         let app = TestApp::start(kind).await;
         let (_, owner) = app.tenant("acme").await;
         ok(&app.gql(Some(&owner), UPSERT, json!({"n": tree()})).await);
-        install(&app, "probe", "0.1.0", PROBE_SDL).await;
+        let mut m = manifest("probe", "0.1.0", PROBE_SDL);
+        m.enforces_org_scope = true;
+        app.plugins.install(m, &probe_wasm()).await.unwrap();
         ok(&enable(&app, &owner, "probe", json!({})).await);
         let gd = id_of(&app, &owner, "CN-GD").await;
         let gd_key = secret(&create_key(&app, &owner, &["marketer"], Some(&gd)).await);
@@ -171,5 +173,32 @@ on_both_backends! {
         // Plugin administration stays tenant-wide.
         let r = enable(&app, &gd_key, "probe", json!({})).await;
         assert_eq!(code(&r), "FORBIDDEN");
+    }
+
+    async fn a_scoped_principal_cannot_call_a_plugin_that_does_not_enforce_scopes(kind) {
+        let app = TestApp::start(kind).await;
+        let (_, owner) = app.tenant("acme").await;
+        ok(&app.gql(Some(&owner), UPSERT, json!({"n": tree()})).await);
+        // The probe's manifest does not say `enforces_org_scope`: it would
+        // touch the whole tenant's data for a caller limited to CN-GD.
+        install(&app, "probe", "0.1.0", PROBE_SDL).await;
+        ok(&enable(&app, &owner, "probe", json!({})).await);
+        let gd = id_of(&app, &owner, "CN-GD").await;
+        let gd_key = secret(&create_key(&app, &owner, &["admin"], Some(&gd)).await);
+        let r = app.gql(Some(&gd_key), "mutation { touch(key: \"k\") { count } }", json!({})).await;
+        assert_eq!(code(&r), "FORBIDDEN", "{r}");
+        assert!(message(&r).contains("does not enforce org scopes"), "{r}");
+        // Nothing ran: the owner's first touch is the first.
+        let r = app.gql(Some(&owner), "mutation { touch(key: \"k\") { count } }", json!({})).await;
+        assert_eq!(ok(&r)["touch"]["count"], 1);
+        // Its downloads are refused the same way.
+        let res = app
+            .http
+            .get(app.url("/files/probe/lines?input=%7B%7D"))
+            .bearer_auth(&gd_key)
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(res.status(), 403);
     }
 }

@@ -119,8 +119,15 @@ impl Host for State {
         &mut self,
         products: String,
     ) -> wasmtime::Result<Result<u32, WitError>> {
-        if let Err(e) = self.require(Capability::CatalogWrite) {
+        if let Err(e) = self.require_write_for_caller(Capability::CatalogWrite) {
             return Ok(Err(e));
+        }
+        // The catalogue is the tenant's: a caller limited to an org node
+        // only reads it (`authz::SCOPED_KERNEL_ACCESS`).
+        if self.chain.scope.is_some() {
+            return Ok(Err(WitError::Denied(
+                "the caller is limited to an org node; the product catalogue is the whole tenant's and is written only by credentials of the whole tenant".into(),
+            )));
         }
         let tenant = self.tenant().clone();
         let actor = format!("plugin:{}", self.namespace());

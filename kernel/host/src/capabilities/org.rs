@@ -1,11 +1,13 @@
 //! `keel:plugin/org` (0.2): the tenant's organisation tree, read with
 //! `org-read`, written with `org-write`.
 //!
-//! A plugin sees the whole tenant's tree: it is the plugin that enforces
-//! its caller's scope (`call-context.scope`, with the SDK's helper), the
-//! way `rewards` limits a scoped marketer's campaigns. Writes append
-//! `org.*` events in the call's transaction and reach subscribers like any
-//! event.
+//! A plugin reads the whole tenant's tree: it is the plugin that enforces
+//! its caller's scope on what it shows (`call-context.scope`, with the
+//! SDK's helper), the way `rewards` limits a scoped marketer's campaigns.
+//! Its writes for a client are held by the kernel to what the client could
+//! write itself: the `org` write right, and for a client limited to a node,
+//! that node's subtree. Writes append `org.*` events in the call's
+//! transaction and reach subscribers like any event.
 
 use keel_core::org::{self, ExternalId, GeoPoint, NodeKey, NodeKind, Scope};
 
@@ -202,7 +204,7 @@ impl Host for State {
     }
 
     async fn upsert_nodes(&mut self, nodes: String) -> wasmtime::Result<Result<u32, WitError>> {
-        if let Err(e) = self.require(Capability::OrgWrite) {
+        if let Err(e) = self.require_write_for_caller(Capability::OrgWrite) {
             return Ok(Err(e));
         }
         let inputs = match wit(org::parse_nodes_json(&nodes))? {
@@ -212,10 +214,13 @@ impl Host for State {
         let tenant = self.tenant().clone();
         let actor = format!("plugin:{}", self.namespace());
         let savepoint = self.begin_batch().await?;
+        // Written for a caller limited to an org node, the nodes stay under
+        // it, as they would in the kernel's own upsert.
+        let scope = self.chain.scope.clone();
         let outcome = match wit(org::upsert_nodes(
             self.conn().await?,
             &tenant,
-            Scope::Tenant,
+            Scope::of(scope.as_deref()),
             &inputs,
             &actor,
         )

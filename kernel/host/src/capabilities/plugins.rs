@@ -155,6 +155,13 @@ impl State {
                 "the plugin {plugin} offers no operation {operation:?} to other plugins"
             )));
         }
+        // A plugin that does not enforce org scopes would act on the whole
+        // tenant for a caller limited to one node.
+        if self.chain.scope.is_some() && !callee.manifest.enforces_org_scope {
+            return Err(WitError::Denied(format!(
+                "the caller is limited to an org node, and the plugin {plugin} does not enforce org scopes"
+            )));
+        }
         Ok(callee.clone())
     }
 

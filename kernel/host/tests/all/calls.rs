@@ -18,7 +18,8 @@ const PROBE_OFFERS: &str = r#"
 operations = ["put", "call", "context", "touch", "big", "hog"]
 "#;
 
-/// The caller fixture's manifest, named `name`, declaring `calls`.
+/// The caller fixture's manifest, named `name`, declaring `calls`; it
+/// enforces org scopes (it is called for a caller limited to CN-GD).
 fn caller_manifest(name: &str, calls: &[&str]) -> Manifest {
     let mut text = format!(
         r#"
@@ -27,6 +28,7 @@ version = "0.1.0"
 publisher = "Keel tests"
 description = "Calls other plugins."
 wit = "0.2.0"
+enforces_org_scope = true
 
 [[collections]]
 name = "orders"
@@ -58,9 +60,12 @@ operations = ["relay"]
     Manifest::from_toml(&text).unwrap()
 }
 
+/// The probe's manifest with its offers, as `name`. It enforces org
+/// scopes: the calls below run for a caller limited to CN-GD.
 fn probe_manifest(name: &str) -> Manifest {
     let mut m = Manifest::from_toml(&format!("{PROBE_MANIFEST}{PROBE_OFFERS}")).unwrap();
     m.name = name.to_owned();
+    m.enforces_org_scope = true;
     m
 }
 
@@ -261,7 +266,7 @@ on_both_backends! {
         let f = Fixture::with(kind, |c| { limits(c); c.max_input_bytes = 4096; }).await;
         let other = Fixture::tenant_in(&f.db, "other").await;
         let grants = {
-            let m = caller_manifest("caller", &["probe.put", "probe.context", "probe.lines", "probe.big", "ghost.put", "elsewhere.put"]);
+            let m = caller_manifest("caller", &["probe.put", "probe.context", "probe.lines", "probe.big", "ghost.put", "elsewhere.put", "plain.put"]);
             let mut g = Grants::all_requested(&m);
             g.calls.remove(&"probe.context".parse().unwrap());
             (m, g)
@@ -272,7 +277,12 @@ on_both_backends! {
         let m = probe_manifest("elsewhere");
         let mut elsewhere = (*activation(&f, m, None, "probe").await).clone_with_config(json!({}));
         elsewhere.tenant = other;
-        let plugins = set(&[&caller, &probe, &Arc::new(elsewhere)]);
+        // A plugin that does not enforce org scopes, called for a caller
+        // limited to CN-GD, would act on the whole tenant for it.
+        let mut m = probe_manifest("plain");
+        m.enforces_org_scope = false;
+        let plain = activation(&f, m, None, "probe").await;
+        let plugins = set(&[&caller, &probe, &Arc::new(elsewhere), &plain]);
         let call = |plugin: &str, operation: &str, input: Value, pad: usize| {
             json!({"plugin": plugin, "operation": operation, "input": input, "pad": pad})
         };
@@ -286,6 +296,7 @@ on_both_backends! {
             call("probe", "put", json!([1]), 0),
             call("probe", "put", put.clone(), 5000),
             call("probe", "big", json!({"bytes": 100_000}), 0),
+            call("plain", "put", put.clone(), 0),
         ]})).await.unwrap();
         let expected = [
             ("denied", "the plugin caller does not declare the call probe.touch (add it to [[calls]] in its manifest)"),
@@ -296,12 +307,14 @@ on_both_backends! {
             ("invalid-input", "input: the input of probe.put must be a JSON object"),
             ("invalid-input", "input: the input of probe.put is 5030 bytes; the limit is 4096"),
             ("internal", "probe.big failed: the plugin probe's output is 100002 bytes; the limit is 65536"),
+            ("denied", "the caller is limited to an org node, and the plugin plain does not enforce org scopes"),
         ];
         for (n, (kind, message)) in expected.iter().enumerate() {
             let e = &out["results"][n]["error"];
             assert_eq!((e["kind"].as_str(), e["message"].as_str()), (Some(*kind), Some(*message)), "call {n}: {out}");
         }
         assert_eq!(record(&f, "probe", "items", "k").await, None);
+        assert_eq!(record(&f, "plain", "items", "k").await, None);
         assert_eq!(puts(&f).await, 0);
     }
 
@@ -357,6 +370,7 @@ fn calls_and_offers_need_contract_0_2_and_valid_names() {
         m.wit = "0.1.0".into();
         m.events.schemas.clear();
         m.offers.operations.clear();
+        m.enforces_org_scope = false;
         m.calls = vec![PluginCall::new("rewards", "spendPoints")];
     });
     assert!(
@@ -368,9 +382,22 @@ fn calls_and_offers_need_contract_0_2_and_valid_names() {
     let legacy = with(&|m| {
         m.wit = "0.1.0".into();
         m.events.schemas.clear();
+        m.enforces_org_scope = false;
     });
     assert!(
         legacy.as_ref().is_err_and(|e| e.starts_with("offers: ")),
+        "{legacy:?}"
+    );
+    // A 0.1.0 component never sees a scope, so it cannot enforce one.
+    let legacy = with(&|m| {
+        m.wit = "0.1.0".into();
+        m.events.schemas.clear();
+        m.offers.operations.clear();
+    });
+    assert!(
+        legacy
+            .as_ref()
+            .is_err_and(|e| e.starts_with("enforces_org_scope: ")),
         "{legacy:?}"
     );
     let cases: [(&Edit, &str); 6] = [

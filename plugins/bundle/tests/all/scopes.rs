@@ -275,4 +275,37 @@ on_both_backends! {
         let id = ok(&r)["createCampaign"]["id"].as_str().unwrap().to_owned();
         assert_eq!(listed(&k, &session).await, [id]);
     }
+
+    async fn no_plugin_writes_the_kernels_master_data_beyond_its_caller(kind) {
+        let k = Kernel::start(kind).await;
+        let (b, _) = brand(&k, 1).await;
+        let gd = node_id(&k, &b, "CN-GD").await;
+        let define = "mutation($c: String!, $n: String!) { defineRegion(code: $c, name: $n) { code } }";
+        let product = "mutation { createCodeProduct(sku: \"BEER-330\", name: \"Beer\", unit: \"can\") { sku } }";
+        // A marketer of the whole tenant may use codes, but the kernel's tree
+        // and catalogue are not its to write (it only reads them): codes'
+        // deprecated writers cannot write them for it.
+        let i = json!({"name": "marketing", "roles": ["marketer"]});
+        let marketer = ok(&k.gql(&b.owner, CREATE_KEY, json!({"i": i})).await)["createApiKey"]["secret"]
+            .as_str()
+            .unwrap()
+            .to_owned();
+        let r = k.gql(&marketer, define, json!({"c": "CN-GD", "n": "renamed"})).await;
+        assert_eq!(code(&r), "FORBIDDEN", "{r}");
+        assert!(message(&r).contains("organisation tree"), "{r}");
+        let r = k.gql(&marketer, product, json!({})).await;
+        assert_eq!(code(&r), "FORBIDDEN", "{r}");
+        // codes does not enforce org scopes: a credential limited to CN-GD
+        // may not call it at all, even as an admin.
+        let gd_admin = scoped_key(&k, &b, &["admin"], &gd).await;
+        let r = k.gql(&gd_admin, define, json!({"c": "CN-SH", "n": "mine"})).await;
+        assert_eq!(code(&r), "FORBIDDEN", "{r}");
+        assert!(message(&r).contains("does not enforce org scopes"), "{r}");
+        // Nothing changed; the owner still may.
+        let r = k.gql(&b.owner, "query($c: String) { orgNode(code: $c) { name } }", json!({"c": "CN-GD"})).await;
+        assert_eq!(ok(&r)["orgNode"]["name"], "Guangdong");
+        let r = k.gql(&b.owner, "query($c: String) { orgNode(code: $c) { name } }", json!({"c": "CN-SH"})).await;
+        assert_eq!(ok(&r)["orgNode"]["name"], "Shanghai");
+        ok(&k.gql(&b.owner, product, json!({})).await);
+    }
 }
