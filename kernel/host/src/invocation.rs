@@ -214,6 +214,30 @@ impl Host {
         .map(|_| ())
     }
 
+    /// Runs the plugin's `on-enable` inside `tx`, the enable's own
+    /// transaction, so that what it writes (an upgrade step's migration)
+    /// commits with the switch to the new version or not at all. The
+    /// transaction comes back whatever happens; after an error, drop it.
+    pub(crate) async fn on_enable_in(
+        &self,
+        act: &Arc<Activation>,
+        request_id: &str,
+        tx: keel_core::Tx,
+    ) -> (Result<()>, Option<keel_core::Tx>) {
+        let config = act.config.to_string();
+        let env = CallEnv {
+            tx: Some(tx),
+            commit: false,
+            ..CallEnv::own(None)
+        };
+        let (result, tx) = self
+            .invoke(act, request_id, env, |plugin, store| {
+                Box::pin(async move { plugin.on_enable(store, config).await })
+            })
+            .await;
+        (result.map(|_| ()), tx)
+    }
+
     /// Delivers an event to the plugin's `handle-event` in a transaction of
     /// its own (the outbox's async delivery).
     pub async fn handle_event(

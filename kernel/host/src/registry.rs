@@ -380,7 +380,6 @@ impl Registry {
         let act = self
             .activation(tenant, package, grants.clone(), config.clone())
             .await?;
-        self.host.on_enable(&act, "enable").await?;
         let grants = serde_json::to_string(&grants).map_err(Error::from)?;
         let enable = Enable {
             name,
@@ -388,7 +387,14 @@ impl Registry {
             grants: &grants,
             config: &config,
         };
-        let mut tx = self.db.begin().await?;
+        // The plugin's `on-enable` and the switch commit together: an
+        // upgrade step never runs for a version that does not take over.
+        let tx = self.db.begin().await?;
+        let (ran, tx) = self.host.on_enable_in(&act, "enable", tx).await;
+        ran?;
+        let mut tx = tx.ok_or_else(|| {
+            PluginError::Internal(anyhow::anyhow!("on-enable lost the transaction"))
+        })?;
         store::enable(&mut tx, tenant, &enable).await?;
         tx.commit().await.map_err(Error::from)?;
         self.forget(tenant);

@@ -201,7 +201,10 @@ on_both_backends! {
     }
 
     async fn a_chain_rolls_back_entirely_when_the_callee_refuses_or_traps(kind) {
-        let f = Fixture::new(kind).await;
+        // The looping callee runs to its end, three quarters of the
+        // caller's; the caller's last quarter must suffice to pass the error
+        // on even on two busy cores, so the deadline is 2 s, not 0.5 s.
+        let f = Fixture::with(kind, |c| { limits(c); c.deadline = std::time::Duration::from_secs(2); }).await;
         let caller = caller(&f, "caller", &["probe.put", "probe.hog"]).await;
         let probe = probe(&f, None).await;
         let plugins = set(&[&caller, &probe]);
