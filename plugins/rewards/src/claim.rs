@@ -20,7 +20,7 @@ use keel_rewards_core::prizes::{self, PrizeKind};
 use keel_rewards_core::rules::Facts;
 use keel_sdk::counters::{self, Outcome};
 use keel_sdk::records::{self, Expect};
-use keel_sdk::{Context, Error, Result, events, persons};
+use keel_sdk::{Context, Error, Result, persons};
 use serde::{Deserialize, Serialize};
 use serde_json::json;
 
@@ -192,17 +192,21 @@ pub(crate) fn claim(ctx: &Context, input: ClaimInput) -> Result<ClaimResult> {
         Err(e) => return Err(e),
     };
     let person = person_of(ctx, &scan, ids, false)?;
-    let result = judge(&scan, person, false, &mut Reach::everything())?;
-    let done = Stored {
-        result: Some(result.clone()),
-    };
-    records::put(
-        "claims",
-        &input.scan_id,
-        &done,
-        Expect::Version(pending.version),
-    )?;
-    Ok(result)
+    // The events of the awards go out after the claim's last write
+    // (`emits`): the tenant's event head is locked last and briefly.
+    crate::emits::held(|| {
+        let result = judge(&scan, person, false, &mut Reach::everything())?;
+        let done = Stored {
+            result: Some(result.clone()),
+        };
+        records::put(
+            "claims",
+            &input.scan_id,
+            &done,
+            Expect::Version(pending.version),
+        )?;
+        Ok(result)
+    })
 }
 
 /// The dry run: what a claim would give now, writing nothing.
@@ -584,7 +588,7 @@ fn try_campaign(
     if let Some(amount) = award.amount_cents {
         crate::payouts::request(&award, amount)?;
     }
-    events::emit(
+    crate::emits::emit(
         "rewards.awarded",
         person,
         &json!({"award": award.id, "campaign": c.id, "prize": prize.id, "kind": award.kind,

@@ -8,7 +8,8 @@
 //! - `campaigns` — campaigns, their prize tables and coupon pools;
 //! - `scans` — the copy of each scan a claim is judged on;
 //! - `claim` — the public claim and its dry run, every limit reserved
-//!   through the kernel's counters;
+//!   through the kernel's counters; `emits` holds a claim's events until
+//!   its last write;
 //! - `wallet` — points; `payouts` — red packets through the provider;
 //! - `redeem` — coupon redemption. With `spendPoints` and `creditPoints`
 //!   it is offered to other plugins (`[offers]`), which call it inside
@@ -19,6 +20,7 @@
 
 mod campaigns;
 mod claim;
+mod emits;
 mod model;
 mod payouts;
 mod redeem;

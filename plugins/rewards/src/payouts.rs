@@ -56,7 +56,7 @@ struct Request {
 }
 
 fn emit(r: &Request) -> Result<()> {
-    events::emit(
+    crate::emits::emit(
         "rewards.payout_requested",
         Some(&r.person_id),
         r,

@@ -710,3 +710,64 @@ on_both_backends! {
         ok(&r);
     }
 }
+
+/// Claims that win different sets of campaigns take the same rows in the
+/// same order: a claim in Guangdong wins both campaigns, one in Shanghai
+/// only the second. Were an award's event emitted at once, a Guangdong
+/// claim would hold the tenant's event head while it waits for the second
+/// campaign's row, which a Shanghai claim holds while it waits for the
+/// head — a deadlock PostgreSQL breaks by failing one of them.
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn claims_winning_different_sets_of_campaigns_never_deadlock() {
+    if keel_testkit::postgres_url().is_none() {
+        return;
+    }
+    let k = Arc::new(Kernel::start_with(keel_core::Backend::Postgres, fast()).await);
+    let (b, codes) = shop(&k, "acme", 200, json!({}), &[]).await;
+    running(
+        &k,
+        &b,
+        campaign(
+            json!({"region": ["CN-GD"]}),
+            points(1),
+            json!({"name": "Guangdong"}),
+        ),
+    )
+    .await;
+    running(
+        &k,
+        &b,
+        campaign(json!({"all": []}), points(2), json!({"name": "Everywhere"})),
+    )
+    .await;
+    let codes = Arc::new(codes);
+    let slug = b.slug.clone();
+    let scans = fan_out(std::slice::from_ref(&k), codes.len(), move |k, i| {
+        let (codes, slug) = (codes.clone(), slug.clone());
+        async move {
+            let at = if i % 2 == 0 { SHENZHEN } else { SHANGHAI };
+            let l = json!({"lat": at.0, "lon": at.1});
+            let q = "mutation($c: String!, $l: ScanLocationInput) { scan(code: $c, location: $l) { scanId } }";
+            k.public_as(&slug, Some(&format!("o-{i}")), q, json!({"c": codes[i], "l": l})).await
+        }
+    })
+    .await;
+    let ids: Arc<Vec<String>> = Arc::new(
+        scans
+            .iter()
+            .map(|r| ok(r)["scan"]["scanId"].as_str().unwrap().to_owned())
+            .collect(),
+    );
+    let slug = b.slug.clone();
+    let claims = fan_out(std::slice::from_ref(&k), ids.len(), move |k, i| {
+        let (ids, slug) = (ids.clone(), slug.clone());
+        async move { k.public(&slug, CLAIM, json!({"s": ids[i]})).await }
+    })
+    .await;
+    for (i, r) in claims.iter().enumerate() {
+        let c = &ok(r)["claimReward"];
+        assert_eq!(c["outcome"], "WON", "claim {i}: {c}");
+        let awards = c["awards"].as_array().unwrap().len();
+        assert_eq!(awards, if i % 2 == 0 { 2 } else { 1 }, "claim {i}: {c}");
+    }
+}
