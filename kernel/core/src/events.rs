@@ -114,7 +114,8 @@ pub async fn append(
     if let Some(k) = &new.idempotency_key
         && let Some(e) = by_idempotency_key(conn, tenant, k).await?
     {
-        return same_origin(e, &new.event_type, producer, "idempotencyKey");
+        same_origin(&e, &new.event_type, producer, "idempotencyKey")?;
+        return Ok(e);
     }
     let person_id = match &new.person_id {
         Some(p) => Some(
@@ -160,18 +161,20 @@ pub async fn append(
             let e = by_idempotency_key(conn, tenant, k)
                 .await?
                 .ok_or_else(|| Error::Internal(anyhow::anyhow!("idempotent event {k} vanished")))?;
-            same_origin(e, &new.event_type, producer, "idempotencyKey")
+            same_origin(&e, &new.event_type, producer, "idempotencyKey")?;
+            Ok(e)
         }
     }
 }
 
-/// The event stored under a retried idempotency key, if the retry is of
-/// the same type and, when a plugin is either producer, by that plugin. A
+/// `Ok` when a retry may have the event stored under its idempotency key:
+/// the retry is of the same type and, when a plugin is either producer, by
+/// that plugin; `CONFLICT` otherwise. A
 /// key is the tenant's, so no one may take a plugin's (a client holding a
 /// plugin's next key would stop the plugin's event and read it back); the
 /// tenant's credentials (`key:…`, `operator:…`) may retry each other's, as
 /// an integration does after its key is rotated.
-fn same_origin(stored: Event, event_type: &str, producer: &str, field: &str) -> Result<Event> {
+fn same_origin(stored: &Event, event_type: &str, producer: &str, field: &str) -> Result<()> {
     let credential = |p: &str| p.contains(':');
     let same_producer =
         stored.producer == producer || (credential(&stored.producer) && credential(producer));
@@ -181,7 +184,7 @@ fn same_origin(stored: Event, event_type: &str, producer: &str, field: &str) -> 
             stored.idempotency_key.as_deref().unwrap_or_default()
         )));
     }
-    Ok(stored)
+    Ok(())
 }
 
 /// Checks an event to append without the database; returns its payload
@@ -291,7 +294,7 @@ pub async fn append_batch(
     for (i, e) in batch.iter().enumerate() {
         match e.idempotency_key.as_deref() {
             Some(k) if stored.contains_key(k) => {
-                same_origin(stored[k].clone(), &e.event_type, producer, "idempotencyKey")
+                same_origin(&stored[k], &e.event_type, producer, "idempotencyKey")
                     .map_err(at(i))?;
             }
             Some(k) if first_use.contains_key(k) => {}

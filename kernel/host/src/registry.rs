@@ -165,6 +165,7 @@ impl Registry {
     /// kernel's types nor a type that a package of another name emits, so
     /// that a subscriber can trust who produced what it receives.
     async fn check_event_ownership(&self, manifest: &Manifest) -> Result<()> {
+        let owners = self.event_owners().await?;
         for t in &manifest.events.emits {
             if keel_core::events::kernel_owns(t) {
                 return Err(Error::bad_input(
@@ -175,8 +176,8 @@ impl Registry {
                 )
                 .into());
             }
-            if let Some(owner) = self.event_owner(t).await?
-                && owner != manifest.name
+            if let Some(owner) = owners.get(t)
+                && *owner != manifest.name
             {
                 return Err(Error::Conflict(format!(
                     "events.emits: {t} is emitted by the plugin {owner}; event types have one producer"
@@ -185,16 +186,6 @@ impl Registry {
             }
         }
         Ok(())
-    }
-
-    /// The installed plugin that emits `event_type`, if any.
-    pub async fn event_owner(&self, event_type: &str) -> Result<Option<String>> {
-        Ok(self
-            .packages()
-            .await?
-            .into_iter()
-            .find(|p| p.manifest.events.emits.iter().any(|t| t == event_type))
-            .map(|p| p.manifest.name.clone()))
     }
 
     /// Every event type a package declares in `emits`, with the package
