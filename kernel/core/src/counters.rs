@@ -2,7 +2,8 @@
 //! per-person limits.
 //!
 //! [`add`] adds `delta` only if the result stays within `[min, max]`, as one
-//! conditional `UPDATE … WHERE value + delta BETWEEN min AND max`. On
+//! conditional `UPDATE … WHERE value + delta BETWEEN min AND max` (a missing
+//! counter is created at `delta` when that is within the limits). On
 //! PostgreSQL the row lock makes concurrent adds queue and re-check the
 //! condition against the committed value; on SQLite writers are serialised.
 //! Either way no interleaving can cross a limit, across any number of
@@ -95,30 +96,31 @@ pub async fn add(conn: &mut Conn, tenant: &TenantId, add: Add<'_>) -> Result<Out
             return prior_outcome(conn, tenant, &add, k).await;
         }
     }
-    sqlx::query(
-        "INSERT INTO counters (tenant_id, namespace, key, value, updated_at) VALUES ($1, $2, $3, 0, $4) \
-         ON CONFLICT (tenant_id, namespace, key) DO NOTHING",
-    )
-    .bind(tenant.as_str())
-    .bind(add.namespace)
-    .bind(add.key)
-    .bind(t)
-    .execute(&mut *conn)
-    .await?;
-    let updated: Option<i64> = sqlx::query_scalar(
-        "UPDATE counters SET value = value + $1, updated_at = $2 \
-         WHERE tenant_id = $3 AND namespace = $4 AND key = $5 \
-         AND value + $1 >= $6 AND value + $1 <= $7 RETURNING value",
-    )
-    .bind(add.delta)
-    .bind(t)
-    .bind(tenant.as_str())
-    .bind(add.namespace)
-    .bind(add.key)
-    .bind(add.min)
-    .bind(add.max)
-    .fetch_optional(&mut *conn)
-    .await?;
+    let updated = match bump(conn, tenant, &add, t).await? {
+        Some(v) => Some(v),
+        // No counter yet (or at its limit): create it at `delta` if that is
+        // within the limits. A concurrent creator makes this a conflict,
+        // after which the conditional update decides.
+        None if add.delta >= add.min && add.delta <= add.max => {
+            let created: Option<i64> = sqlx::query_scalar(
+                "INSERT INTO counters (tenant_id, namespace, key, value, updated_at) \
+                 VALUES ($1, $2, $3, $4, $5) ON CONFLICT (tenant_id, namespace, key) DO NOTHING \
+                 RETURNING value",
+            )
+            .bind(tenant.as_str())
+            .bind(add.namespace)
+            .bind(add.key)
+            .bind(add.delta)
+            .bind(t)
+            .fetch_optional(&mut *conn)
+            .await?;
+            match created {
+                Some(v) => Some(v),
+                None => bump(conn, tenant, &add, t).await?,
+            }
+        }
+        None => None,
+    };
     let outcome = match updated {
         Some(v) => Outcome::Applied(v),
         None => Outcome::LimitReached(current(conn, tenant, add.namespace, add.key).await?),
@@ -141,6 +143,26 @@ pub async fn add(conn: &mut Conn, tenant: &TenantId, add: Add<'_>) -> Result<Out
         .await?;
     }
     Ok(outcome)
+}
+
+/// The conditional update: the new value, or `None` when the counter is
+/// missing or the result would leave the limits. The common case of
+/// [`add`] is this one statement; a refusal takes no row lock.
+async fn bump(conn: &mut Conn, tenant: &TenantId, add: &Add<'_>, t: i64) -> Result<Option<i64>> {
+    Ok(sqlx::query_scalar(
+        "UPDATE counters SET value = value + $1, updated_at = $2 \
+         WHERE tenant_id = $3 AND namespace = $4 AND key = $5 \
+         AND value + $1 >= $6 AND value + $1 <= $7 RETURNING value",
+    )
+    .bind(add.delta)
+    .bind(t)
+    .bind(tenant.as_str())
+    .bind(add.namespace)
+    .bind(add.key)
+    .bind(add.min)
+    .bind(add.max)
+    .fetch_optional(&mut *conn)
+    .await?)
 }
 
 async fn prior_outcome(

@@ -189,25 +189,37 @@ async fn reindex(
     loc: Location<'_>,
     data: &Value,
     indexed: &[String],
+    fresh: bool,
 ) -> Result<()> {
-    unindex(conn, tenant, loc).await?;
-    for field in indexed {
-        let Some(value) = data.get(field).and_then(index_text) else {
-            continue;
-        };
-        sqlx::query(
-            "INSERT INTO record_index (tenant_id, namespace, collection, field, value, key) \
-             VALUES ($1, $2, $3, $4, $5, $6) ON CONFLICT DO NOTHING",
-        )
+    // A record just created has no entries yet (deleting one drops them).
+    if !fresh {
+        unindex(conn, tenant, loc).await?;
+    }
+    let entries: Vec<(&String, String)> = indexed
+        .iter()
+        .filter_map(|f| data.get(f).and_then(index_text).map(|v| (f, v)))
+        .collect();
+    if entries.is_empty() {
+        return Ok(());
+    }
+    // Every entry in one statement.
+    let rows: Vec<String> = (0..entries.len())
+        .map(|i| format!("($1, $2, $3, ${}, ${}, $4)", 5 + 2 * i, 6 + 2 * i))
+        .collect();
+    let sql = format!(
+        "INSERT INTO record_index (tenant_id, namespace, collection, field, value, key) \
+         VALUES {} ON CONFLICT DO NOTHING",
+        rows.join(", ")
+    );
+    let mut q = sqlx::query(&sql)
         .bind(tenant.as_str())
         .bind(loc.namespace)
         .bind(loc.collection)
-        .bind(field)
-        .bind(value)
-        .bind(loc.key)
-        .execute(&mut *conn)
-        .await?;
+        .bind(loc.key);
+    for (field, value) in entries {
+        q = q.bind(field.as_str()).bind(value);
     }
+    q.execute(&mut *conn).await?;
     Ok(())
 }
 
@@ -222,7 +234,7 @@ pub async fn put_indexed(
 ) -> Result<Record> {
     let r = put(conn, tenant, loc, data, expect).await?;
     if !indexed.is_empty() {
-        reindex(conn, tenant, loc, data, indexed).await?;
+        reindex(conn, tenant, loc, data, indexed, expect == Expect::Absent).await?;
     }
     Ok(r)
 }

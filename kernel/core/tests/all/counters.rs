@@ -75,6 +75,22 @@ on_both_backends! {
         assert_eq!(counters::add_now(&t.db, &tenant, add("budget", -100, 100)).await.unwrap(), Outcome::Applied(0));
     }
 
+    async fn a_counter_starts_at_zero_and_is_created_only_within_its_limits(kind) {
+        let t = TestDb::of(kind).await.unwrap();
+        let tenant = tenant(&t.db, "acme").await;
+        // Out of range from zero, in either direction: refused, nothing made.
+        assert_eq!(counters::add_now(&t.db, &tenant, add("fresh", -1, 10)).await.unwrap(), Outcome::LimitReached(0));
+        assert_eq!(counters::add_now(&t.db, &tenant, add("fresh", 11, 10)).await.unwrap(), Outcome::LimitReached(0));
+        assert_eq!(counters::get(&t.db, &tenant, "test", "fresh").await.unwrap(), 0);
+        assert_eq!(counters::add_now(&t.db, &tenant, add("fresh", 3, 10)).await.unwrap(), Outcome::Applied(3));
+        // A step outside [min, max] on its own still applies when the
+        // result is inside (spending 2 of 3 points).
+        assert_eq!(counters::add_now(&t.db, &tenant, add("fresh", -2, 10)).await.unwrap(), Outcome::Applied(1));
+        assert_eq!(counters::add_now(&t.db, &tenant, add("fresh", -2, 10)).await.unwrap(), Outcome::LimitReached(1));
+        let wide = Add { min: -5, ..add("fresh", -6, 10) };
+        assert_eq!(counters::add_now(&t.db, &tenant, wide).await.unwrap(), Outcome::Applied(-5));
+    }
+
     async fn a_retried_add_with_the_same_idempotency_key_applies_once(kind) {
         let t = TestDb::of(kind).await.unwrap();
         let tenant = tenant(&t.db, "acme").await;
