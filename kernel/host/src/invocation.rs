@@ -1,7 +1,8 @@
 //! One call into a plugin: one fresh instance, one database transaction.
 //!
-//! The transaction begins at the plugin's first database call and commits
-//! only when the plugin returns `Ok`; a typed error, a trap, a deadline, a memory cap
+//! The transaction begins at the plugin's first write (reads before it run
+//! on a pooled reader, `State::read`) and commits only when the plugin
+//! returns `Ok`; a typed error, a trap, a deadline, a memory cap
 //! or an oversized output drops it, and with it every write and event of
 //! the call. The instance is dropped after every call, so a plugin that
 //! trapped never runs again in a broken state.

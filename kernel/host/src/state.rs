@@ -15,9 +15,9 @@ use crate::manifest::Capability;
 
 /// The data of one invocation's store. Dropped with the instance.
 pub(crate) struct State {
-    /// The invocation's transaction, begun at the plugin's first database
-    /// call (so a plugin that computes without touching data never holds
-    /// SQLite's single writer) and committed when the call returns `Ok`.
+    /// The invocation's transaction, begun at the plugin's first write (so
+    /// a plugin that computes or only reads never holds SQLite's single
+    /// writer) and committed when the call returns `Ok`.
     pub(crate) tx: Option<Tx>,
     pub(crate) db: Db,
     pub(crate) activation: Arc<Activation>,
@@ -86,7 +86,32 @@ impl State {
         &self.activation.manifest.name
     }
 
-    /// The call's transaction, begun on first use.
+    /// A connection for a read: the call's transaction once it has one (a
+    /// call reads its own writes), else a pooled reader. Reads before a
+    /// call's first write so never hold SQLite's one writer, nor a
+    /// PostgreSQL transaction: they see what was committed when they ran,
+    /// as PostgreSQL's read-committed reads do. Every limit is a
+    /// conditional write, so this costs no exactness.
+    pub(crate) async fn read(&mut self) -> wasmtime::Result<Reader<'_>> {
+        match self.tx.as_mut() {
+            Some(tx) => Ok(Reader::Tx(&mut **tx)),
+            None => Ok(Reader::Pooled(
+                self.db
+                    .reader()
+                    .acquire()
+                    .await
+                    .map_err(|e| wasmtime::Error::msg(e.to_string()))?,
+            )),
+        }
+    }
+
+    /// True once the call writes in a transaction of its own or lent to it.
+    pub(crate) fn writing(&self) -> bool {
+        self.tx.is_some()
+    }
+
+    /// The call's transaction, begun on first use (for a write, or a read
+    /// that must see the call's own writes).
     pub(crate) async fn conn(&mut self) -> wasmtime::Result<&mut Conn> {
         if self.tx.is_none() {
             let tx = self
@@ -134,6 +159,31 @@ impl State {
                 self.namespace(),
                 c.as_str()
             )))
+        }
+    }
+}
+
+/// A connection to read through ([`State::read`]).
+pub(crate) enum Reader<'a> {
+    Tx(&'a mut Conn),
+    Pooled(sqlx::pool::PoolConnection<sqlx::Any>),
+}
+
+impl std::ops::Deref for Reader<'_> {
+    type Target = Conn;
+    fn deref(&self) -> &Conn {
+        match self {
+            Reader::Tx(c) => c,
+            Reader::Pooled(c) => c,
+        }
+    }
+}
+
+impl std::ops::DerefMut for Reader<'_> {
+    fn deref_mut(&mut self) -> &mut Conn {
+        match self {
+            Reader::Tx(c) => c,
+            Reader::Pooled(c) => &mut *c,
         }
     }
 }

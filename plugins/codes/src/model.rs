@@ -343,6 +343,16 @@ pub(crate) struct Link {
     pub at: String,
 }
 
+/// Makes the rest of the call run alone among calls that take the same
+/// `key`: adding nothing to a counter takes its row lock on PostgreSQL and
+/// the writer on SQLite, until the call commits. For checks made by
+/// reading ("not packed yet", "no shipment with this reference") that no
+/// conditional write of the call would catch: reads before a call's first
+/// write see only what was committed.
+pub(crate) fn one_at_a_time(key: &str) -> Result<()> {
+    keel_sdk::counters::add(key, 0, i64::MIN, i64::MAX, None).map(|_| ())
+}
+
 pub(crate) fn single_link_key(batch: u32, serial: u32) -> String {
     format!("u:{}", unit_key(batch, serial))
 }

@@ -51,6 +51,8 @@ fn usable_parent(text: &str) -> Result<Code> {
 }
 
 pub(crate) fn aggregate(_ctx: &Context, input: AggregateInput) -> Result<PackingResult> {
+    // "Not packed yet" is checked by reading: one packing at a time.
+    crate::model::one_at_a_time("packing")?;
     let parent = usable_parent(&input.parent)?;
     let children = input.children.unwrap_or_default();
     let ranges = input.ranges.unwrap_or_default();
@@ -189,6 +191,7 @@ pub(crate) struct DisaggregateInput {
 
 /// Unpacks the named children, or every child of the parent.
 pub(crate) fn disaggregate(_ctx: &Context, input: DisaggregateInput) -> Result<PackingResult> {
+    crate::model::one_at_a_time("packing")?;
     let parent = require_code("parent", &input.parent)?;
     let at = now();
     let mut count = 0u64;

@@ -174,6 +174,9 @@ pub(crate) fn create(_ctx: &Context, input: CreateInput) -> Result<ShipmentOut> 
         .iter()
         .map(|b| format!("{b:02x}"))
         .collect();
+    // The reference and "not shipped yet" are checked by reading: one
+    // shipment at a time.
+    crate::model::one_at_a_time("shipment-seq")?;
     if let Some(existing) = by_reference(&reference)? {
         if existing.data.digest == digest {
             return Ok(existing.data.into());

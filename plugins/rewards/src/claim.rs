@@ -172,7 +172,15 @@ pub(crate) fn claim(ctx: &Context, input: ClaimInput) -> Result<ClaimResult> {
     let Some(scan) = records::get::<Scan>("scans", &input.scan_id)?.map(|r| r.data) else {
         return Ok(bare(&input.scan_id, ClaimOutcome::ScanNotFound, false));
     };
-    // The claim record first: a concurrent claim of the same scan waits
+    // The person is read before the first write: until then the call
+    // holds no write transaction (on SQLite, not the one writer). The
+    // campaigns are read after it, so that a campaign paused or cut down
+    // at the same time is judged as it is when the claim reserves.
+    let known = match scan.person {
+        Some(_) => Some(person_of(ctx, &scan, ids, false)?),
+        None => None,
+    };
+    // The claim record is the first write: a concurrent claim of the same scan waits
     // here for this one to commit, then returns its result.
     let pending = match records::put(
         "claims",
@@ -191,11 +199,15 @@ pub(crate) fn claim(ctx: &Context, input: ClaimInput) -> Result<ClaimResult> {
         }
         Err(e) => return Err(e),
     };
-    let person = person_of(ctx, &scan, ids, false)?;
+    let person = match known {
+        Some(p) => p,
+        None => person_of(ctx, &scan, ids, false)?,
+    };
     // The events of the awards go out after the claim's last write
     // (`emits`): the tenant's event head is locked last and briefly.
     crate::emits::held(|| {
-        let result = judge(&scan, person, false, &mut Reach::everything())?;
+        let listed = campaigns::all()?;
+        let result = judge(&scan, person, listed, false, &mut Reach::everything())?;
         let done = Stored {
             result: Some(result.clone()),
         };
@@ -223,7 +235,7 @@ pub(crate) fn preview(ctx: &Context, input: ClaimInput) -> Result<ClaimResult> {
         return Ok(r);
     }
     let person = person_of(ctx, &scan, input.identifiers.as_deref(), true)?;
-    judge(&scan, person, true, &mut Reach::of(ctx))
+    judge(&scan, person, campaigns::all()?, true, &mut Reach::of(ctx))
 }
 
 /// A claim's result as a caller limited to an org node may see it: the
@@ -339,15 +351,22 @@ struct Reservations {
 impl Reservations {
     /// Adds `delta` to `key` if it stays at most `max`; false if not.
     fn take(&mut self, key: &str, delta: i64, max: i64) -> Result<bool> {
+        Ok(self.take_value(key, delta, max)?.is_some())
+    }
+
+    /// [`Reservations::take`], with the counter's new value (a dry run's
+    /// is what it would be).
+    fn take_value(&mut self, key: &str, delta: i64, max: i64) -> Result<Option<i64>> {
         if self.dry {
-            return Ok(counters::get(key)? + delta <= max);
+            let v = counters::get(key)? + delta;
+            return Ok((v <= max).then_some(v));
         }
         match counters::add(key, delta, i64::MIN, max, None)? {
-            Outcome::Applied(_) => {
+            Outcome::Applied(v) => {
                 self.made.push((key.to_owned(), delta));
-                Ok(true)
+                Ok(Some(v))
             }
-            Outcome::LimitReached(_) => Ok(false),
+            Outcome::LimitReached(_) => Ok(None),
         }
     }
 
@@ -363,6 +382,7 @@ impl Reservations {
 fn judge(
     scan: &Scan,
     person: Option<Claimant>,
+    listed: Vec<Campaign>,
     dry: bool,
     reach: &mut Reach,
 ) -> Result<ClaimResult> {
@@ -371,7 +391,7 @@ fn judge(
     }
     let at = now();
     let mut open: Vec<Campaign> = Vec::new();
-    for c in campaigns::all()? {
+    for c in listed {
         if c.open_at(at.timestamp_micros()) && reach.covers(&c)? {
             open.push(c);
         }
@@ -490,11 +510,14 @@ fn try_campaign(
     let stock_n = match prize.stock {
         Some(stock) => {
             let key = stock_key(&c.id, &prize.id);
-            if !r.take(&key, 1, stock)? {
-                r.give_back()?;
-                return Ok((ClaimOutcome::SoldOut, None));
+            match r.take_value(&key, 1, stock)? {
+                Some(n) if !dry => Some(n),
+                Some(_) => Some(0),
+                None => {
+                    r.give_back()?;
+                    return Ok((ClaimOutcome::SoldOut, None));
+                }
             }
-            Some(if dry { 0 } else { counters::get(&key)? })
         }
         None => None,
     };
@@ -565,6 +588,16 @@ fn try_campaign(
     if dry {
         return Ok((ClaimOutcome::Won, Some(award)));
     }
+    award.id = format!("A{}", time_key(at)?);
+    records::put("awards", &award.id, &award, Expect::Absent)?;
+    if let (Some(points), Some(p)) = (award.points, person) {
+        crate::wallet::credit_award(p, points, &format!("won in campaign {}", c.id))?;
+    }
+    if let Some(amount) = award.amount_cents {
+        crate::payouts::request(&award, amount)?;
+    }
+    // Rows every claim of the campaign updates, last: on PostgreSQL a
+    // claim holds each from its update to its commit.
     if prize.stock.is_none() {
         counters::add(
             &format!("c:{}:won:{}", c.id, prize.id),
@@ -575,19 +608,6 @@ fn try_campaign(
         )?;
     }
     crate::reports::count_spend(&award, scan)?;
-    award.id = format!("A{}", time_key(at)?);
-    records::put("awards", &award.id, &award, Expect::Absent)?;
-    if let (Some(points), Some(p)) = (award.points, person) {
-        crate::wallet::credit(
-            p,
-            points,
-            &format!("won in campaign {}", c.id),
-            &format!("award:{}", award.id),
-        )?;
-    }
-    if let Some(amount) = award.amount_cents {
-        crate::payouts::request(&award, amount)?;
-    }
     crate::emits::emit(
         "rewards.awarded",
         person,

@@ -121,9 +121,11 @@ fn due(stored: Option<&Payout>, attempt: i64, now_micros: i64) -> Due {
 /// The outbox delivers a request: check it against the payout record,
 /// send the record's payout to the provider, then record what happened.
 ///
-/// The record is read before the call, so the call's transaction is open
-/// while the provider answers (on SQLite that holds the writer for the
-/// duration of the call, bounded by the host's deadline).
+/// The record is read before the call's first write, so no write
+/// transaction is open while the provider answers (on SQLite the one
+/// writer stays free). Two deliveries of one request at once (a lease that
+/// ran out, a replay) may both send: the provider's idempotency key (the
+/// award) pays once, and the outcome is written against the version read.
 pub(crate) fn on_requested(e: Event) -> Result<()> {
     #[derive(Deserialize)]
     #[serde(rename_all = "camelCase")]

@@ -50,9 +50,11 @@ fn record(person: &str, points: i64, reason: &str) -> Result<()> {
     Ok(())
 }
 
-/// Adds points (idempotent by `key`).
-pub(crate) fn credit(person: &str, points: i64, reason: &str, key: &str) -> Result<()> {
-    counters::add(&balance_key(person), points, 0, i64::MAX, Some(key))?;
+/// Adds an award's points, in the claim's transaction. A claim runs once
+/// per scan and its award is new, so the addition needs no idempotency
+/// key of its own.
+pub(crate) fn credit_award(person: &str, points: i64, reason: &str) -> Result<()> {
+    counters::add(&balance_key(person), points, 0, i64::MAX, None)?;
     record(person, points, reason)
 }
 
@@ -137,7 +139,12 @@ fn move_once(person: &str, points: i64, reason: &str, key: &str) -> Result<Optio
     if replayed(key, person, points)? {
         return Ok(None);
     }
-    let before = counters::get(&balance_key(person))?;
+    // Adding nothing takes the balance for this call (the row lock on
+    // PostgreSQL, the writer on SQLite), so no other movement commits
+    // between `before` and the move.
+    let before = match counters::add(&balance_key(person), 0, i64::MIN, i64::MAX, None)? {
+        Outcome::Applied(v) | Outcome::LimitReached(v) => v,
+    };
     match counters::add(&balance_key(person), points, 0, i64::MAX, Some(key))? {
         Outcome::Applied(after) if after == before + points => {
             record(person, points, reason)?;

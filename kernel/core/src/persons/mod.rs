@@ -284,6 +284,40 @@ async fn write_attributes(
     Ok(())
 }
 
+/// The one live person that already holds every one of `identifiers`,
+/// found without writing anything; `None` when [`identify`] would have to
+/// write (a new person, an identifier to attach, or persons to merge).
+/// Lets a caller resolve a known person off a write transaction.
+pub async fn lookup(
+    conn: &mut Conn,
+    tenant: &TenantId,
+    identifiers: &[(String, String)],
+) -> Result<Option<Person>> {
+    let ids = parse_all(identifiers)?;
+    let mut owner: Option<String> = None;
+    for id in &ids {
+        let Some(pid) = owner_of(conn, tenant, id).await? else {
+            return Ok(None);
+        };
+        // An identifier still on a merged-away person is re-attached to
+        // the survivor by `identify`: a write.
+        match (resolve_live(conn, tenant, &pid).await?, &owner) {
+            (Some(live), _) if live != pid => return Ok(None),
+            (Some(live), None) => owner = Some(live),
+            (Some(live), Some(o)) if &live == o => {}
+            _ => return Ok(None),
+        }
+    }
+    let Some(pid) = owner else { return Ok(None) };
+    // Read without a transaction, a merge may have moved identifiers since
+    // the lookups above: only a person holding them all is the answer.
+    let person = load(conn, tenant, &pid).await?;
+    Ok(ids
+        .iter()
+        .all(|i| person.identifiers.contains(i))
+        .then_some(person))
+}
+
 /// Finds or creates the person behind `input.identifiers`, attaches the
 /// identifiers it lacks and applies the attribute patch. Refuses, changing
 /// nothing, when an identifier is junk, when a kind would exceed its limit,

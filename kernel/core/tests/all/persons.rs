@@ -535,3 +535,33 @@ on_both_backends! {
         assert_eq!(find(&t.db, &tenant, "phone", "13800000001").await.unwrap().id, one.person.id);
     }
 }
+
+async fn lookup(db: &Db, tenant: &TenantId, ids: &[(&str, &str)]) -> Result<Option<Person>> {
+    let mut c = db.reader().acquire().await.unwrap();
+    persons::lookup(&mut c, tenant, &pairs(ids)).await
+}
+
+on_both_backends! {
+    async fn lookup_finds_a_known_person_only_where_identify_would_write_nothing(kind) {
+        let t = TestDb::of(kind).await.unwrap();
+        let tenant = tenant(&t.db, "acme").await;
+        let ann = identify(&t.db, &tenant, &[("phone", "+8613800000001"), ("email", "ann@example.com")]).await.unwrap().person;
+        let bob = identify(&t.db, &tenant, &[("phone", "+8613800000002")]).await.unwrap().person;
+        // Held, normalised: found, the same as identify returns.
+        let found = lookup(&t.db, &tenant, &[("email", " ANN@example.com"), ("phone", "+86 138 0000 0001")]).await.unwrap();
+        assert_eq!(found.as_ref().map(|p| &p.id), Some(&ann.id));
+        assert_eq!(found.unwrap().identifiers, ann.identifiers);
+        // identify would create, attach or merge: not found.
+        assert!(lookup(&t.db, &tenant, &[("phone", "+8613800000009")]).await.unwrap().is_none());
+        assert!(lookup(&t.db, &tenant, &[("phone", "+8613800000001"), ("wechat_openid", "o-new")]).await.unwrap().is_none());
+        assert!(lookup(&t.db, &tenant, &[("phone", "+8613800000001"), ("phone", "+8613800000002")]).await.unwrap().is_none());
+        // After a merge the survivor holds both: found as the survivor.
+        merge(&t.db, &tenant, &ann.id, &bob.id).await.unwrap();
+        let found = lookup(&t.db, &tenant, &[("phone", "+8613800000002")]).await.unwrap().unwrap();
+        assert_eq!(found.id, ann.id);
+        // Junk is refused, as identify refuses it.
+        let e = lookup(&t.db, &tenant, &[("email", "not an address")]).await.unwrap_err();
+        assert_eq!(e.code(), "BAD_USER_INPUT", "{e:?}");
+        assert!(lookup(&t.db, &tenant, &[]).await.is_err());
+    }
+}

@@ -70,7 +70,7 @@ impl Host for State {
         };
         let tenant = self.tenant().clone();
         Ok(
-            wit(catalog::get_product(self.conn().await?, &tenant, &key).await)?
+            wit(catalog::get_product(&mut *self.read().await?, &tenant, &key).await)?
                 .map(|p| p.map(product_to_wit)),
         )
     }
@@ -90,7 +90,7 @@ impl Host for State {
         };
         let tenant = self.tenant().clone();
         Ok(
-            wit(catalog::find_sku(self.conn().await?, &tenant, &key).await)?
+            wit(catalog::find_sku(&mut *self.read().await?, &tenant, &key).await)?
                 .map(|found| found.map(|(p, s)| (product_to_wit(p), sku_to_wit(s)))),
         )
     }
@@ -104,15 +104,14 @@ impl Host for State {
             return Ok(Err(e));
         }
         let tenant = self.tenant().clone();
-        Ok(
-            wit(
-                catalog::list_products(self.conn().await?, &tenant, after.as_deref(), limit).await,
-            )?
-            .map(|page| w::ProductPage {
-                products: page.products.into_iter().map(product_to_wit).collect(),
-                next: page.next,
-            }),
-        )
+        Ok(wit(
+            catalog::list_products(&mut *self.read().await?, &tenant, after.as_deref(), limit)
+                .await,
+        )?
+        .map(|page| w::ProductPage {
+            products: page.products.into_iter().map(product_to_wit).collect(),
+            next: page.next,
+        }))
     }
 
     async fn upsert_products(

@@ -49,6 +49,6 @@ impl Host for State {
                 "key: must be 1-200 characters".into(),
             )));
         }
-        wit(counters::current(self.conn().await?, &tenant, &ns, &key).await)
+        wit(counters::current(&mut *self.read().await?, &tenant, &ns, &key).await)
     }
 }

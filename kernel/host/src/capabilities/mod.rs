@@ -77,23 +77,23 @@ impl config::Host for State {
         };
         // A value that does not open (altered, moved from another row) traps
         // the call: the cause is logged, never the value.
-        let conn = self.conn().await?;
-        wit(keel_core::sealing::plugin_secret(conn, &sealer, &tenant, &plugin, &name).await)
+        let mut conn = self.read().await?;
+        wit(keel_core::sealing::plugin_secret(&mut conn, &sealer, &tenant, &plugin, &name).await)
     }
 
     /// The tenant's IANA time zone (`setTenantTimeZone`), a fact of the
     /// kernel readable without any grant.
     async fn time_zone(&mut self) -> wasmtime::Result<String> {
         let tenant = self.tenant().clone();
-        let conn = self.conn().await?;
+        let mut conn = self.read().await?;
         Ok(keel_core::tenants::time_zone(&mut *conn, &tenant).await?)
     }
 
     /// A fact of the kernel, readable without any grant.
     async fn consumer_sign_in(&mut self) -> wasmtime::Result<Result<Option<String>, WitError>> {
         let tenant = self.tenant().clone();
-        let conn = self.conn().await?;
-        wit(keel_core::consumers::wechat_app(conn, &tenant)
+        let mut conn = self.read().await?;
+        wit(keel_core::consumers::wechat_app(&mut conn, &tenant)
             .await
             .map(|app| app.map(|_| keel_core::consumers::WECHAT_OPENID.to_owned())))
     }

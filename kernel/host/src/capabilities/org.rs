@@ -91,7 +91,7 @@ impl Host for State {
         };
         let tenant = self.tenant().clone();
         Ok(
-            wit(org::get_node(self.conn().await?, &tenant, Scope::Tenant, &key).await)?
+            wit(org::get_node(&mut *self.read().await?, &tenant, Scope::Tenant, &key).await)?
                 .map(|n| n.map(node_to_wit)),
         )
     }
@@ -102,7 +102,7 @@ impl Host for State {
         }
         let tenant = self.tenant().clone();
         Ok(
-            wit(org::ancestors(self.conn().await?, &tenant, Scope::Tenant, &id).await)?
+            wit(org::ancestors(&mut *self.read().await?, &tenant, Scope::Tenant, &id).await)?
                 .map(|ns| ns.into_iter().map(node_to_wit).collect()),
         )
     }
@@ -122,7 +122,7 @@ impl Host for State {
         };
         let tenant = self.tenant().clone();
         Ok(wit(org::children(
-            self.conn().await?,
+            &mut *self.read().await?,
             &tenant,
             Scope::Tenant,
             parent_id.as_deref(),
@@ -146,7 +146,7 @@ impl Host for State {
         }
         let tenant = self.tenant().clone();
         wit(org::is_within(
-            self.conn().await?,
+            &mut *self.read().await?,
             &tenant,
             Scope::Tenant,
             &id,
@@ -168,7 +168,7 @@ impl Host for State {
         };
         let tenant = self.tenant().clone();
         Ok(
-            wit(org::regions_at(self.conn().await?, &tenant, Scope::Tenant, point).await)?
+            wit(org::regions_at(&mut *self.read().await?, &tenant, Scope::Tenant, point).await)?
                 .map(|ns| ns.into_iter().map(node_to_wit).collect()),
         )
     }
@@ -181,10 +181,10 @@ impl Host for State {
             return Ok(Err(e));
         }
         let tenant = self.tenant().clone();
-        Ok(
-            wit(org::staff_of_node(self.conn().await?, &tenant, Scope::Tenant, &node_id).await)?
-                .map(|s| s.into_iter().map(staff_to_wit).collect()),
-        )
+        Ok(wit(
+            org::staff_of_node(&mut *self.read().await?, &tenant, Scope::Tenant, &node_id).await,
+        )?
+        .map(|s| s.into_iter().map(staff_to_wit).collect()))
     }
 
     async fn staff_of_person(
@@ -195,12 +195,11 @@ impl Host for State {
             return Ok(Err(e));
         }
         let tenant = self.tenant().clone();
-        Ok(
-            wit(
-                org::staff_of_person(self.conn().await?, &tenant, Scope::Tenant, &person_id).await,
-            )?
-            .map(|s| s.into_iter().map(staff_to_wit).collect()),
-        )
+        Ok(wit(
+            org::staff_of_person(&mut *self.read().await?, &tenant, Scope::Tenant, &person_id)
+                .await,
+        )?
+        .map(|s| s.into_iter().map(staff_to_wit).collect()))
     }
 
     async fn upsert_nodes(&mut self, nodes: String) -> wasmtime::Result<Result<u32, WitError>> {

@@ -34,8 +34,18 @@ impl Host for State {
         }
         let tenant = self.tenant().clone();
         let actor = format!("plugin:{}", self.namespace());
+        let identifiers: Vec<(String, String)> =
+            identifiers.into_iter().map(|i| (i.kind, i.value)).collect();
+        // A known person is found without taking the write transaction.
+        if !self.writing() {
+            match persons::lookup(&mut *self.read().await?, &tenant, &identifiers).await {
+                Ok(Some(p)) => return Ok(Ok(to_wit(p))),
+                Ok(None) => {}
+                Err(e) => return wit(Err(e)),
+            }
+        }
         let input = Identify {
-            identifiers: identifiers.into_iter().map(|i| (i.kind, i.value)).collect(),
+            identifiers,
             attributes: None,
             merge: false,
         };
@@ -58,7 +68,7 @@ impl Host for State {
             return Ok(Err(e));
         }
         let tenant = self.tenant().clone();
-        match persons::get(self.conn().await?, &tenant, &id).await {
+        match persons::get(&mut *self.read().await?, &tenant, &id).await {
             Ok(p) => Ok(Ok(Some(to_wit(p)))),
             Err(keel_core::Error::NotFound(_)) => Ok(Ok(None)),
             Err(e) => wit(Err(e)),

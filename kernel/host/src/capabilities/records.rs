@@ -61,7 +61,7 @@ impl Host for State {
             collection: &collection,
             key: &key,
         };
-        Ok(wit(records::get(self.conn().await?, &tenant, loc).await)?.map(|r| r.map(to_wit)))
+        Ok(wit(records::get(&mut *self.read().await?, &tenant, loc).await)?.map(|r| r.map(to_wit)))
     }
 
     async fn put(
@@ -191,7 +191,7 @@ impl Host for State {
         };
         let (tenant, ns) = (self.tenant().clone(), self.namespace().to_owned());
         let r = records::query_indexed(
-            self.conn().await?,
+            &mut *self.read().await?,
             &tenant,
             &ns,
             &collection,
@@ -215,7 +215,7 @@ impl Host for State {
         }
         let (tenant, ns) = (self.tenant().clone(), self.namespace().to_owned());
         let r = records::list(
-            self.conn().await?,
+            &mut *self.read().await?,
             &tenant,
             &ns,
             &collection,

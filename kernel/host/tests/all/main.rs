@@ -13,5 +13,6 @@ mod outbox;
 mod resources;
 mod schedules;
 mod secrets;
+mod transactions;
 mod versions;
 mod warmup;

@@ -272,3 +272,64 @@ on_both_backends! {
 pub fn chrono_today() -> String {
     chrono::Utc::now().format("%Y-%m-%d").to_string()
 }
+
+on_both_backends! {
+    async fn concurrent_packings_and_shipments_of_the_same_codes_never_both_succeed(kind) {
+        let k = std::sync::Arc::new(Kernel::start(kind).await);
+        let b = k.brand("acme", json!({})).await;
+        let s = setup(&k, &b, 200).await;
+        for batch in [&s.units, &s.cases] {
+            assert!(ok(&activate(&k, &b, batch).await)["activateCodes"]["activeCount"].as_u64().unwrap() > 0);
+        }
+        // Eight overlapping ranges of units into eight cases, all at once:
+        // "not packed yet" is a read, so only one-at-a-time keeps a unit
+        // from ending up in two cases.
+        let pack = "mutation($p: String!, $r: [SerialRangeInput!]) { aggregateCodes(parent: $p, ranges: $r) { children } }";
+        let mut tasks = Vec::new();
+        for i in 0..8u32 {
+            let (k, owner, units) = (k.clone(), b.owner.clone(), s.units.clone());
+            let (case, _) = code_of(&k, &b, &s.cases, i + 1).await;
+            tasks.push(tokio::spawn(async move {
+                let r = k.gql(&owner, pack, json!({"p": case, "r": [{"batch": units, "from": 1 + 3 * i, "to": 10 + 3 * i}]})).await;
+                (i, r)
+            }));
+        }
+        let mut packed: Vec<(u32, u32)> = Vec::new();
+        for t in tasks {
+            let (i, r) = t.await.unwrap();
+            if r.get("errors").is_some() {
+                assert_eq!(code(&r), "ALREADY_AGGREGATED", "{r:#}");
+            } else {
+                packed.push((1 + 3 * i, 10 + 3 * i));
+            }
+        }
+        assert!(!packed.is_empty(), "no packing succeeded");
+        for (n, a) in packed.iter().enumerate() {
+            for other in &packed[n + 1..] {
+                assert!(a.1 < other.0 || other.1 < a.0, "units {a:?} and {other:?} were both packed");
+            }
+        }
+        // Four shipments under one delivery-note reference, other codes
+        // each, at once: one shipment holds the reference.
+        let ship = "mutation($i: CodeShipmentInput!) { createShipment(input: $i) { id } }";
+        let mut tasks = Vec::new();
+        for i in 0..4u32 {
+            let (k, owner, units) = (k.clone(), b.owner.clone(), s.units.clone());
+            tasks.push(tokio::spawn(async move {
+                let input = json!({"reference": "DN-9", "distributor": "D-1", "region": "CN-GD",
+                    "ranges": [{"batch": units, "from": 101 + 10 * i, "to": 110 + 10 * i}]});
+                k.gql(&owner, ship, json!({"i": input})).await
+            }));
+        }
+        let mut shipped = 0;
+        for t in tasks {
+            let r = t.await.unwrap();
+            if r.get("errors").is_some() {
+                assert_eq!(code(&r), "CONFLICT", "{r:#}");
+            } else {
+                shipped += 1;
+            }
+        }
+        assert_eq!(shipped, 1, "one reference, one shipment");
+    }
+}
