@@ -94,7 +94,7 @@ impl State {
     /// conditional write, so this costs no exactness.
     pub(crate) async fn read(&mut self) -> wasmtime::Result<Reader<'_>> {
         match self.tx.as_mut() {
-            Some(tx) => Ok(Reader::Tx(&mut **tx)),
+            Some(tx) => Ok(Reader::Tx(tx)),
             None => Ok(Reader::Pooled(
                 self.db
                     .reader()

@@ -6,7 +6,8 @@
 //! - a 1,000,000-code print file: time and the kernel process's peak
 //!   memory growth while streaming it;
 //! - verified scans per second over HTTP with p50/p99 (first scans, then
-//!   repeat scans), on SQLite and, with KEEL_TEST_POSTGRES_URL, PostgreSQL.
+//!   repeat scans) against the database's own rate for a transaction of
+//!   three inserts (plain sqlx, same pools), on SQLite and, with KEEL_TEST_POSTGRES_URL, PostgreSQL.
 //!
 //! `cargo bench -p keel-plugins --bench codes` (CODES=… sets the batch size).
 
@@ -146,7 +147,8 @@ async fn run(kind: Backend, n: u32) {
             .map(|l| l.split(',').nth(1).unwrap().to_owned())
             .collect(),
     );
-    for (what, clients) in [("first scans", 16), ("repeat scans", 16)] {
+    let clients = timing::clients();
+    for what in ["first scans", "repeat scans"] {
         let (k, codes2, slug) = (k.clone(), codes.clone(), b.slug.clone());
         let s = timing::measure(codes.len(), clients, move |i| {
             let (k, codes, slug) = (k.clone(), codes2.clone(), slug.clone());
@@ -165,6 +167,20 @@ async fn run(kind: Backend, n: u32) {
             s.p99.as_secs_f64() * 1e3
         );
     }
+    let db = timing::limit::transactions(
+        &k.db,
+        codes.len(),
+        clients,
+        timing::limit::Hot::None,
+        "scan",
+    )
+    .await;
+    println!(
+        "database: 3 inserts (sqlx, a scan's shape), {clients} clients: {:.0}/s, p50 {:.2} ms, p99 {:.2} ms",
+        db.per_sec,
+        db.p50.as_secs_f64() * 1e3,
+        db.p99.as_secs_f64() * 1e3
+    );
 }
 
 fn main() {

@@ -1,12 +1,19 @@
 //! The rewards plugin's claim path for one hot campaign, measured in one
 //! run on SQLite and (with KEEL_TEST_POSTGRES_URL) PostgreSQL:
 //!
-//! - claims over HTTP (the public GraphQL endpoint, 16 clients);
+//! - claims over HTTP (the public GraphQL endpoint, `CLIENTS` clients, 48
+//!   unless set);
 //! - the same claims through the plugin host directly (no HTTP);
+//! - claims over HTTP to two kernels on the same database, half the
+//!   clients each;
 //! - the same claim logic written natively against keel-core — same
 //!   reads, counters, records, event and commit — in the same process;
 //!
-//! and the ratio plugin / native. `cargo bench -p keel-plugins --bench rewards`.
+//! - the database's own limit for a transaction of a claim's shape (three
+//!   inserts and one conditional update of a hot row, first or last), plain
+//!   sqlx on the same pools;
+//!
+//! and the ratios plugin / native and plugin / database. `cargo bench -p keel-plugins --bench rewards`.
 
 #[path = "../tests/all/support.rs"]
 #[allow(dead_code, reason = "the tests' support module, shared")]
@@ -26,7 +33,8 @@ use keel_rewards_core::prizes::{self, Prize, PrizeKind};
 use keel_rewards_core::rules::{Facts, Rule};
 use serde_json::{Value, json};
 use support::{Kernel, ok};
-use timing::{Stats, measure};
+use timing::limit::{self, Hot};
+use timing::{Stats, clients, measure};
 
 const NS: &str = "rewards";
 const CLAIM: &str = "mutation($s: String!) { claimReward(scanId: $s) { outcome } }";
@@ -213,7 +221,7 @@ async fn run(kind: Backend, per_path: usize) {
         public_calls_per_ip_per_minute: 100_000_000,
         ..GatewayConfig::default()
     };
-    let k = Arc::new(Kernel::start_with(kind, config).await);
+    let k = Arc::new(Kernel::start_with(kind, config.clone()).await);
     let b = k.brand("acme", json!({})).await;
     k.enable_rewards(&b, json!({}), &[]).await;
     ok(&k
@@ -223,7 +231,7 @@ async fn run(kind: Backend, per_path: usize) {
             json!({}),
         )
         .await);
-    let total = per_path * 3;
+    let total = per_path * 4;
     let r = k.gql(&b.owner, "mutation($q: Int!) { issueCodeBatch(product: \"S\", lot: \"L\", quantity: $q) { id } }", json!({"q": total})).await;
     let batch = ok(&r)["issueCodeBatch"]["id"].as_str().unwrap().to_owned();
     ok(&k
@@ -263,9 +271,9 @@ async fn run(kind: Backend, per_path: usize) {
     );
     let slug = b.slug.clone();
     let scan_ids = Arc::new(std::sync::Mutex::new(vec![String::new(); total]));
-    {
+    let scans = {
         let (k, codes, slug, ids) = (k.clone(), codes.clone(), slug.clone(), scan_ids.clone());
-        measure(total, 16, move |i| {
+        measure(total, clients(), move |i| {
             let (k, codes, slug, ids) = (k.clone(), codes.clone(), slug.clone(), ids.clone());
             async move {
                 // 200 consumers, signed in.
@@ -281,14 +289,17 @@ async fn run(kind: Backend, per_path: usize) {
                 ids.lock().unwrap()[i] = ok(&r)["scan"]["scanId"].as_str().unwrap().to_owned();
             }
         })
-        .await;
-    }
+        .await
+    };
     let ids: Arc<Vec<String>> = Arc::new(scan_ids.lock().unwrap().clone());
-    println!("\n== {kind:?}: one hot campaign, {per_path} claims per path, 16 clients ==");
+    println!(
+        "\n== {kind:?}: one hot campaign, {per_path} claims per path, {} clients ==",
+        clients()
+    );
 
     let http = {
         let (k, ids, slug) = (k.clone(), ids.clone(), slug.clone());
-        measure(per_path, 16, move |i| {
+        measure(per_path, clients(), move |i| {
             let (k, ids, slug) = (k.clone(), ids.clone(), slug.clone());
             async move {
                 let r = k.public(&slug, CLAIM, json!({"s": ids[i]})).await;
@@ -304,7 +315,7 @@ async fn run(kind: Backend, per_path: usize) {
     let set = k.registry.enabled(&tenant).await.unwrap();
     let host = {
         let (k, ids, set) = (k.clone(), ids.clone(), set.clone());
-        measure(per_path, 16, move |i| {
+        measure(per_path, clients(), move |i| {
             let (k, ids, set) = (k.clone(), ids.clone(), set.clone());
             async move {
                 let act = set.get("rewards").unwrap().clone();
@@ -328,7 +339,7 @@ async fn run(kind: Backend, per_path: usize) {
     };
     let native = {
         let (db, ids, tenant) = (k.db.clone(), ids.clone(), tenant.clone());
-        measure(per_path, 16, move |i| {
+        measure(per_path, clients(), move |i| {
             let (db, ids, tenant) = (db.clone(), ids.clone(), tenant.clone());
             async move {
                 let outcome = native_claim(&db, &tenant, &ids[2 * per_path + i])
@@ -339,7 +350,28 @@ async fn run(kind: Backend, per_path: usize) {
         })
         .await
     };
+    let hot_last = limit::transactions(&k.db, per_path, clients(), Hot::Last, "last").await;
+    let hot_first = limit::transactions(&k.db, per_path, clients(), Hot::First, "first").await;
+    // A second kernel on the same database (its own pools, host and
+    // caches, in this process), half the clients on each.
+    let replica = Arc::new(k.replica(config).await);
+    let two = {
+        let (k, replica, ids, slug) = (k.clone(), replica.clone(), ids.clone(), slug.clone());
+        measure(per_path, clients(), move |i| {
+            let (k, replica, ids, slug) = (k.clone(), replica.clone(), ids.clone(), slug.clone());
+            async move {
+                let kernel = if i % 2 == 0 { &k } else { &replica };
+                let r = kernel
+                    .public(&slug, CLAIM, json!({"s": ids[3 * per_path + i]}))
+                    .await;
+                assert_eq!(ok(&r)["claimReward"]["outcome"], "WON", "{r}");
+            }
+        })
+        .await
+    };
+    row("first scans over HTTP (with rewards' sync copy)", &scans);
     row("claims over HTTP (plugin)", &http);
+    row("claims over HTTP, two kernels", &two);
     row("claims through the host (plugin, no HTTP)", &host);
     row("claims natively (keel-core, no HTTP)", &native);
     println!(
@@ -347,6 +379,16 @@ async fn run(kind: Backend, per_path: usize) {
         native.per_sec / host.per_sec,
         host.p50.as_secs_f64() / native.p50.as_secs_f64(),
         host.per_sec / http.per_sec
+    );
+    row("database: 3 inserts, hot row last (sqlx)", &hot_last);
+    row("database: hot row first (sqlx)", &hot_first);
+    println!(
+        "claims over HTTP / database's hot-row-last rate: {:.1}%",
+        100.0 * http.per_sec / hot_last.per_sec
+    );
+    println!(
+        "two kernels / one kernel over HTTP: {:.2}x",
+        two.per_sec / http.per_sec
     );
     let today = chrono::Utc::now().format("%Y-%m-%d").to_string();
     let r = k
@@ -358,7 +400,7 @@ async fn run(kind: Backend, per_path: usize) {
         .await;
     assert_eq!(
         ok(&r)["campaignReport"]["wins"],
-        (per_path * 3) as i64,
+        (per_path * 4) as i64,
         "every claim of every path won once"
     );
 }

@@ -439,7 +439,10 @@ fn judge(
             ClaimOutcome::NotEligible
         };
         if !dry && judged {
-            crate::reports::count_claim(c, scan, outcome)?;
+            let (campaign, scan) = (c.id.clone(), scan.clone());
+            crate::emits::late(crate::reports::claims_key(&campaign, &scan), move || {
+                crate::reports::count_claim(&campaign, &scan, outcome)
+            })?;
         }
         checks.push(Check {
             campaign: c.id.clone(),
@@ -596,18 +599,18 @@ fn try_campaign(
     if let Some(amount) = award.amount_cents {
         crate::payouts::request(&award, amount)?;
     }
-    // Rows every claim of the campaign updates, last: on PostgreSQL a
-    // claim holds each from its update to its commit.
+    // Rows every claim of the campaign updates, last (`emits::late`): on
+    // PostgreSQL a claim holds each from its update to its commit.
     if prize.stock.is_none() {
-        counters::add(
-            &format!("c:{}:won:{}", c.id, prize.id),
-            1,
-            0,
-            i64::MAX,
-            None,
-        )?;
+        let key = format!("c:{}:won:{}", c.id, prize.id);
+        crate::emits::late(key.clone(), move || {
+            counters::add(&key, 1, 0, i64::MAX, None).map(|_| ())
+        })?;
     }
-    crate::reports::count_spend(&award, scan)?;
+    if let Some(amount) = award.amount_cents {
+        let key = crate::reports::group_spend_key(&award.campaign, scan);
+        crate::emits::late(key.clone(), move || crate::reports::add_spend(&key, amount))?;
+    }
     crate::emits::emit(
         "rewards.awarded",
         person,

@@ -32,16 +32,31 @@ fn bump(key: &str, by: i64) -> Result<i64> {
     }
 }
 
-/// Counts a campaign's judgement of a claim in its (day, region) group.
-pub(crate) fn count_claim(c: &Campaign, scan: &Scan, outcome: ClaimOutcome) -> Result<()> {
+/// The (campaign, day, region) group a scan's claim is counted in.
+fn group_key(campaign: &str, scan: &Scan) -> String {
     let day = scan.at.get(..10).unwrap_or("");
     let region = scan.region.as_deref().unwrap_or("-");
-    let key = format!("{}|{day}|{region}", c.id);
+    format!("{campaign}|{day}|{region}")
+}
+
+/// The counter of a group's claims.
+pub(crate) fn claims_key(campaign: &str, scan: &Scan) -> String {
+    format!("r:{}:claims", group_key(campaign, scan))
+}
+
+/// The counter of a group's cash spent.
+pub(crate) fn group_spend_key(campaign: &str, scan: &Scan) -> String {
+    format!("r:{}:spend", group_key(campaign, scan))
+}
+
+/// Counts a campaign's judgement of a claim in its (day, region) group.
+pub(crate) fn count_claim(campaign: &str, scan: &Scan, outcome: ClaimOutcome) -> Result<()> {
+    let key = group_key(campaign, scan);
     if bump(&format!("r:{key}:claims"), 1)? == 1 {
         let g = Group {
-            campaign: c.id.clone(),
-            day: day.to_owned(),
-            region: region.to_owned(),
+            campaign: campaign.to_owned(),
+            day: scan.at.get(..10).unwrap_or("").to_owned(),
+            region: scan.region.as_deref().unwrap_or("-").to_owned(),
         };
         records::put("groups", &key, &g, Expect::Absent)?;
     }
@@ -51,14 +66,9 @@ pub(crate) fn count_claim(c: &Campaign, scan: &Scan, outcome: ClaimOutcome) -> R
     Ok(())
 }
 
-/// Adds an award's cash to its group (called once the amount is final).
-pub(crate) fn count_spend(award: &Award, scan: &Scan) -> Result<()> {
-    let day = scan.at.get(..10).unwrap_or("");
-    let region = scan.region.as_deref().unwrap_or("-");
-    if let Some(a) = award.amount_cents {
-        bump(&format!("r:{}|{day}|{region}:spend", award.campaign), a)?;
-    }
-    Ok(())
+/// Adds an award's cash (its final amount) to its group's spend.
+pub(crate) fn add_spend(key: &str, amount_cents: i64) -> Result<()> {
+    bump(key, amount_cents).map(|_| ())
 }
 
 #[derive(Serialize)]

@@ -1,6 +1,8 @@
 //! Timing shared by the plugin benches: a pool of clients working through
 //! indices, every call timed.
 
+pub mod limit;
+
 use std::sync::Arc;
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::time::{Duration, Instant};
@@ -49,4 +51,12 @@ where
         p50: at(0.5),
         p99: at(0.99),
     }
+}
+
+/// The number of concurrent clients: `CLIENTS`, 48 unless set.
+pub fn clients() -> usize {
+    std::env::var("CLIENTS")
+        .ok()
+        .and_then(|s| s.parse().ok())
+        .unwrap_or(48)
 }
