@@ -33,6 +33,18 @@ async fn prepare(db: &Db) {
     tx.commit().await.unwrap();
 }
 
+/// The hot row's conditional update (a stock that never runs out).
+async fn bump(tx: &mut keel_core::Tx) {
+    let v: Option<i64> = sqlx::query_scalar(
+        "UPDATE bench_hot SET value = value + 1 WHERE id = 1 AND value + 1 <= $1 RETURNING value",
+    )
+    .bind(i64::MAX / 2)
+    .fetch_optional(&mut **tx)
+    .await
+    .unwrap();
+    assert!(v.is_some());
+}
+
 /// `n` transactions from `clients` tasks, each three inserts of ~200-byte
 /// rows and, unless `hot` is `None`, one conditional update of one row
 /// shared by all (a stock that never runs out).
@@ -45,14 +57,8 @@ pub async fn transactions(db: &Db, n: usize, clients: usize, hot: Hot, tag: &str
         async move {
             let body = format!("{{\"i\":{i},\"pad\":\"{}\"}}", "x".repeat(180));
             let mut tx = db.begin().await.unwrap();
-            let bump = "UPDATE bench_hot SET value = value + 1 WHERE id = 1 AND value + 1 <= $1 RETURNING value";
             if hot == Hot::First {
-                let v: Option<i64> = sqlx::query_scalar(bump)
-                    .bind(i64::MAX / 2)
-                    .fetch_optional(&mut *tx)
-                    .await
-                    .unwrap();
-                assert!(v.is_some());
+                bump(&mut tx).await;
             }
             for part in ["a", "b", "c"] {
                 sqlx::query("INSERT INTO bench_rows (id, body) VALUES ($1, $2)")
@@ -63,12 +69,7 @@ pub async fn transactions(db: &Db, n: usize, clients: usize, hot: Hot, tag: &str
                     .unwrap();
             }
             if hot == Hot::Last {
-                let v: Option<i64> = sqlx::query_scalar(bump)
-                    .bind(i64::MAX / 2)
-                    .fetch_optional(&mut *tx)
-                    .await
-                    .unwrap();
-                assert!(v.is_some());
+                bump(&mut tx).await;
             }
             tx.commit().await.unwrap();
         }
