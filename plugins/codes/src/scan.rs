@@ -227,33 +227,10 @@ fn record(
     let product = crate::products::load(&b.product)?;
     let region = region_node.as_ref().map(|n| n.code.clone());
     let state = code.state();
-    let (verdict, count, first) = match state {
-        CodeState::Voided => (Verdict::Voided, None, None),
-        CodeState::Inactive => (Verdict::NotActivated, None, None),
-        CodeState::Active => {
-            let n = match counters::add(&format!("scans:{}", code.key()), 1, 0, i64::MAX, None)? {
-                Outcome::Applied(n) | Outcome::LimitReached(n) => n,
-            };
-            let first = if n == 1 {
-                let f = FirstScan {
-                    at: rfc3339(at),
-                    region: region.clone(),
-                };
-                records::put("scanned", &code.key(), &f, Expect::Absent)?;
-                None
-            } else {
-                records::get::<FirstScan>("scanned", &code.key())?.map(|r| r.data)
-            };
-            let v = if n == 1 {
-                Verdict::Genuine
-            } else {
-                Verdict::GenuineScannedBefore
-            };
-            (v, Some(n), first)
-        }
-    };
-    // Shipped to CN-GD and scanned in CN-GD-SZ (under it in the org tree)
-    // is no diversion; scanned in CN-SH is.
+    // What only needs reading comes before the scan's first write (the
+    // count), which takes the write transaction: the diversion check and a
+    // repeat scan's first-scan record. Shipped to CN-GD and scanned in
+    // CN-GD-SZ (under it in the org tree) is no diversion; in CN-SH it is.
     let diversion = match (&region_node, state) {
         (Some(r), CodeState::Active) => match shipments::of_code(code)? {
             Some((s, _)) if !regions::within(r, &s.region, s.region_id.as_deref())? => {
@@ -269,6 +246,40 @@ fn record(
             _ => None,
         },
         _ => None,
+    };
+    let seen = match state {
+        CodeState::Active => records::get::<FirstScan>("scanned", &code.key())?.map(|r| r.data),
+        _ => None,
+    };
+    let (verdict, count, first) = match state {
+        CodeState::Voided => (Verdict::Voided, None, None),
+        CodeState::Inactive => (Verdict::NotActivated, None, None),
+        CodeState::Active => {
+            let n = match counters::add(&format!("scans:{}", code.key()), 1, 0, i64::MAX, None)? {
+                Outcome::Applied(n) | Outcome::LimitReached(n) => n,
+            };
+            let first = if n == 1 {
+                let f = FirstScan {
+                    at: rfc3339(at),
+                    region: region.clone(),
+                };
+                records::put("scanned", &code.key(), &f, Expect::Absent)?;
+                None
+            } else {
+                // Read before the count unless the first scan committed
+                // in between.
+                match seen {
+                    Some(f) => Some(f),
+                    None => records::get::<FirstScan>("scanned", &code.key())?.map(|r| r.data),
+                }
+            };
+            let v = if n == 1 {
+                Verdict::Genuine
+            } else {
+                Verdict::GenuineScannedBefore
+            };
+            (v, Some(n), first)
+        }
     };
     let message = match verdict {
         Verdict::Genuine => format!("Genuine {}. This is the first time this code is scanned.", product.name),

@@ -14,9 +14,10 @@
 //! The same holds, one step earlier, for the campaign-wide rows a claim
 //! only adds to (report figures, win counts) through [`late`]: on
 //! PostgreSQL a claim holds such a row from its update to its commit, so
-//! they are updated after the claim's own records, in key order (two
-//! claims never take two of them the other way round), just before the
-//! events.
+//! they are updated after the claim's own records, in the order of the
+//! keys they are queued under (every claim takes them in that one order,
+//! so two claims never wait on each other the other way round), just
+//! before the events.
 
 use std::cell::RefCell;
 
