@@ -439,9 +439,9 @@ fn judge(
             ClaimOutcome::NotEligible
         };
         if !dry && judged {
-            let (campaign, scan) = (c.id.clone(), scan.clone());
-            crate::emits::late(crate::reports::claims_key(&campaign, &scan), move || {
-                crate::reports::count_claim(&campaign, &scan, outcome)
+            let group = crate::reports::Group::of(&c.id, scan);
+            crate::emits::late(group.claims_key(), move || {
+                crate::reports::count_claim(group, outcome)
             })?;
         }
         checks.push(Check {
@@ -608,7 +608,7 @@ fn try_campaign(
         })?;
     }
     if let Some(amount) = award.amount_cents {
-        let key = crate::reports::group_spend_key(&award.campaign, scan);
+        let key = crate::reports::Group::of(&award.campaign, scan).spend_key();
         crate::emits::late(key.clone(), move || crate::reports::add_spend(&key, amount))?;
     }
     crate::emits::emit(

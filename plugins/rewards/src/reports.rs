@@ -19,11 +19,38 @@ use crate::model::{page_limit, parse_day};
 use crate::scans::Scan;
 use crate::scope::Reach;
 
+/// The (campaign, day, region) group a claim is counted in.
 #[derive(Serialize, Deserialize)]
-struct Group {
+pub(crate) struct Group {
     campaign: String,
     day: String,
     region: String,
+}
+
+impl Group {
+    /// The group of a claim of `scan` judged by `campaign`.
+    pub(crate) fn of(campaign: &str, scan: &Scan) -> Group {
+        Group {
+            campaign: campaign.to_owned(),
+            day: scan.at.get(..10).unwrap_or("").to_owned(),
+            region: scan.region.as_deref().unwrap_or("-").to_owned(),
+        }
+    }
+
+    /// Its key: of its record, and inside its counters' keys.
+    fn key(&self) -> String {
+        format!("{}|{}|{}", self.campaign, self.day, self.region)
+    }
+
+    /// The counter of its claims.
+    pub(crate) fn claims_key(&self) -> String {
+        format!("r:{}:claims", self.key())
+    }
+
+    /// The counter of its cash spent.
+    pub(crate) fn spend_key(&self) -> String {
+        format!("r:{}:spend", self.key())
+    }
 }
 
 fn bump(key: &str, by: i64) -> Result<i64> {
@@ -32,32 +59,10 @@ fn bump(key: &str, by: i64) -> Result<i64> {
     }
 }
 
-/// The (campaign, day, region) group a scan's claim is counted in.
-fn group_key(campaign: &str, scan: &Scan) -> String {
-    let day = scan.at.get(..10).unwrap_or("");
-    let region = scan.region.as_deref().unwrap_or("-");
-    format!("{campaign}|{day}|{region}")
-}
-
-/// The counter of a group's claims.
-pub(crate) fn claims_key(campaign: &str, scan: &Scan) -> String {
-    format!("r:{}:claims", group_key(campaign, scan))
-}
-
-/// The counter of a group's cash spent.
-pub(crate) fn group_spend_key(campaign: &str, scan: &Scan) -> String {
-    format!("r:{}:spend", group_key(campaign, scan))
-}
-
-/// Counts a campaign's judgement of a claim in its (day, region) group.
-pub(crate) fn count_claim(campaign: &str, scan: &Scan, outcome: ClaimOutcome) -> Result<()> {
-    let key = group_key(campaign, scan);
-    if bump(&format!("r:{key}:claims"), 1)? == 1 {
-        let g = Group {
-            campaign: campaign.to_owned(),
-            day: scan.at.get(..10).unwrap_or("").to_owned(),
-            region: scan.region.as_deref().unwrap_or("-").to_owned(),
-        };
+/// Counts a campaign's judgement of a claim in its group.
+pub(crate) fn count_claim(g: Group, outcome: ClaimOutcome) -> Result<()> {
+    let key = g.key();
+    if bump(&g.claims_key(), 1)? == 1 {
         records::put("groups", &key, &g, Expect::Absent)?;
     }
     if outcome == ClaimOutcome::Won {
