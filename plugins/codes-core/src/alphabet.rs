@@ -51,12 +51,88 @@ impl Alphabet {
 
     /// Appends `value` as exactly `width` digits, most significant first.
     /// The caller makes sure `value < base^width`.
-    pub fn push_fixed(&self, mut value: u128, width: usize, out: &mut Vec<u8>) {
+    ///
+    /// Divisions are what this costs, above all in WebAssembly (where the
+    /// print file derives its codes): a `u128` division is a library call,
+    /// and every `u64` one a hardware divide. So the value is cut into
+    /// groups of digits that fit a `u32` (31^6, 62^5), by dividing its
+    /// 32-bit limbs by a constant, and each group into digits with `u32`
+    /// arithmetic that the compiler turns into multiplications.
+    pub fn push_fixed(&self, value: u128, width: usize, out: &mut Vec<u8>) {
+        self.push_weighted(value, width, 1, out);
+    }
+
+    /// [`Alphabet::push_fixed`], returning the weighted sum of the digits
+    /// pushed (the first weighing `first_weight`, the next one more…): the
+    /// check character's sum, without reading the digits back.
+    pub(crate) fn push_weighted(
+        &self,
+        value: u128,
+        width: usize,
+        first_weight: u64,
+        out: &mut Vec<u8>,
+    ) -> u64 {
+        match self.chars.len() {
+            31 => self.push_grouped::<31, 6>(value, width, first_weight, out),
+            62 => self.push_grouped::<62, 5>(value, width, first_weight, out),
+            _ => {
+                let start = out.len();
+                out.resize(start + width, 0);
+                let (mut value, mut sum) = (value, 0);
+                for (i, slot) in out[start..].iter_mut().enumerate().rev() {
+                    let digit = (value % self.base()) as usize;
+                    *slot = self.chars[digit];
+                    sum += (first_weight + i as u64) * digit as u64;
+                    value /= self.base();
+                }
+                sum
+            }
+        }
+    }
+
+    /// [`Alphabet::push_weighted`] for base `B`, `K` digits at a time
+    /// (`B^K < 2^32`).
+    fn push_grouped<const B: u32, const K: u32>(
+        &self,
+        value: u128,
+        width: usize,
+        first_weight: u64,
+        out: &mut Vec<u8>,
+    ) -> u64 {
+        let group = const { (B as u64).pow(K) };
+        const { assert!((B as u64).pow(K) <= u32::MAX as u64) };
         let start = out.len();
         out.resize(start + width, 0);
-        for slot in out[start..].iter_mut().rev() {
-            *slot = self.chars[(value % self.base()) as usize];
-            value /= self.base();
+        let mut limbs = [
+            (value >> 96) as u32,
+            (value >> 64) as u32,
+            (value >> 32) as u32,
+            value as u32,
+        ];
+        // The first limb that is not zero (4: the value is zero).
+        let mut top = limbs.iter().position(|&l| l != 0).unwrap_or(4);
+        let mut slots = out[start..].iter_mut().enumerate().rev();
+        let mut sum = 0;
+        loop {
+            let mut rem = 0u64;
+            for limb in &mut limbs[top..] {
+                let cur = (rem << 32) | *limb as u64;
+                *limb = (cur / group) as u32;
+                rem = cur % group;
+            }
+            while top < 4 && limbs[top] == 0 {
+                top += 1;
+            }
+            let mut digits = rem as u32;
+            for _ in 0..K {
+                let Some((i, slot)) = slots.next() else {
+                    return sum;
+                };
+                let digit = digits % B;
+                *slot = self.chars[digit as usize];
+                sum += (first_weight + i as u64) * digit as u64;
+                digits /= B;
+            }
         }
     }
 
@@ -73,24 +149,46 @@ impl Alphabet {
     }
 
     fn weighted_sum(&self, text: &[u8]) -> Option<u32> {
-        let mut sum = 0u32;
+        // Reduced once at the end (a division each step is what the print
+        // file paid for): any text under 2^20 characters sums below 2^48.
+        let mut sum = 0u64;
         for (i, &c) in text.iter().enumerate() {
-            sum = (sum + (i as u32 + 1) * self.digit(c)? as u32) % self.prime;
+            sum += (i as u64 + 1) * self.digit(c)? as u64;
         }
-        Some(sum)
+        Some((sum % self.prime as u64) as u32)
     }
 
     /// The check character for `text` (alphabet characters only).
     pub fn check_char(&self, text: &[u8]) -> Option<u8> {
-        let p = self.prime;
-        let w = text.len() as u32 + 1;
-        // Find c with sum + w·c ≡ 0 (mod p): c = -sum · w⁻¹, w⁻¹ = w^(p-2).
-        let mut inv = 1u32;
-        for _ in 0..p - 2 {
-            inv = inv * (w % p) % p;
+        self.check_char_with(text, self.check_inverse(text.len()))
+    }
+
+    /// The inverse of the check character's weight for texts of `len`
+    /// characters: w⁻¹ = w^(p-2) mod p (by square-and-multiply), the same
+    /// for every code of one format, so a batch computes it once.
+    pub(crate) fn check_inverse(&self, len: usize) -> u64 {
+        let p = self.prime as u64;
+        let (mut inv, mut base, mut exp) = (1u64, (len as u64 + 1) % p, p - 2);
+        while exp > 0 {
+            if exp & 1 == 1 {
+                inv = inv * base % p;
+            }
+            base = base * base % p;
+            exp >>= 1;
         }
-        let c = (p - self.weighted_sum(text)?) % p * inv % p;
-        Some(self.chars[c as usize])
+        inv
+    }
+
+    /// [`Alphabet::check_char`] with the weight's inverse already known:
+    /// the c with sum + w·c ≡ 0 (mod p) is c = -sum · w⁻¹.
+    pub(crate) fn check_char_with(&self, text: &[u8], inverse: u64) -> Option<u8> {
+        Some(self.check_of_sum(self.weighted_sum(text)? as u64, inverse))
+    }
+
+    /// The check character of digits whose weighted sum is `sum`.
+    pub(crate) fn check_of_sum(&self, sum: u64, inverse: u64) -> u8 {
+        let p = self.prime as u64;
+        self.chars[((p - sum % p) % p * inverse % p) as usize]
     }
 
     /// True when the last character of `text` is the check character of
@@ -113,7 +211,39 @@ pub const BASE62: Alphabet = Alphabet::new(
 
 #[cfg(test)]
 mod tests {
+    use rand::{Rng, SeedableRng};
+
     use super::*;
+
+    #[test]
+    fn fixed_width_digits_are_those_of_plain_u128_division() {
+        let mut rng = rand::rngs::StdRng::seed_from_u64(5);
+        for alphabet in [PRINT_SAFE, BASE62] {
+            for bits in [0u32, 1, 31, 32, 33, 63, 64, 65, 95, 96, 97, 104, 127, 128] {
+                for _ in 0..200 {
+                    let value = if bits == 0 {
+                        0
+                    } else {
+                        rng.r#gen::<u128>() >> (128 - bits)
+                    };
+                    let mut fast = Vec::new();
+                    let sum = alphabet.push_weighted(value, 28, 3, &mut fast);
+                    let want: u64 = fast
+                        .iter()
+                        .enumerate()
+                        .map(|(i, &c)| (i as u64 + 3) * alphabet.digit(c).unwrap() as u64)
+                        .sum();
+                    assert_eq!(sum, want, "{value}");
+                    let (mut v, mut plain) = (value, vec![0u8; 28]);
+                    for slot in plain.iter_mut().rev() {
+                        *slot = alphabet.chars[(v % alphabet.base()) as usize];
+                        v /= alphabet.base();
+                    }
+                    assert_eq!(fast, plain, "{value}");
+                }
+            }
+        }
+    }
 
     #[test]
     fn fixed_width_numbers_read_back() {

@@ -25,9 +25,11 @@
 //! ```
 
 pub mod alphabet;
+mod batch;
 pub mod geo;
 mod locate;
 
+pub use batch::{BatchError, CodeFormat, Hashes, Software};
 pub use locate::{CodeRef, MAX_SCAN_TEXT, locate, percent_encode};
 
 use alphabet::{BASE62, PRINT_SAFE};
