@@ -13,7 +13,8 @@ pub const WIT_0_1_0: &str = "0.1.0";
 /// `keel:plugin@0.2.0`: 0.1.0 plus the kernel's product catalogue
 /// (`catalog`), organisation tree (`org`), plugin-to-plugin calls
 /// (`plugins`), batched `persons.resolve-batch` and `events.emit-batch`,
-/// `config.time-zone` and `config.consumer-sign-in`, and the call context's
+/// `config.time-zone` and `config.consumer-sign-in`, native hashing of many
+/// messages (`crypto`), and the call context's
 /// `scope`, `calling-plugin` and `schedule`.
 pub const WIT_0_2_0: &str = "0.2.0";
 

@@ -34,7 +34,8 @@
 //! it adds the kernel's product catalogue ([`catalog`]), organisation tree
 //! ([`org`]), calls to other plugins ([`plugins::call`]), batches
 //! ([`persons::resolve_batch`], [`events::emit_batch`]),
-//! [`config::time_zone`], and the call context's [`Context::scope`] (with
+//! [`config::time_zone`], native hashing of many messages ([`crypto`]),
+//! and the call context's [`Context::scope`] (with
 //! [`Context::covers`] and [`Context::require_within`] to enforce it; see
 //! [`scope`]), [`Context::calling_plugin`] and [`Context::schedule`]. Kernels keep
 //! running plugins built for 0.1.0 with an older SDK.
@@ -52,6 +53,7 @@ pub mod bindings {
 
 pub mod capabilities;
 pub mod catalog;
+pub mod crypto;
 mod error;
 pub mod org;
 pub mod paging;

@@ -6,6 +6,7 @@
 mod batch;
 mod catalog;
 mod counters;
+mod crypto;
 mod events;
 mod http;
 mod org;

@@ -5,6 +5,7 @@ mod support;
 mod abuse;
 mod calls;
 mod contract;
+mod crypto;
 mod described_events;
 mod isolation;
 mod manifest;
