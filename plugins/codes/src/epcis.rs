@@ -140,9 +140,5 @@ pub(crate) fn chunk(_ctx: &Context, input: ChunkInput) -> Result<FileChunk> {
             None
         }
     };
-    Ok(FileChunk {
-        data,
-        next,
-        total: None,
-    })
+    FileChunk::text(&data, next, None)
 }

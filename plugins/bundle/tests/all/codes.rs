@@ -333,3 +333,69 @@ on_both_backends! {
         assert_eq!(shipped, 1, "one reference, one shipment");
     }
 }
+
+/// The print file derives its codes many at a time, hashing through the
+/// kernel (`keel:plugin/crypto`): every row must hold the code that the
+/// one-at-a-time derivation (a reprint) gives its serial, in both formats,
+/// across chunks and for a sub-range.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn print_files_hold_each_serials_code_in_both_formats_across_chunks() {
+    let k = Kernel::start(keel_core::Backend::Sqlite).await;
+    let b = k.brand("acme", json!({})).await;
+    let r = k.gql(&b.owner, "mutation { createCodeProduct(sku: \"WINE-750\", name: \"Red Wine\", gtin: \"6901234567892\") { sku } }", json!({})).await;
+    ok(&r);
+    let issue = "mutation($q: Int!, $f: CodeFormat) { issueCodeBatch(product: \"WINE-750\", lot: \"L 1/2\", quantity: $q, format: $f) { id } }";
+    // 20,000 rows are about 1.4 MB: the file comes in more than one chunk.
+    let n = 20_000usize;
+    for format in ["DEFAULT", "GS1_DIGITAL_LINK"] {
+        let r = k.gql(&b.owner, issue, json!({"q": n, "f": format})).await;
+        let batch = ok(&r)["issueCodeBatch"]["id"].as_str().unwrap().to_owned();
+        let (status, csv) = k
+            .download(&b.owner, "/files/codes/print-file", json!({"batch": batch}))
+            .await;
+        assert_eq!(status, 200, "{csv}");
+        let rows: Vec<Vec<&str>> = csv
+            .lines()
+            .skip(1)
+            .map(|l| l.split(',').collect())
+            .collect();
+        assert_eq!(rows.len(), n, "{format}");
+        for (i, row) in rows.iter().enumerate() {
+            assert_eq!(row[0], (i + 1).to_string(), "{format}: serials in order");
+        }
+        // Every 500th serial, and the first and last, against a reprint.
+        for serial in (1..=n).step_by(500).chain([2, n - 1, n]) {
+            let (code, url) = code_of(&k, &b, &batch, serial as u32).await;
+            let row = &rows[serial - 1];
+            assert_eq!(
+                (row[1], row[2]),
+                (code.as_str(), url.as_str()),
+                "{format} serial {serial}"
+            );
+        }
+        if format == "GS1_DIGITAL_LINK" {
+            let url = rows[0][2];
+            assert!(url.contains("/01/06901234567892/10/L%201%2F2/21/"), "{url}");
+            assert!(
+                rows.iter()
+                    .all(|r| r[1].len() == keel_codes_core::GS1_SERIAL_LEN)
+            );
+        } else {
+            assert!(rows.iter().all(|r| r[1].len() == keel_codes_core::CODE_LEN));
+        }
+        let codes: std::collections::HashSet<&str> = rows.iter().map(|r| r[1]).collect();
+        assert_eq!(codes.len(), n, "{format}: every code distinct");
+        // A sub-range is the same rows.
+        let (status, part) = k
+            .download(
+                &b.owner,
+                "/files/codes/print-file",
+                json!({"batch": batch, "from": 9_990, "to": 10_010}),
+            )
+            .await;
+        assert_eq!(status, 200, "{part}");
+        let part: Vec<&str> = part.lines().skip(1).collect();
+        let whole: Vec<&str> = csv.lines().skip(9_990).take(21).collect();
+        assert_eq!(part, whole, "{format}");
+    }
+}
