@@ -8,9 +8,10 @@
 //! answers `{"data": "<text>", "next": "<cursor>" | null, "total": <n> |
 //! null}`; `next: null` ends the file. The first chunk is fetched before
 //! any header is sent, so its failure is an ordinary JSON error with its
-//! status; later chunks are streamed one at a time (the file is never held
-//! whole), and a failure among them aborts the transfer, so the client sees
-//! a truncated body, never a complete-looking file.
+//! status; later chunks are streamed as they come, one fetched ahead of the
+//! client (the file is never held whole), and a failure among them aborts
+//! the transfer, so the client sees a truncated body, never a
+//! complete-looking file.
 
 use std::collections::HashMap;
 use std::net::SocketAddr;
@@ -240,32 +241,47 @@ pub(crate) async fn download(
     res
 }
 
-/// The body: the first chunk's data, then each next chunk as the client
-/// reads. A failure ends the stream with an error, which aborts the
-/// transfer (no final chunk), and is logged with the request id — the
+/// The body: the first chunk's data, then each next chunk. A task fetches
+/// the chunks one ahead of the client: the plugin builds chunk n + 1 while
+/// chunk n is on its way (on another core when there is one), and waits
+/// while one finished chunk is not taken yet, so a slow client holds at
+/// most two chunks in memory, and one that goes away stops the task after
+/// the chunk in hand. A failure ends the stream with an error, which aborts
+/// the transfer (no final chunk), and is logged with the request id — the
 /// request's span is gone by then.
 fn body(
     fetcher: Fetcher,
     first: String,
     next: Option<String>,
 ) -> impl futures::Stream<Item = Result<Bytes, std::io::Error>> + Send + 'static {
-    let rest = futures::stream::unfold((fetcher, next), |(f, next)| async move {
-        let after = next?;
-        match f.fetch(Some(&after)).await {
-            Ok(c) => Some((Ok(Bytes::from(c.data)), (f, c.next))),
-            Err(e) => {
-                let message = e.message();
-                tracing::warn!(
-                    request_id = %f.request_id,
-                    plugin = %f.act.manifest.name,
-                    code = e.code(),
-                    message = %message,
-                    "download aborted mid-stream"
-                );
-                let err = std::io::Error::other(format!("{}: {message}", e.code()));
-                Some((Err(err), (f, None)))
+    let (tx, rx) = tokio::sync::mpsc::channel(1);
+    tokio::spawn(async move {
+        let (f, mut next) = (fetcher, next);
+        while let Some(after) = next.take() {
+            let item = match f.fetch(Some(&after)).await {
+                Ok(c) => {
+                    next = c.next;
+                    Ok(Bytes::from(c.data))
+                }
+                Err(e) => {
+                    let message = e.message();
+                    tracing::warn!(
+                        request_id = %f.request_id,
+                        plugin = %f.act.manifest.name,
+                        code = e.code(),
+                        message = %message,
+                        "download aborted mid-stream"
+                    );
+                    Err(std::io::Error::other(format!("{}: {message}", e.code())))
+                }
+            };
+            if tx.send(item).await.is_err() {
+                return; // the client went away
             }
         }
+    });
+    let rest = futures::stream::unfold(rx, |mut rx| async move {
+        rx.recv().await.map(|item| (item, rx))
     });
     futures::stream::once(async move { Ok(Bytes::from(first)) }).chain(rest)
 }
