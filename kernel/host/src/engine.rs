@@ -194,6 +194,13 @@ impl Host {
         let mut wc = Config::new();
         wc.wasm_component_model(true)
             .epoch_interruption(true)
+            // `KEEL_PERFMAP=1`: wasmtime writes /tmp/perf-<pid>.map, so
+            // that `perf` names plugins' functions (docs/benchmarks.md).
+            .profiler(if std::env::var_os("KEEL_PERFMAP").is_some() {
+                wasmtime::ProfilingStrategy::PerfMap
+            } else {
+                wasmtime::ProfilingStrategy::None
+            })
             .allocation_strategy(InstanceAllocationStrategy::Pooling(pool));
         let engine = Engine::new(&wc)
             .map_err(anyhow::Error::from)
