@@ -9,9 +9,9 @@
 //! null}`; `next: null` ends the file. The first chunk is fetched before
 //! any header is sent, so its failure is an ordinary JSON error with its
 //! status; later chunks are streamed as they come, one fetched ahead of the
-//! client (the file is never held whole), and a failure among them aborts
-//! the transfer, so the client sees a truncated body, never a
-//! complete-looking file.
+//! client (the file is never held whole: at most two chunks), and a failure
+//! among them aborts the transfer, so the client sees a truncated body,
+//! never a complete-looking file.
 
 use std::collections::HashMap;
 use std::net::SocketAddr;
@@ -27,6 +27,7 @@ use keel_core::authz::Action;
 use keel_host::{Access, Activation, CallContext, Host, TenantPlugins};
 use serde_json::{Map, Value};
 use tokio::time::Instant;
+use tracing::Instrument as _;
 
 use crate::AppState;
 use crate::errors::EdgeError;
@@ -241,49 +242,84 @@ pub(crate) async fn download(
     res
 }
 
+/// A chunk's bytes and whether it ends the file, or why the file broke off.
+type Piece = Result<(Bytes, bool), std::io::Error>;
+
 /// The body: the first chunk's data, then each next chunk. A task fetches
-/// the chunks one ahead of the client: the plugin builds chunk n + 1 while
-/// chunk n is on its way (on another core when there is one), and waits
-/// while one finished chunk is not taken yet, so a slow client holds at
-/// most two chunks in memory, and one that goes away stops the task after
-/// the chunk in hand. A failure ends the stream with an error, which aborts
-/// the transfer (no final chunk), and is logged with the request id — the
-/// request's span is gone by then.
+/// the chunks one ahead of the client, in the request's span: the plugin
+/// builds chunk n + 1 while chunk n is on its way (on another core when
+/// there is one). It waits for room in a channel of one before each fetch,
+/// so a download holds at most two chunks (one being sent, one waiting)
+/// and a client that has gone stops it before the next plugin call; a
+/// client that stops reading stops it at the download's deadline. A
+/// failure — a chunk's error, the deadline, or the task ending early for
+/// any other reason — ends the stream with an error, which aborts the
+/// transfer (no final chunk), and is logged with the request id.
 fn body(
     fetcher: Fetcher,
     first: String,
     next: Option<String>,
 ) -> impl futures::Stream<Item = Result<Bytes, std::io::Error>> + Send + 'static {
-    let (tx, rx) = tokio::sync::mpsc::channel(1);
-    tokio::spawn(async move {
-        let (f, mut next) = (fetcher, next);
-        while let Some(after) = next.take() {
-            let item = match f.fetch(Some(&after)).await {
-                Ok(c) => {
-                    next = c.next;
-                    Ok(Bytes::from(c.data))
-                }
-                Err(e) => {
-                    let message = e.message();
-                    tracing::warn!(
-                        request_id = %f.request_id,
-                        plugin = %f.act.manifest.name,
-                        code = e.code(),
-                        message = %message,
-                        "download aborted mid-stream"
-                    );
-                    Err(std::io::Error::other(format!("{}: {message}", e.code())))
-                }
-            };
-            if tx.send(item).await.is_err() {
-                return; // the client went away
-            }
+    let (tx, rx) = tokio::sync::mpsc::channel::<Piece>(1);
+    let last = next.is_none();
+    if let Some(after) = next {
+        tokio::spawn(fetch_ahead(fetcher, after, tx).instrument(tracing::Span::current()));
+    }
+    let rest = futures::stream::unfold((rx, last), |(mut rx, done)| async move {
+        if done {
+            return None;
+        }
+        match rx.recv().await {
+            Some(Ok((bytes, last))) => Some((Ok(bytes), (rx, last))),
+            Some(Err(e)) => Some((Err(e), (rx, true))),
+            // The task ended before the last chunk without saying why.
+            None => Some((
+                Err(std::io::Error::other(
+                    "the download ended before its last chunk",
+                )),
+                (rx, true),
+            )),
         }
     });
-    let rest = futures::stream::unfold(rx, |mut rx| async move {
-        rx.recv().await.map(|item| (item, rx))
-    });
     futures::stream::once(async move { Ok(Bytes::from(first)) }).chain(rest)
+}
+
+/// Fetches the chunks after `after` into `tx` until the last one, a
+/// failure, or the client going away.
+async fn fetch_ahead(f: Fetcher, after: String, tx: tokio::sync::mpsc::Sender<Piece>) {
+    let mut next = Some(after);
+    while let Some(after) = next.take() {
+        let permit = match tokio::time::timeout_at(f.deadline, tx.reserve()).await {
+            Ok(Ok(permit)) => permit,
+            Ok(Err(_)) => return, // the client went away
+            Err(_) => {
+                tracing::warn!(
+                    request_id = %f.request_id,
+                    plugin = %f.act.manifest.name,
+                    "download aborted: the client did not read it within its time limit"
+                );
+                return;
+            }
+        };
+        let piece = match f.fetch(Some(&after)).await {
+            Ok(c) => {
+                next = c.next;
+                Ok((Bytes::from(c.data), next.is_none()))
+            }
+            Err(e) => {
+                let message = e.message();
+                tracing::warn!(
+                    request_id = %f.request_id,
+                    plugin = %f.act.manifest.name,
+                    code = e.code(),
+                    message = %message,
+                    "download aborted mid-stream"
+                );
+                Err(std::io::Error::other(format!("{}: {message}", e.code())))
+            }
+        };
+        permit.send(piece);
+    }
 }
 
 #[cfg(test)]
