@@ -60,6 +60,17 @@ async fn a_brand_ships_codes_consumers_scan_and_win_and_the_erp_reads_the_day() 
         {"id": "thanks", "name": "Thanks for taking part", "kind": "THANKS", "weight": 9},
     ]);
     let rule = json!({"all": [{"lot": ["L2611"]}, {"region": ["CN-GD"]}, {"first_scan": true}]});
+    // The campaign's window is around the run's own clock: a fixed month
+    // would end under a run that crosses it.
+    let china = chrono::FixedOffset::east_opt(8 * 3600).unwrap();
+    let now = chrono::Utc::now().with_timezone(&china);
+    let at = |t: chrono::DateTime<chrono::FixedOffset>| {
+        t.to_rfc3339_opts(chrono::SecondsFormat::Secs, false)
+    };
+    let (starts, ends) = (
+        at(now - chrono::Duration::days(1)),
+        at(now + chrono::Duration::days(30)),
+    );
     let id = running(
         &k,
         &b,
@@ -67,8 +78,8 @@ async fn a_brand_ships_codes_consumers_scan_and_win_and_the_erp_reads_the_day() 
             rule,
             prizes,
             json!({
-                "name": "November in Guangdong",
-                "startsAt": "2026-11-01T00:00:00+08:00", "endsAt": "2026-12-01T00:00:00+08:00",
+                "name": "A month in Guangdong",
+                "startsAt": starts, "endsAt": ends,
                 "budgetCents": 1_000_000, "limits": {"perPersonPerDay": 3},
             }),
         ),
