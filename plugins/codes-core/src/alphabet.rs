@@ -160,7 +160,8 @@ impl Alphabet {
 
     /// The check character for `text` (alphabet characters only).
     pub fn check_char(&self, text: &[u8]) -> Option<u8> {
-        self.check_char_with(text, self.check_inverse(text.len()))
+        let sum = self.weighted_sum(text)? as u64;
+        Some(self.check_of_sum(sum, self.check_inverse(text.len())))
     }
 
     /// The inverse of the check character's weight for texts of `len`
@@ -179,13 +180,9 @@ impl Alphabet {
         inv
     }
 
-    /// [`Alphabet::check_char`] with the weight's inverse already known:
-    /// the c with sum + w·c ≡ 0 (mod p) is c = -sum · w⁻¹.
-    pub(crate) fn check_char_with(&self, text: &[u8], inverse: u64) -> Option<u8> {
-        Some(self.check_of_sum(self.weighted_sum(text)? as u64, inverse))
-    }
-
-    /// The check character of digits whose weighted sum is `sum`.
+    /// The check character of digits whose weighted sum is `sum`, the
+    /// weight's inverse already known: the c with sum + w·c ≡ 0 (mod p) is
+    /// c = -sum · w⁻¹.
     pub(crate) fn check_of_sum(&self, sum: u64, inverse: u64) -> u8 {
         let p = self.prime as u64;
         self.chars[((p - sum % p) % p * inverse % p) as usize]

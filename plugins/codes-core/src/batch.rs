@@ -14,6 +14,7 @@
 use std::convert::Infallible;
 
 use hmac::{Hmac, Mac};
+use sha2::digest::{FixedOutput, Update};
 use sha2::{Digest, Sha256};
 
 use crate::alphabet::{BASE62, PRINT_SAFE};
@@ -63,13 +64,8 @@ impl Hashes for Software {
         message_len: usize,
         digest_len: usize,
     ) -> Result<Vec<u8>, Infallible> {
-        let mut base = Sha256::new();
-        base.update(prefix);
-        Ok(each(messages, message_len, digest_len, |m| {
-            let mut h = base.clone();
-            h.update(m);
-            h.finalize().into()
-        }))
+        let base = Sha256::new_with_prefix(prefix);
+        Ok(each(base, messages, message_len, digest_len))
     }
 
     fn hmac_sha256_each(
@@ -82,21 +78,18 @@ impl Hashes for Software {
     ) -> Result<Vec<u8>, Infallible> {
         let mut base = <Hmac<Sha256> as Mac>::new_from_slice(key)
             .unwrap_or_else(|_| unreachable!("HMAC takes any key length"));
-        base.update(prefix);
-        Ok(each(messages, message_len, digest_len, |m| {
-            let mut h = base.clone();
-            h.update(m);
-            h.finalize().into_bytes().into()
-        }))
+        Mac::update(&mut base, prefix);
+        Ok(each(base, messages, message_len, digest_len))
     }
 }
 
-/// The first `digest_len` (at most 32) bytes of `hash` of each message.
-fn each(
+/// The first `digest_len` (at most 32) bytes of the digest of each
+/// message, hashed after what `base` has already taken in.
+fn each<H: Update + FixedOutput + Clone>(
+    base: H,
     messages: &[u8],
     message_len: usize,
     digest_len: usize,
-    hash: impl Fn(&[u8]) -> [u8; 32],
 ) -> Vec<u8> {
     let digest_len = digest_len.min(32);
     if message_len == 0 {
@@ -104,7 +97,9 @@ fn each(
     }
     let mut out = Vec::with_capacity(messages.len() / message_len * digest_len);
     for m in messages.chunks_exact(message_len) {
-        out.extend_from_slice(&hash(m)[..digest_len]);
+        let mut h = base.clone();
+        Update::update(&mut h, m);
+        out.extend_from_slice(&h.finalize_fixed()[..digest_len]);
     }
     out
 }
@@ -216,21 +211,11 @@ impl BatchCodec {
     ) -> Result<Vec<u128>, BatchError<H::Error>> {
         let width = bits as usize / 8;
         let batch_no = self.batch_no.to_le_bytes();
-        let messages: Vec<u8> = serials
-            .flat_map(|s| {
-                let s = s.to_le_bytes();
-                [
-                    batch_no[0],
-                    batch_no[1],
-                    batch_no[2],
-                    batch_no[3],
-                    s[0],
-                    s[1],
-                    s[2],
-                    s[3],
-                ]
-            })
-            .collect();
+        let mut messages = Vec::with_capacity(serials.size_hint().0 * 8);
+        for s in serials {
+            messages.extend_from_slice(&batch_no);
+            messages.extend_from_slice(&s.to_le_bytes());
+        }
         let n = messages.len() / 8;
         let digests = hashes
             .hmac_sha256_each(&self.batch.0, domain, &messages, 8, width)

@@ -5,6 +5,7 @@
 //! thread for long.
 
 use hmac::{Hmac, Mac};
+use sha2::digest::{FixedOutput, Update};
 use sha2::{Digest, Sha256};
 
 use crate::bindings::WitError;
@@ -28,17 +29,8 @@ impl Host for State {
         message_len: u32,
         digest_len: u32,
     ) -> wasmtime::Result<Result<Vec<u8>, WitError>> {
-        Ok(
-            Shape::check(&prefix, &messages, message_len, digest_len).map(|shape| {
-                let mut base = Sha256::new();
-                base.update(&prefix);
-                shape.each(&messages, |m| {
-                    let mut h = base.clone();
-                    h.update(m);
-                    h.finalize().into()
-                })
-            }),
-        )
+        let shape = Shape::check(None, &prefix, &messages, message_len, digest_len);
+        Ok(shape.map(|shape| shape.each(Sha256::new_with_prefix(&prefix), &messages)))
     }
 
     async fn hmac_sha256_each(
@@ -49,24 +41,13 @@ impl Host for State {
         message_len: u32,
         digest_len: u32,
     ) -> wasmtime::Result<Result<Vec<u8>, WitError>> {
-        if key.len() > MAX_PREFIX {
-            return Ok(Err(invalid(format!(
-                "key: at most {MAX_PREFIX} bytes, got {}",
-                key.len()
-            ))));
-        }
-        Ok(
-            Shape::check(&prefix, &messages, message_len, digest_len).map(|shape| {
-                let mut base = <Hmac<Sha256> as Mac>::new_from_slice(&key)
-                    .unwrap_or_else(|_| unreachable!("HMAC takes any key length"));
-                base.update(&prefix);
-                shape.each(&messages, |m| {
-                    let mut h = base.clone();
-                    h.update(m);
-                    h.finalize().into_bytes().into()
-                })
-            }),
-        )
+        let shape = Shape::check(Some(&key), &prefix, &messages, message_len, digest_len);
+        Ok(shape.map(|shape| {
+            let mut base = <Hmac<Sha256> as Mac>::new_from_slice(&key)
+                .unwrap_or_else(|_| unreachable!("HMAC takes any key length"));
+            Mac::update(&mut base, &prefix);
+            shape.each(base, &messages)
+        }))
     }
 }
 
@@ -78,16 +59,19 @@ struct Shape {
 
 impl Shape {
     fn check(
+        key: Option<&[u8]>,
         prefix: &[u8],
         messages: &[u8],
         message_len: u32,
         digest_len: u32,
     ) -> Result<Shape, WitError> {
-        if prefix.len() > MAX_PREFIX {
-            return Err(invalid(format!(
-                "prefix: at most {MAX_PREFIX} bytes, got {}",
-                prefix.len()
-            )));
+        for (name, bytes) in [("key", key.unwrap_or_default()), ("prefix", prefix)] {
+            if bytes.len() > MAX_PREFIX {
+                return Err(invalid(format!(
+                    "{name}: at most {MAX_PREFIX} bytes, got {}",
+                    bytes.len()
+                )));
+            }
         }
         if !(1..=MAX_MESSAGE_LEN).contains(&message_len) {
             return Err(invalid(format!(
@@ -124,11 +108,14 @@ impl Shape {
         })
     }
 
-    /// The first `digest_len` bytes of `hash` of each message, concatenated.
-    fn each(&self, messages: &[u8], hash: impl Fn(&[u8]) -> [u8; 32]) -> Vec<u8> {
+    /// The first `digest_len` bytes of the digest of each message, hashed
+    /// after what `base` has already taken in (the prefix), concatenated.
+    fn each<H: Update + FixedOutput + Clone>(&self, base: H, messages: &[u8]) -> Vec<u8> {
         let mut out = Vec::with_capacity(messages.len() / self.message_len * self.digest_len);
         for m in messages.chunks_exact(self.message_len) {
-            out.extend_from_slice(&hash(m)[..self.digest_len]);
+            let mut h = base.clone();
+            Update::update(&mut h, m);
+            out.extend_from_slice(&h.finalize_fixed()[..self.digest_len]);
         }
         out
     }

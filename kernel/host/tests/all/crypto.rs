@@ -114,6 +114,7 @@ async fn a_hash_call_past_its_limits_is_invalid_input() {
     }
     // The most messages allowed work (small ones: a debug build under a
     // loaded CI must stay inside the probe's deadline).
-    let max = json!({"prefix": "", "messages": "", "repeat": 65_536, "message_len": 1, "digest_len": 1});
+    let max =
+        json!({"prefix": "", "messages": "", "repeat": 65_536, "message_len": 1, "digest_len": 1});
     assert_eq!(hash_len(&f, max).await.unwrap()["len"], json!(65_536));
 }
