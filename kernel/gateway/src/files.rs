@@ -6,16 +6,21 @@
 //! plugin call: one instance, one transaction — with the client's input
 //! plus `"after"` (`null`, then the previous chunk's `next`). Each call
 //! answers `{"data": "<text>", "next": "<cursor>" | null, "total": <n> |
-//! null}`; `next: null` ends the file. The first chunk is fetched before
-//! any header is sent, so its failure is an ordinary JSON error with its
-//! status; later chunks are streamed as they come, one fetched ahead of the
-//! client (the file is never held whole: at most two chunks), and a failure
-//! among them aborts the transfer, so the client sees a truncated body,
-//! never a complete-looking file.
+//! null}`; `next: null` ends the file. A chunk may also say `"then":
+//! "<cursor>"`, the `next` that the chunk at its `next` will answer: the
+//! gateway then fetches two chunks at once (on two cores, while half the
+//! process's cores are not already busy with such second fetches), and
+//! checks that each chunk's `next` is the cursor announced for it. The
+//! first chunk is
+//! fetched before any header is sent, so its failure is an ordinary JSON
+//! error with its status; later chunks are streamed as they come, fetched
+//! ahead of the client (the file is never held whole: at most four chunks),
+//! and a failure among them aborts the transfer, so the client sees a
+//! truncated body, never a complete-looking file.
 
-use std::collections::HashMap;
+use std::collections::{HashMap, VecDeque};
 use std::net::SocketAddr;
-use std::sync::Arc;
+use std::sync::{Arc, LazyLock};
 
 use axum::body::{Body, Bytes};
 use axum::extract::rejection::{PathRejection, QueryRejection};
@@ -38,8 +43,21 @@ use crate::http::{json_error, request_id, require_principal};
 struct Chunk {
     data: String,
     next: Option<String>,
+    /// The cursor after `next`, when the plugin knows it.
+    then: Option<String>,
     total: Option<u64>,
 }
+
+/// How many chunks are fetched at once when the plugin announces `then`.
+const AHEAD: usize = 2;
+
+/// Second fetches running in the whole process, at most half its cores: a
+/// plugin call computes on its worker thread until its next host call, so
+/// downloads must not take every worker from other requests.
+static SECOND_FETCHES: LazyLock<Arc<tokio::sync::Semaphore>> = LazyLock::new(|| {
+    let cores = std::thread::available_parallelism().map_or(1, |n| n.get());
+    Arc::new(tokio::sync::Semaphore::new((cores / 2).max(1)))
+});
 
 /// Checks a chunk's JSON. `after` is the cursor the call was given: a
 /// `next` equal to it would never end.
@@ -59,6 +77,14 @@ fn parse_chunk(out: &str, after: Option<&str>) -> Result<Chunk, &'static str> {
     if next.is_some() && next.as_deref() == after {
         return Err("its `next` repeats the cursor it was given");
     }
+    let then = match obj.get("then") {
+        None | Some(Value::Null) => None,
+        Some(Value::String(s)) => Some(s.clone()),
+        _ => return Err("its `then` is not a string or null"),
+    };
+    if then.is_some() && (next.is_none() || then == next || then.as_deref() == after) {
+        return Err("its `then` is not a new cursor after its `next`");
+    }
     let total = match obj.get("total") {
         None | Some(Value::Null) => None,
         Some(t) => Some(
@@ -66,7 +92,12 @@ fn parse_chunk(out: &str, after: Option<&str>) -> Result<Chunk, &'static str> {
                 .ok_or("its `total` is not a non-negative integer or null")?,
         ),
     };
-    Ok(Chunk { data, next, total })
+    Ok(Chunk {
+        data,
+        next,
+        then,
+        total,
+    })
 }
 
 /// What fetching chunks needs; it moves into the response body's stream.
@@ -107,7 +138,6 @@ impl Fetcher {
         let call = self
             .host
             .call_operation(&self.act, &self.operation, &input, ctx);
-        let plugin = &self.act.manifest.name;
         let timed_out = || EdgeError::new("PLUGIN_TIMEOUT", "the download ran past its time limit");
         // A call that finishes in one poll never lets `timeout_at` look at
         // the clock: check it first.
@@ -119,15 +149,18 @@ impl Fetcher {
             Ok(Err(e)) => return Err(e.into()),
             Err(_) => return Err(timed_out()),
         };
-        parse_chunk(&out, after).map_err(|why| {
-            tracing::warn!(%plugin, operation = %self.operation, why, "malformed download chunk");
-            EdgeError::new(
-                "PLUGIN_INVALID_OUTPUT",
-                format!(
-                    "the plugin {plugin} answered a chunk of a download with a value that is not a chunk: {why}"
-                ),
-            )
-        })
+        parse_chunk(&out, after).map_err(|why| self.malformed(why))
+    }
+
+    fn malformed(&self, why: &str) -> EdgeError {
+        let plugin = &self.act.manifest.name;
+        tracing::warn!(%plugin, operation = %self.operation, why, "malformed download chunk");
+        EdgeError::new(
+            "PLUGIN_INVALID_OUTPUT",
+            format!(
+                "the plugin {plugin} answered a chunk of a download with a value that is not a chunk: {why}"
+            ),
+        )
     }
 }
 
@@ -220,7 +253,9 @@ pub(crate) async fn download(
         Ok(c) => c,
         Err(e) => return fail(e),
     };
-    let mut res = Response::new(Body::from_stream(body(fetcher, first.data, first.next)));
+    let (data, total) = (first.data, first.total);
+    let ahead = first.next.map(|next| (next, first.then));
+    let mut res = Response::new(Body::from_stream(body(fetcher, data, ahead)));
     let h = res.headers_mut();
     let content_type = HeaderValue::from_str(&download.content_type)
         .unwrap_or(HeaderValue::from_static("application/octet-stream"));
@@ -235,7 +270,7 @@ pub(crate) async fn download(
         header::X_CONTENT_TYPE_OPTIONS,
         HeaderValue::from_static("nosniff"),
     );
-    if let Some(total) = first.total {
+    if let Some(total) = total {
         h.insert("x-keel-total", HeaderValue::from(total));
     }
     *res.status_mut() = StatusCode::OK;
@@ -246,24 +281,29 @@ pub(crate) async fn download(
 type Piece = Result<(Bytes, bool), std::io::Error>;
 
 /// The body: the first chunk's data, then each next chunk. A task fetches
-/// the chunks one ahead of the client, in the request's span: the plugin
-/// builds chunk n + 1 while chunk n is on its way (on another core when
-/// there is one). It waits for room in a channel of one before each fetch,
-/// so a download holds at most two chunks (one being sent, one waiting)
-/// and a client that has gone stops it before the next plugin call; a
-/// client that stops reading stops it at the download's deadline. A
-/// failure — a chunk's error, the deadline, or the task ending early for
-/// any other reason — ends the stream with an error, which aborts the
-/// transfer (no final chunk), and is logged with the request id.
+/// the chunks ahead of the client, in the request's span: the plugin builds
+/// chunk n + 1 while chunk n is on its way, and n + 2 as well when the
+/// plugin announced its cursor (`then`), each fetch on its own task, so on
+/// its own core when there is one. The task waits for room in a channel of
+/// one before it takes a fetched chunk, so a download holds at most four
+/// chunks: one being sent, one in the channel, two being fetched. A client
+/// that has gone stops it at once (its fetches are aborted); a client that
+/// stops reading stops it at the download's deadline. A failure — a chunk's
+/// error, the deadline, or the task ending early for any other reason —
+/// ends the stream with an error, which aborts the transfer (no final
+/// chunk), and is logged with the request id.
 fn body(
     fetcher: Fetcher,
     first: String,
-    next: Option<String>,
+    ahead: Option<(String, Option<String>)>,
 ) -> impl futures::Stream<Item = Result<Bytes, std::io::Error>> + Send + 'static {
     let (tx, rx) = tokio::sync::mpsc::channel::<Piece>(1);
-    let last = next.is_none();
-    if let Some(after) = next {
-        tokio::spawn(fetch_ahead(fetcher, after, tx).instrument(tracing::Span::current()));
+    let last = ahead.is_none();
+    if let Some((next, then)) = ahead {
+        let mut cursors = VecDeque::from([next]);
+        cursors.extend(then);
+        let task = fetch_ahead(Arc::new(fetcher), cursors, tx);
+        tokio::spawn(task.instrument(tracing::Span::current()));
     }
     let rest = futures::stream::unfold((rx, last), |(mut rx, done)| async move {
         if done {
@@ -284,11 +324,72 @@ fn body(
     futures::stream::once(async move { Ok(Bytes::from(first)) }).chain(rest)
 }
 
-/// Fetches the chunks after `after` into `tx` until the last one, a
-/// failure, or the client going away.
-async fn fetch_ahead(f: Fetcher, after: String, tx: tokio::sync::mpsc::Sender<Piece>) {
-    let mut next = Some(after);
-    while let Some(after) = next.take() {
+/// A chunk being fetched on its own task, aborted if the download ends
+/// first.
+struct Fetching(tokio::task::JoinHandle<Result<Chunk, EdgeError>>);
+
+impl Drop for Fetching {
+    fn drop(&mut self) {
+        self.0.abort();
+    }
+}
+
+/// Starts fetching the known `cursors` not yet being fetched: the next
+/// chunk always, the one after it too when a second fetch is free in the
+/// process ([`SECOND_FETCHES`]).
+fn fill(f: &Arc<Fetcher>, cursors: &VecDeque<String>, fetching: &mut VecDeque<Fetching>) {
+    while fetching.len() < AHEAD.min(cursors.len()) {
+        let second = if fetching.is_empty() {
+            None
+        } else {
+            match SECOND_FETCHES.clone().try_acquire_owned() {
+                Ok(permit) => Some(permit),
+                Err(_) => return,
+            }
+        };
+        let (f, after) = (f.clone(), cursors[fetching.len()].clone());
+        let task = async move {
+            let chunk = f.fetch(Some(&after)).await;
+            drop(second);
+            chunk
+        };
+        fetching.push_back(Fetching(tokio::spawn(
+            task.instrument(tracing::Span::current()),
+        )));
+    }
+}
+
+/// Takes a fetched chunk into the file: its `next` must be the cursor
+/// announced for the chunk after it, if one was; its cursors join the
+/// ones still to fetch. `cursors` holds the chunk after this one, if it
+/// was announced (a `then` reaches one chunk past the `next`, so never
+/// more).
+fn follow(f: &Fetcher, chunk: &Chunk, cursors: &mut VecDeque<String>) -> Result<(), EdgeError> {
+    debug_assert!(cursors.len() <= 1);
+    match (&chunk.next, cursors.front()) {
+        (Some(next), Some(announced)) if next != announced => {
+            return Err(f.malformed("its `next` is not the `then` the chunk before announced"));
+        }
+        (None, Some(_)) => {
+            return Err(f.malformed("it ends the file where the chunk before announced another"));
+        }
+        (Some(next), None) => cursors.push_back(next.clone()),
+        _ => {}
+    }
+    cursors.extend(chunk.then.clone());
+    Ok(())
+}
+
+/// Fetches the chunks at `cursors` and after, into `tx`, until the last
+/// one, a failure, or the client going away.
+async fn fetch_ahead(
+    f: Arc<Fetcher>,
+    mut cursors: VecDeque<String>,
+    tx: tokio::sync::mpsc::Sender<Piece>,
+) {
+    let mut fetching = VecDeque::new();
+    loop {
+        fill(&f, &cursors, &mut fetching);
         let permit = match tokio::time::timeout_at(f.deadline, tx.reserve()).await {
             Ok(Ok(permit)) => permit,
             Ok(Err(_)) => return, // the client went away
@@ -301,12 +402,27 @@ async fn fetch_ahead(f: Fetcher, after: String, tx: tokio::sync::mpsc::Sender<Pi
                 return;
             }
         };
-        let piece = match f.fetch(Some(&after)).await {
+        let Some(mut head) = fetching.pop_front() else {
+            return;
+        };
+        cursors.pop_front();
+        let chunk = tokio::select! {
+            biased;
+            () = tx.closed() => return,
+            done = &mut head.0 => done.unwrap_or_else(|e| {
+                Err(EdgeError::Kernel(keel_core::Error::Internal(
+                    anyhow::anyhow!("fetching a download's chunk: {e}"),
+                )))
+            }),
+        };
+        let piece = match chunk.and_then(|c| follow(&f, &c, &mut cursors).map(|()| c)) {
             Ok(c) => {
-                next = c.next;
-                Ok((Bytes::from(c.data), next.is_none()))
+                // The next fetches start before this chunk is sent.
+                fill(&f, &cursors, &mut fetching);
+                Ok((Bytes::from(c.data), c.next.is_none()))
             }
             Err(e) => {
+                fetching.clear();
                 let message = e.message();
                 tracing::warn!(
                     request_id = %f.request_id,
@@ -318,7 +434,11 @@ async fn fetch_ahead(f: Fetcher, after: String, tx: tokio::sync::mpsc::Sender<Pi
                 Err(std::io::Error::other(format!("{}: {message}", e.code())))
             }
         };
+        let done = !matches!(piece, Ok((_, false)));
         permit.send(piece);
+        if done {
+            return;
+        }
     }
 }
 
@@ -337,6 +457,32 @@ mod tests {
             (r#"{"data": "a"}"#, None, false),
             (r#"{"data": "a", "next": 2}"#, None, false),
             (r#"{"data": "a", "next": null, "total": -1}"#, None, false),
+            (
+                r#"{"data": "a", "next": "2", "then": "3"}"#,
+                Some("1"),
+                true,
+            ),
+            (
+                r#"{"data": "a", "next": "2", "then": null}"#,
+                Some("1"),
+                true,
+            ),
+            (
+                r#"{"data": "a", "next": null, "then": "3"}"#,
+                Some("1"),
+                false,
+            ),
+            (
+                r#"{"data": "a", "next": "2", "then": "2"}"#,
+                Some("1"),
+                false,
+            ),
+            (
+                r#"{"data": "a", "next": "2", "then": "1"}"#,
+                Some("1"),
+                false,
+            ),
+            (r#"{"data": "a", "next": "2", "then": 3}"#, Some("1"), false),
             (r#"["data"]"#, None, false),
             ("not json", None, false),
         ] {

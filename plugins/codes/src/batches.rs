@@ -392,6 +392,10 @@ pub(crate) struct FileChunk {
     /// [`print_file_chunk`]).
     pub data: Box<RawValue>,
     pub next: Option<String>,
+    /// The chunk at `next`'s own `next`, when known: the gateway then
+    /// fetches both at once.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub then: Option<String>,
     pub total: Option<u64>,
 }
 
@@ -401,6 +405,7 @@ impl FileChunk {
         Ok(FileChunk {
             data: RawValue::from_string(serde_json::to_string(data)?)?,
             next,
+            then: None,
             total,
         })
     }
@@ -497,9 +502,8 @@ pub(crate) fn print_file_chunk(_ctx: &Context, input: ChunkInput) -> Result<File
     // As many rows as fit the chunk (rows are longest at `to`), derived
     // together: the kernel hashes each step of all their codes at once.
     let row = |serial: u32| decimal_len(serial) + 2 * format.code_len() + sample.len() + 4;
-    let count = ((to - start) as usize + 1)
-        .min((CHUNK_BYTES / row(to)).max(1))
-        .min(keel_sdk::crypto::MAX_MESSAGES);
+    let per_chunk = (CHUNK_BYTES / row(to)).clamp(1, keel_sdk::crypto::MAX_MESSAGES);
+    let count = ((to - start) as usize + 1).min(per_chunk);
     // Exactly the bytes it will hold: no reallocation, no shrinking copy.
     const HEADER: &[u8] = b"serial,code,url\\n";
     let header = if input.after.is_none() { HEADER } else { b"" };
@@ -526,9 +530,17 @@ pub(crate) fn print_file_chunk(_ctx: &Context, input: ChunkInput) -> Result<File
     debug_assert_eq!(data.len(), size);
     let serial = start + count as u32;
     let data = String::from_utf8(data).map_err(|e| Error::Internal(e.to_string()))?;
+    // Every chunk but the last holds `per_chunk` rows, so the chunk after
+    // the next one starts `per_chunk` after it: the gateway fetches the two
+    // at once, on two cores.
+    let then = (serial <= to)
+        .then(|| serial.checked_add(per_chunk as u32))
+        .flatten()
+        .filter(|s| *s <= to);
     Ok(FileChunk {
         data: RawValue::from_string(data)?,
         next: (serial <= to).then(|| serial.to_string()),
+        then: then.map(|s| s.to_string()),
         total: Some((to - from) as u64 + 1),
     })
 }

@@ -200,6 +200,63 @@ async fn a_failure_mid_stream_cuts_the_transfer_short_instead_of_ending_it() {
 }
 
 #[tokio::test]
+async fn chunks_fetched_two_at_a_time_arrive_whole_and_in_order() {
+    let app = TestApp::start(keel_core::Backend::Sqlite).await;
+    let owner = acme_with_probe(&app).await;
+    // Each chunk announces the cursor after its next (`then`): the last
+    // chunk announced, the file ending on a chunk's edge or inside one.
+    for (count, per_chunk) in [
+        (95, 10),
+        (100, 10),
+        (11, 10),
+        (21, 10),
+        (1, 1),
+        (7, 1),
+        (30_000, 1_000),
+    ] {
+        let input = json!({"count": count, "per_chunk": per_chunk, "then": true}).to_string();
+        let got = transfer(&app, &owner, &input).await;
+        assert_eq!(
+            got.as_deref(),
+            Ok(expected_lines(count).as_str()),
+            "{input}"
+        );
+    }
+}
+
+#[tokio::test]
+async fn a_chunk_that_is_not_the_one_announced_cuts_the_transfer_short() {
+    let app = TestApp::start(keel_core::Backend::Sqlite).await;
+    let owner = acme_with_probe(&app).await;
+    // The chunk at 40,001 announces 50,002 for the chunk after 45,001; that
+    // chunk says 50,001: the file would skip or repeat lines, so it stops
+    // before the chunk at 45,001.
+    let input = r#"{"count": 100000, "per_chunk": 5000, "then": true, "wrong_then_at": 40001}"#;
+    let got = transfer(&app, &owner, input)
+        .await
+        .expect_err("reading the body must fail, not end cleanly");
+    assert!(
+        expected_lines(45000).starts_with(&got),
+        "a prefix of the file up to line 45,000"
+    );
+    assert!(
+        got.len() >= expected_lines(40000).len(),
+        "the chunks before arrived: {} bytes",
+        got.len()
+    );
+    // The second-to-last chunk announces one more after the last: the file
+    // must not end as if complete.
+    let input = r#"{"count": 95, "per_chunk": 10, "then": true, "then_past_end": true}"#;
+    let got = transfer(&app, &owner, input)
+        .await
+        .expect_err("a chunk after the last was announced");
+    assert!(
+        expected_lines(95).starts_with(&got) && !got.ends_with("line 95\n"),
+        "{got}"
+    );
+}
+
+#[tokio::test]
 async fn a_download_past_its_time_limit_is_cut_short() {
     let config = GatewayConfig {
         download_timeout: Duration::from_millis(300),
