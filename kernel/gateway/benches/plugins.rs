@@ -8,7 +8,8 @@
 //! (instantiate + call, no database) on the host directly.
 //!
 //! `cargo bench -p keel-gateway --bench plugins` (PostgreSQL too when
-//! `KEEL_TEST_POSTGRES_URL` is set). `KEEL_BENCH_REQUESTS` sets requests.
+//! `KEEL_TEST_POSTGRES_URL` is set). `KEEL_BENCH_REQUESTS` sets requests, `KEEL_BENCH_CALLS` the
+//! calls of the instantiate + call + drop measure.
 
 use std::path::PathBuf;
 use std::sync::Arc;
@@ -293,7 +294,10 @@ async fn host_micro(wasm: &[u8]) {
         component: loaded,
         config: json!({}),
     });
-    let n = 2000;
+    let n: u32 = std::env::var("KEEL_BENCH_CALLS")
+        .ok()
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(2000);
     for _ in 0..100 {
         host.call_operation(&act, "caller", "{}", CallContext::default())
             .await

@@ -38,3 +38,34 @@ on_both_backends! {
         assert_eq!(err.code(), "FORBIDDEN");
     }
 }
+
+/// A call's memory holds only what the component starts with, whatever
+/// the calls before it on the same instance slots wrote — another tenant's
+/// included: the kernel keeps freed memory resident and resets it in place.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn no_call_sees_memory_a_call_before_it_wrote() {
+    let f = Fixture::new(keel_core::Backend::Sqlite).await;
+    let other = Fixture::tenant_in(&f.db, "globex").await;
+    let (mine, theirs) = (f.probe().await, f.activation(&other, "probe", None).await);
+    let scribble = json!({"capability": "scribble", "arg": ""});
+    for round in 0..20 {
+        let act = if round % 2 == 0 { &mine } else { &theirs };
+        let out = call(&f.host, act, "call", scribble.clone()).await.unwrap();
+        assert_eq!(out, json!({"clean": true}), "sequential call {round}");
+    }
+    let calls = (0..16).map(|i| {
+        let (host, act, arg) = (
+            f.host.clone(),
+            if i % 2 == 0 {
+                mine.clone()
+            } else {
+                theirs.clone()
+            },
+            scribble.clone(),
+        );
+        tokio::spawn(async move { call(&host, &act, "call", arg).await.unwrap() })
+    });
+    for out in futures::future::join_all(calls).await {
+        assert_eq!(out.unwrap(), json!({"clean": true}), "concurrent calls");
+    }
+}
