@@ -273,3 +273,48 @@ on_both_backends! {
         assert_eq!(ok(&r)["regions"], json!([{"code": "CN-GD", "boundary": square}]), "the old boundary stands");
     }
 }
+
+/// The codes plugin's config is checked before it is enabled: a scan URL
+/// that is not http(s), does not end in '/', or is too long to print is
+/// refused with the field, and the plugin stays disabled until a good one.
+#[tokio::test]
+async fn a_scan_url_that_cannot_be_printed_is_refused_at_enable() {
+    let k = Kernel::start(keel_core::Backend::Sqlite).await;
+    let b = k.brand("acme", json!({})).await;
+    let disable = "mutation { disablePlugin(name: \"codes\") { enabled } }";
+    ok(&k.gql(&b.owner, disable, json!({})).await);
+    let enable = "mutation($i: EnablePluginInput!) { enablePlugin(input: $i) { enabled } }";
+    let with = |url: String| json!({"i": {"name": "codes", "capabilities": crate::support::CODES_GRANTS, "config": {"scan_base_url": url}}});
+    let long = format!("https://scan.example.com/{}/", "a".repeat(490));
+    assert_eq!(long.len(), 516);
+    for bad in [
+        long,
+        "https://scan.example.com/c".into(),
+        "ftp://scan.example.com/".into(),
+        "https://scan.example.com/\u{0}/".into(),
+        "https://scan.example.com/a,b/".into(),
+        "https://scan.example.com/\"/".into(),
+    ] {
+        let r = k.gql(&b.owner, enable, with(bad.clone())).await;
+        assert_eq!(code(&r), "BAD_USER_INPUT", "{bad:?}: {r}");
+        // A NUL byte is refused by the gateway before any schema, in any field.
+        if !bad.contains('\0') {
+            assert_eq!(r["errors"][0]["extensions"]["field"], "config", "{r}");
+        }
+    }
+    let r = k
+        .gql(&b.owner, "{ plugins { name enabled } }", json!({}))
+        .await;
+    assert!(
+        !ok(&r)["plugins"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .any(|p| p["name"] == "codes" && p["enabled"] == true),
+        "{r}"
+    );
+    let good = format!("https://scan.example.com/{}/", "a".repeat(486));
+    assert_eq!(good.len(), 512);
+    let r = k.gql(&b.owner, enable, with(good)).await;
+    assert_eq!(ok(&r)["enablePlugin"]["enabled"], true, "{r}");
+}
