@@ -8,8 +8,8 @@
 //! (instantiate + call, no database) on the host directly.
 //!
 //! `cargo bench -p keel-gateway --bench plugins` (PostgreSQL too when
-//! `KEEL_TEST_POSTGRES_URL` is set). `KEEL_BENCH_REQUESTS` sets requests, `KEEL_BENCH_CALLS` the
-//! calls of the instantiate + call + drop measure.
+//! `KEEL_TEST_POSTGRES_URL` is set). `KEEL_BENCH_REQUESTS` sets requests,
+//! `KEEL_BENCH_CALLS` the calls of the instantiate + call + drop measure.
 
 use std::path::PathBuf;
 use std::sync::Arc;
@@ -294,10 +294,7 @@ async fn host_micro(wasm: &[u8]) {
         component: loaded,
         config: json!({}),
     });
-    let n: u32 = std::env::var("KEEL_BENCH_CALLS")
-        .ok()
-        .and_then(|v| v.parse().ok())
-        .unwrap_or(2000);
+    let n: u32 = env_or("KEEL_BENCH_CALLS", 2000);
     for _ in 0..100 {
         host.call_operation(&act, "caller", "{}", CallContext::default())
             .await
@@ -317,11 +314,16 @@ async fn host_micro(wasm: &[u8]) {
     );
 }
 
-fn main() {
-    let requests: usize = std::env::var("KEEL_BENCH_REQUESTS")
+/// The number in the environment variable `name`, or `default`.
+fn env_or<T: std::str::FromStr>(name: &str, default: T) -> T {
+    std::env::var(name)
         .ok()
         .and_then(|v| v.parse().ok())
-        .unwrap_or(8000);
+        .unwrap_or(default)
+}
+
+fn main() {
+    let requests: usize = env_or("KEEL_BENCH_REQUESTS", 8000);
     let wasm = probe();
     let rt = tokio::runtime::Builder::new_multi_thread()
         .enable_all()

@@ -11,12 +11,11 @@
 //! gateway then fetches two chunks at once (on two cores, while half the
 //! process's cores are not already busy with such second fetches), and
 //! checks that each chunk's `next` is the cursor announced for it. The
-//! first chunk is
-//! fetched before any header is sent, so its failure is an ordinary JSON
-//! error with its status; later chunks are streamed as they come, fetched
-//! ahead of the client (the file is never held whole: at most four chunks),
-//! and a failure among them aborts the transfer, so the client sees a
-//! truncated body, never a complete-looking file.
+//! first chunk is fetched before any header is sent, so its failure is an
+//! ordinary JSON error with its status; later chunks are streamed as they
+//! come, fetched ahead of the client (the file is never held whole: at most
+//! four chunks), and a failure among them aborts the transfer, so the
+//! client sees a truncated body, never a complete-looking file.
 
 use std::collections::{HashMap, VecDeque};
 use std::net::SocketAddr;

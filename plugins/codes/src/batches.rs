@@ -533,10 +533,7 @@ pub(crate) fn print_file_chunk(_ctx: &Context, input: ChunkInput) -> Result<File
     // Every chunk but the last holds `per_chunk` rows, so the chunk after
     // the next one starts `per_chunk` after it: the gateway fetches the two
     // at once, on two cores.
-    let then = (serial <= to)
-        .then(|| serial.checked_add(per_chunk as u32))
-        .flatten()
-        .filter(|s| *s <= to);
+    let then = serial.checked_add(per_chunk as u32).filter(|s| *s <= to);
     Ok(FileChunk {
         data: RawValue::from_string(data)?,
         next: (serial <= to).then(|| serial.to_string()),
