@@ -39,6 +39,9 @@ pub struct HostConfig {
     pub max_instances: u32,
     /// Time limit of one outbound HTTP request.
     pub http_timeout: Duration,
+    /// The wall clock plugins read, when not the system's: set only by
+    /// test harnesses (`keel plugin harness`), never by `keel serve`.
+    pub wall_clock: Option<crate::clock::SetClock>,
 }
 
 impl HostConfig {
@@ -54,6 +57,7 @@ impl HostConfig {
             max_output_bytes: 1 << 20,
             max_instances: 256,
             http_timeout: Duration::from_secs(10),
+            wall_clock: None,
         }
     }
 }

@@ -309,6 +309,7 @@ impl Host {
             request_id.to_owned(),
             inner.http.clone(),
             memory,
+            inner.config.wall_clock.clone(),
         );
         state.tx = env.tx;
         state.plugins = env.plugins;

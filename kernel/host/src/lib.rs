@@ -3,6 +3,7 @@
 mod bindings;
 pub mod calls;
 mod capabilities;
+pub mod clock;
 mod engine;
 mod error;
 pub mod event_catalog;

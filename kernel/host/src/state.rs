@@ -51,13 +51,17 @@ impl State {
         request_id: String,
         http: reqwest::Client,
         memory_cap: usize,
+        wall_clock: Option<crate::clock::SetClock>,
     ) -> State {
         let stderr = MemoryOutputPipe::new(8 * 1024);
         // A sandbox with nothing ambient: no files, no environment, no
         // network, no arguments; clocks and randomness only.
-        let wasi = wasmtime_wasi::WasiCtxBuilder::new()
-            .stderr(stderr.clone())
-            .build();
+        let mut wasi = wasmtime_wasi::WasiCtxBuilder::new();
+        wasi.stderr(stderr.clone());
+        if let Some(clock) = wall_clock {
+            wasi.wall_clock(clock);
+        }
+        let wasi = wasi.build();
         State {
             tx: None,
             db,
