@@ -135,6 +135,18 @@ impl Registry {
             // for a process with another cache.
             return Ok(p);
         }
+        if self
+            .package(&manifest.name, Some(&manifest.version))
+            .await
+            .is_ok()
+        {
+            return Err(Error::Conflict(format!(
+                "{} {} is already installed with another component or manifest; \
+                 publish a new version",
+                manifest.name, manifest.version
+            ))
+            .into());
+        }
         // Compiled (and cached on disk) now, never in a client's request.
         let loaded = self.host.load(wasm).await?;
         if loaded.wit_version != manifest.wit {

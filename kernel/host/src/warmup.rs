@@ -276,7 +276,12 @@ impl Registry {
             .iter()
             .map(|b| format!("{b:02x}"))
             .collect();
-        Ok((p.hash == hash).then_some(p))
+        // The same component under another manifest (other capabilities,
+        // another SDL) is other content: refused as a taken version, not
+        // silently answered with the manifest stored first.
+        let same_manifest =
+            serde_json::to_value(&p.manifest).ok() == serde_json::to_value(manifest).ok();
+        Ok((p.hash == hash && same_manifest).then_some(p))
     }
 
     /// Begins a warm-up of every installed package: the host reports
