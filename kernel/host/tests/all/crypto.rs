@@ -63,7 +63,14 @@ async fn the_kernel_hashes_each_message_after_the_prefix() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_hash_call_past_its_limits_is_invalid_input() {
-    let f = Fixture::new(Backend::Sqlite).await;
+    // What is checked is the limits' refusals, not speed: the call at the
+    // limit hashes 65,536 messages in a debug build, which under a loaded
+    // CI run can pass the fixture's usual 500 ms deadline.
+    let f = Fixture::with(Backend::Sqlite, |c| {
+        crate::support::limits(c);
+        c.deadline = std::time::Duration::from_secs(10);
+    })
+    .await;
     let long = "x".repeat(1025);
     let cases = [
         (
