@@ -25,6 +25,7 @@ pub struct FileConfig {
     pub max_query_depth: Option<usize>,
     pub max_query_complexity: Option<usize>,
     pub max_body_bytes: Option<usize>,
+    pub max_package_bytes: Option<usize>,
     pub request_timeout_secs: Option<u64>,
     pub download_timeout_secs: Option<u64>,
     pub database_max_connections: Option<u32>,
@@ -139,6 +140,7 @@ impl Config {
                     .unwrap_or(defaults.limits.max_complexity),
             },
             max_body_bytes: file.max_body_bytes.unwrap_or(defaults.max_body_bytes),
+            max_package_bytes: file.max_package_bytes.unwrap_or(defaults.max_package_bytes),
             request_timeout: file
                 .request_timeout_secs
                 .map(Duration::from_secs)

@@ -2,8 +2,11 @@
 
 mod config;
 mod demo;
+mod dev;
 mod download;
+mod harness;
 mod master_key;
+mod project;
 mod scaffold;
 
 use std::io::Read as _;
@@ -22,7 +25,7 @@ use keel_gateway::{Kernel, KernelConfig};
 ///
 /// Settings come from flags, then KEEL_* environment variables, then the
 /// TOML file named by --config (keys: listen, database_url, log, log_format,
-/// max_query_depth, max_query_complexity, max_body_bytes,
+/// max_query_depth, max_query_complexity, max_body_bytes, max_package_bytes,
 /// request_timeout_secs, download_timeout_secs, database_max_connections,
 /// master_key_file, previous_master_key_file, max_fragment_spreads,
 /// logins_per_ip_per_minute, logins_per_account_address_per_minute,
@@ -117,24 +120,47 @@ enum PluginCommand {
     },
     /// List installed plugin packages.
     List,
-    /// Create a new plugin crate that builds and passes its tests.
+    /// Create a new plugin project that builds and passes its tests, with
+    /// its own copy of the SDK (in keel/).
     New {
         /// The plugin's name (a-z, 0-9, '-').
         name: String,
         /// Where to create it [default: the current folder].
         #[arg(long, default_value = ".")]
         dir: PathBuf,
-        /// The Keel `sdk/` folder [default: the one this binary was built from].
+        /// Use the `sdk/` folder of a Keel checkout instead of a copy.
         #[arg(long)]
         sdk: Option<PathBuf>,
     },
-    /// Build a plugin crate into an installable package
-    /// (target/keel-package: keel-plugin.toml + plugin.wasm).
-    Build {
-        /// The plugin crate [default: the current folder].
+    /// Replace a plugin project's copy of the SDK (keel/) with this
+    /// binary's, after upgrading keel.
+    Sdk {
+        /// The plugin project [default: the current folder].
         #[arg(default_value = ".")]
         dir: PathBuf,
     },
+    /// Build a plugin project into an installable package
+    /// (target/keel-package: keel-plugin.toml + plugin.wasm).
+    Build {
+        /// The plugin project [default: the current folder].
+        #[arg(default_value = ".")]
+        dir: PathBuf,
+    },
+    /// Run a plugin project's tests against this binary's harness.
+    Test {
+        /// The plugin project [default: the current folder].
+        #[arg(default_value = ".")]
+        dir: PathBuf,
+        /// Passed on to `cargo test` (after `--`).
+        #[arg(last = true)]
+        args: Vec<String>,
+    },
+    /// The kernel a plugin's tests drive: JSON lines on stdin and stdout
+    /// (started by the tests' client, keel-plugin-test).
+    Harness,
+    /// Build on every change, install into a running kernel and enable or
+    /// upgrade the plugin on a tenant; prints the GraphiQL URL.
+    Dev(dev::DevArgs),
 }
 
 #[derive(Debug, Args)]
@@ -252,11 +278,16 @@ async fn main() -> Result<()> {
         Command::Serve(a) => a.listen.clone(),
         _ => None,
     };
+    // The harness logs only what a plugin's tests need to see.
+    let log = match &cli.command {
+        Command::Plugin(PluginCommand::Harness) => cli.log.clone().or_else(|| Some("warn".into())),
+        _ => cli.log.clone(),
+    };
     let cfg = Config::resolve(&Overrides {
         config: cli.config.clone(),
         listen,
         database_url: cli.database_url.clone(),
-        log: cli.log.clone(),
+        log,
         log_format: cli.log_format,
         master_key_file: cli.master_key_file.clone(),
         previous_master_key_file: cli.previous_master_key_file.clone(),
@@ -396,14 +427,25 @@ async fn kernel(cfg: &Config) -> Result<Kernel> {
 async fn plugin(cfg: &Config, cmd: PluginCommand) -> Result<()> {
     match cmd {
         PluginCommand::New { name, dir, sdk } => {
-            let sdk = sdk.unwrap_or_else(scaffold::default_sdk_dir);
-            let root = scaffold::new_plugin(&dir, &name, &sdk)?;
+            let root = scaffold::new_plugin(&dir, &name, sdk.as_deref())?;
             println!(
-                "created {}; try: cd {} && cargo test",
+                "created {}; try: cd {} && keel plugin test",
                 root.display(),
                 root.display()
             );
         }
+        PluginCommand::Sdk { dir } => {
+            let project = project::Project::find(&dir)?;
+            let sdk = scaffold::write_sdk(&project.dir)?;
+            println!(
+                "wrote the SDK of keel {} to {}",
+                env!("CARGO_PKG_VERSION"),
+                sdk.display()
+            );
+        }
+        PluginCommand::Test { dir, args } => scaffold::test(&dir, &args)?,
+        PluginCommand::Harness => harness::run().await?,
+        PluginCommand::Dev(args) => dev::run(args).await?,
         PluginCommand::Build { dir } => {
             let out = scaffold::build(&dir)?;
             println!(

@@ -1,10 +1,12 @@
-//! Plugin tooling end to end: `keel plugin new` scaffolds a crate that
-//! builds and passes its own tests unmodified, the example plugin passes its
-//! tests, `keel plugin build` + `install` put a package on the platform, and
-//! the SDK passes its own unit tests.
+//! Plugin tooling end to end: `keel plugin new` scaffolds a project outside
+//! the checkout, with its own copy of the SDK, that builds and passes its
+//! own tests unmodified against `keel plugin harness` (`keel plugin test`);
+//! the example plugin passes its tests; `keel plugin build` + `install` put
+//! a package on the platform; and the SDK passes its own unit tests.
 //!
 //! The nested cargo runs use `target/nested` (and `target/wasm` for
-//! components) so that they never wait on this test run's own build lock.
+//! components) so that they never wait on this test run's own build lock
+//! and share one build of the SDK's dependencies.
 
 use std::path::{Path, PathBuf};
 use std::process::Command;
@@ -18,48 +20,40 @@ fn repo() -> PathBuf {
         .unwrap()
 }
 
-fn cargo_test(dir: &Path) {
-    cargo_test_args(dir, &[]);
+/// `cmd` with the nested builds' folders, and none of this run's flags.
+fn nested(mut cmd: Command) -> Command {
+    let repo = repo();
+    cmd.env("CARGO_TARGET_DIR", repo.join("target/nested"))
+        .env("KEEL_PLUGIN_TARGET_DIR", repo.join("target/wasm"))
+        .env_remove("RUSTFLAGS");
+    cmd
 }
 
-fn cargo_test_args(dir: &Path, args: &[&str]) {
-    let repo = repo();
-    // Pin the same dependency versions as Keel's own workspace.
-    if !dir.join("Cargo.lock").exists() {
-        std::fs::copy(repo.join("Cargo.lock"), dir.join("Cargo.lock")).unwrap();
-    }
-    let out = Command::new(env!("CARGO"))
-        .arg("test")
-        .args(args)
-        .current_dir(dir)
-        .env("CARGO_TARGET_DIR", repo.join("target/nested"))
-        .env("KEEL_PLUGIN_TARGET_DIR", repo.join("target/wasm"))
-        .env_remove("RUSTFLAGS")
-        .output()
-        .unwrap();
+/// Runs `cmd` (a test run) and checks that it passed and that at least
+/// one test ran (not only empty doc-test runs).
+fn passes(mut cmd: Command, what: &str) -> String {
+    let out = cmd.output().unwrap();
     let text = format!(
         "{}\n{}",
         String::from_utf8_lossy(&out.stdout),
         String::from_utf8_lossy(&out.stderr)
     );
-    assert!(
-        out.status.success(),
-        "cargo test in {} failed:\n{text}",
-        dir.display()
-    );
-    // At least one test ran and passed (not only empty doc-test runs).
+    assert!(out.status.success(), "{what} failed:\n{text}");
     let ran = text
         .lines()
         .any(|l| l.starts_with("test result: ok.") && !l.contains("ok. 0 passed"));
-    assert!(ran, "no test ran in {}:\n{text}", dir.display());
+    assert!(ran, "no test ran in {what}:\n{text}");
+    text
+}
+
+fn cargo_test_args(dir: &Path, args: &[&str]) {
+    let mut cmd = nested(Command::new(env!("CARGO")));
+    cmd.arg("test").args(args).current_dir(dir);
+    passes(cmd, &format!("cargo test in {}", dir.display()));
 }
 
 fn keel(dir: &Path, args: &[&str]) -> String {
-    let out = support::keel(dir)
-        .args(args)
-        .env("KEEL_PLUGIN_TARGET_DIR", repo().join("target/wasm"))
-        .output()
-        .unwrap();
+    let out = nested(support::keel(dir)).args(args).output().unwrap();
     let text = format!(
         "{}{}",
         String::from_utf8_lossy(&out.stdout),
@@ -72,11 +66,29 @@ fn keel(dir: &Path, args: &[&str]) -> String {
 #[test]
 fn a_scaffolded_plugin_and_the_example_pass_their_tests_and_install() {
     let tmp = tempfile::tempdir().unwrap();
+    assert!(!tmp.path().starts_with(repo()), "outside the checkout");
     keel(tmp.path(), &["plugin", "new", "hello-world"]);
     let crate_dir = tmp.path().join("hello-world");
-    cargo_test(&crate_dir);
+    // Its own copy of the SDK, and no path back into the checkout.
+    assert!(crate_dir.join("keel/sdk/keel-sdk/src/lib.rs").is_file());
+    assert!(crate_dir.join("keel/VERSION").is_file());
+    let cargo = std::fs::read_to_string(crate_dir.join("Cargo.toml")).unwrap();
+    assert!(!cargo.contains(repo().to_str().unwrap()), "{cargo}");
+    assert!(cargo.contains("path = \"keel/sdk/keel-sdk\""), "{cargo}");
+    let mut test = nested(support::keel(&crate_dir));
+    test.args(["plugin", "test"]);
+    passes(test, "keel plugin test in the scaffold");
 
-    cargo_test(&repo().join("examples/loyalty"));
+    // The example plugins' own tests, with `keel` found through KEEL_BIN.
+    // tier-awards drives every fixture of the harness: a person with an
+    // attribute, another plugin's event, the clock and the HTTP endpoint.
+    for example in ["loyalty", "tier-awards"] {
+        let mut cmd = nested(Command::new(env!("CARGO")));
+        cmd.arg("test")
+            .current_dir(repo().join("examples").join(example))
+            .env("KEEL_BIN", env!("CARGO_BIN_EXE_keel"));
+        passes(cmd, &format!("cargo test in examples/{example}"));
+    }
 
     let out = keel(&crate_dir, &["plugin", "build"]);
     assert!(out.contains("package ready"), "{out}");
@@ -87,6 +99,26 @@ fn a_scaffolded_plugin_and_the_example_pass_their_tests_and_install() {
     );
     let list = keel(tmp.path(), &["plugin", "list"]);
     assert!(list.contains("hello-world\t0.1.0"), "{list}");
+
+    // `keel plugin sdk` refreshes the copy (and only a copy it wrote).
+    std::fs::write(crate_dir.join("keel/sdk/stale.txt"), "old").unwrap();
+    keel(&crate_dir, &["plugin", "sdk"]);
+    assert!(!crate_dir.join("keel/sdk/stale.txt").exists());
+    assert!(crate_dir.join("keel/sdk/keel-sdk/src/lib.rs").is_file());
+    std::fs::remove_file(crate_dir.join("keel/VERSION")).unwrap();
+    let (ok, _, err) = support::run(support::keel(&crate_dir).args(["plugin", "sdk"]));
+    assert!(!ok);
+    assert!(err.contains("not a copy of the Keel SDK"), "{err}");
+    assert!(
+        crate_dir.join("keel/sdk/keel-sdk/src/lib.rs").is_file(),
+        "left alone"
+    );
+    // A project linked to a checkout's SDK has no copy to refresh.
+    let (ok, _, err) =
+        support::run(support::keel(&repo().join("examples/loyalty")).args(["plugin", "sdk"]));
+    assert!(!ok);
+    assert!(err.contains("does not use a copy of the SDK"), "{err}");
+    assert!(!repo().join("examples/loyalty/keel").exists());
 }
 
 #[test]

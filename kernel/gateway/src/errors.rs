@@ -163,6 +163,7 @@ fn http_status(code: &str) -> StatusCode {
         "NOT_FOUND" => StatusCode::NOT_FOUND,
         "CONFLICT" => StatusCode::CONFLICT,
         "RATE_LIMITED" => StatusCode::TOO_MANY_REQUESTS,
+        "PAYLOAD_TOO_LARGE" => StatusCode::PAYLOAD_TOO_LARGE,
         "INTERNAL" => StatusCode::INTERNAL_SERVER_ERROR,
         "PLUGIN_TIMEOUT" => StatusCode::GATEWAY_TIMEOUT,
         "PLUGIN_FAILED"

@@ -4,7 +4,7 @@
 //! order and the database closed at the end.
 //!
 //! `keel serve`, every test harness (the gateway's `TestApp`, the bundled
-//! plugins' `Kernel`, `keel-plugin-test`'s `MiniKernel`) and the benches
+//! plugins' `Kernel`, `keel plugin harness` for plugins' tests) and the benches
 //! build their kernel here, so none of them can drift from what runs in
 //! production. Installing the bundled plugins (`keel_plugins::install_all`)
 //! stays a step the caller takes on [`Kernel::registry`] between

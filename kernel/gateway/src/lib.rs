@@ -11,6 +11,7 @@ mod http;
 pub mod kernel;
 mod limits;
 mod metrics;
+mod packages;
 mod pages;
 mod tenant_schema;
 
@@ -43,6 +44,9 @@ pub struct GatewayConfig {
     pub limits: QueryLimits,
     /// Largest request body accepted.
     pub max_body_bytes: usize,
+    /// Largest plugin package `POST /packages` accepts (manifest and
+    /// component; a Python component is about 18 MB).
+    pub max_package_bytes: usize,
     /// Longest a request may run before it is answered 408. Downloads
     /// (`GET /files/…`) are exempt: they have `download_timeout`.
     pub request_timeout: Duration,
@@ -76,6 +80,7 @@ impl Default for GatewayConfig {
         GatewayConfig {
             limits: QueryLimits::default(),
             max_body_bytes: 1024 * 1024,
+            max_package_bytes: 64 << 20,
             request_timeout: Duration::from_secs(30),
             download_timeout: Duration::from_secs(15 * 60),
             logins_per_ip_per_minute: 30,
@@ -190,6 +195,14 @@ impl Gateway {
             // Added after the timeout layer, so exempt from it: a download
             // enforces its own `download_timeout` while it streams.
             .route("/files/{plugin}/{name}", get(files::download))
+            // Exempt too: installing compiles the component, which takes
+            // longer than a request for a large one; only a platform
+            // administrator may.
+            .route(
+                "/packages",
+                axum::routing::post(packages::upload)
+                    .layer(DefaultBodyLimit::max(self.config.max_package_bytes)),
+            )
             .with_state(state.clone())
             .layer(axum::middleware::from_fn_with_state(
                 state.metrics.clone(),
@@ -224,8 +237,9 @@ impl Gateway {
     /// plugin's SDL declares the operation as a Query or Mutation field,
     /// a value of its type (`PLUGIN_INVALID_OUTPUT` otherwise). It skips
     /// authorization and argument coercion (the input reaches the plugin as
-    /// given, for the caller in `ctx`): the path of `keel-plugin-test`'s
-    /// `MiniKernel`, checked as a served kernel checks.
+    /// given, for the caller in `ctx`): the path of `keel plugin
+    /// harness`, which plugins' tests drive, checked as a served kernel
+    /// checks.
     pub async fn call_operation(
         &self,
         tenant: &keel_core::TenantId,

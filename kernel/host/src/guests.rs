@@ -20,12 +20,24 @@ pub fn ensure_target() -> anyhow::Result<()> {
     if sysroot.join("lib/rustlib").join(TARGET).exists() {
         return Ok(());
     }
-    let status = Command::new("rustup")
+    // Its output is captured, never inherited: a caller's stdout may be a
+    // protocol stream (`keel plugin harness`).
+    let out = Command::new("rustup")
         .args(["target", "add", TARGET])
-        .status()
-        .context("the wasm32-wasip2 target is missing and rustup could not be run to add it")?;
-    if !status.success() {
-        bail!("`rustup target add {TARGET}` failed");
+        .output()
+        .with_context(|| {
+            format!(
+                "plugins build for {TARGET}, which this Rust toolchain lacks, and rustup could not \
+                 be run to add it: install Rust with rustup (https://rustup.rs), or add the \
+                 {TARGET} standard library to your toolchain"
+            )
+        })?;
+    if !out.status.success() {
+        bail!(
+            "plugins build for {TARGET}, which this Rust toolchain lacks, and \
+             `rustup target add {TARGET}` failed:\n{}",
+            String::from_utf8_lossy(&out.stderr)
+        );
     }
     Ok(())
 }

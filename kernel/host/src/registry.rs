@@ -78,13 +78,35 @@ impl std::fmt::Debug for Registry {
 pub type SetCheck<'a> =
     &'a (dyn Fn(&[Arc<Manifest>]) -> std::result::Result<(), String> + Send + Sync);
 
-pub(crate) fn version_key(v: &str) -> Vec<u64> {
-    v.split(['-', '+'])
-        .next()
-        .unwrap_or("")
-        .split('.')
-        .map(|p| p.parse().unwrap_or(0))
-        .collect()
+/// How versions order, as semantic versioning orders them: by the numbers,
+/// then a release after its pre-releases (`0.1.0-dev.5` < `0.1.0`), then
+/// pre-release identifiers one by one, numbers numerically and before
+/// words. Build metadata (`+…`) does not count.
+pub(crate) fn version_key(v: &str) -> (Vec<u64>, bool, Vec<PreRelease>) {
+    let v = v.split('+').next().unwrap_or("");
+    let (core, pre) = match v.split_once('-') {
+        Some((core, pre)) => (core, Some(pre)),
+        None => (v, None),
+    };
+    let numbers = core.split('.').map(|p| p.parse().unwrap_or(0)).collect();
+    let pre_release = pre
+        .map(|p| {
+            p.split('.')
+                .map(|id| match id.parse() {
+                    Ok(n) => PreRelease::Number(n),
+                    Err(_) => PreRelease::Word(id.to_owned()),
+                })
+                .collect()
+        })
+        .unwrap_or_default();
+    (numbers, pre.is_none(), pre_release)
+}
+
+/// One identifier of a pre-release (`dev`, `5`).
+#[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord)]
+pub(crate) enum PreRelease {
+    Number(u64),
+    Word(String),
 }
 
 impl Registry {
@@ -538,4 +560,32 @@ fn enabled_from_store(e: store::Enablement) -> Result<Enabled> {
         enabled_at: e.enabled_at,
         disabled_at: e.disabled_at,
     })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::version_key;
+
+    #[test]
+    fn versions_order_as_semantic_versioning_orders_them() {
+        let ordered = [
+            "0.1.0-dev.9",
+            "0.1.0-dev.10",
+            "0.1.0-rc.1",
+            "0.1.0",
+            "0.1.1-dev.1",
+            "0.1.1",
+            "0.2.0",
+            "0.10.0",
+        ];
+        for pair in ordered.windows(2) {
+            assert!(
+                version_key(pair[0]) < version_key(pair[1]),
+                "{} < {}",
+                pair[0],
+                pair[1]
+            );
+        }
+        assert_eq!(version_key("1.0.0+build.5"), version_key("1.0.0"));
+    }
 }

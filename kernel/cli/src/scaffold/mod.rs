@@ -1,17 +1,29 @@
-//! `keel plugin new` and `keel plugin build`.
+//! `keel plugin new`, `keel plugin sdk`, `keel plugin build` and `keel
+//! plugin test`.
+//!
+//! A new plugin gets its own copy of the SDK in `keel/` (the `keel-sdk`
+//! crate, the `keel-plugin-test` client and the WIT), taken from this
+//! binary: the project builds wherever it is, matches the `keel` that made
+//! it, and `keel plugin sdk` refreshes the copy after an upgrade.
+
+mod rust;
 
 use std::path::{Path, PathBuf};
+use std::process::Command;
 
 use anyhow::{Context as _, bail};
 
-/// The SDK folder of the Keel checkout this binary was built from.
-pub fn default_sdk_dir() -> PathBuf {
-    PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../../sdk")
-}
+use crate::project::{Lang, Project};
 
-/// Writes a new plugin crate named `name` into `dir/name`: it builds and
-/// passes its tests unmodified.
-pub fn new_plugin(dir: &Path, name: &str, sdk: &Path) -> anyhow::Result<PathBuf> {
+include!(concat!(env!("OUT_DIR"), "/sdk_files.rs"));
+
+/// The folder of a plugin project holding its copy of the SDK.
+const SDK_DIR: &str = "keel";
+
+/// Writes a new plugin project named `name` into `dir/name`: it builds and
+/// passes its tests unmodified. With `sdk`, the project uses the SDK of
+/// that checkout folder (`…/sdk`) instead of a copy of its own.
+pub fn new_plugin(dir: &Path, name: &str, sdk: Option<&Path>) -> anyhow::Result<PathBuf> {
     let ok = (2..=40).contains(&name.len())
         && name.bytes().next().is_some_and(|b| b.is_ascii_lowercase())
         && name
@@ -26,36 +38,80 @@ pub fn new_plugin(dir: &Path, name: &str, sdk: &Path) -> anyhow::Result<PathBuf>
     }
     let parent = std::fs::canonicalize(dir)
         .with_context(|| format!("the folder {} does not exist", dir.display()))?;
-    // Event types are dotted lower-case words: no '-'.
-    let event = name.replace('-', "_");
-    let sdk = std::fs::canonicalize(sdk)
-        .with_context(|| format!("the Keel SDK is not at {}", sdk.display()))?;
-    // Relative, so that the checkout and the plugin can move together.
-    let sdk = relative(&parent.join(name), &sdk).unwrap_or(sdk);
-    let files = [
-        (
-            "Cargo.toml",
-            CARGO
-                .replace("{name}", name)
-                .replace("{sdk}", &sdk.display().to_string()),
-        ),
-        (
-            "keel-plugin.toml",
-            MANIFEST
-                .replace("{name}", name)
-                .replace("{event}", &event)
-                .replace("{wit}", keel_contract::CURRENT),
-        ),
-        ("src/lib.rs", LIB.replace("{event}", &event)),
-        ("tests/plugin.rs", TEST.to_owned()),
-        (".gitignore", "/target\n".to_owned()),
-    ];
+    let sdk = match sdk {
+        Some(sdk) => {
+            let sdk = std::fs::canonicalize(sdk)
+                .with_context(|| format!("the Keel SDK is not at {}", sdk.display()))?;
+            // Relative, so that the checkout and the plugin can move together.
+            relative(&parent.join(name), &sdk).unwrap_or(sdk)
+        }
+        None => PathBuf::from(SDK_DIR).join("sdk"),
+    };
+    let files = rust::files(name, &sdk.display().to_string());
     for (path, text) in files {
-        let p = root.join(path);
-        std::fs::create_dir_all(p.parent().unwrap_or(&root))?;
-        std::fs::write(&p, text).with_context(|| format!("writing {}", p.display()))?;
+        write(&root.join(path), &text)?;
+    }
+    if sdk.starts_with(SDK_DIR) {
+        write_sdk(&root)?;
+        // The SDK's own lock: the versions its dependencies were tested at.
+        let lock = SDK_FILES
+            .iter()
+            .find(|(p, _)| *p == "sdk/keel-sdk/Cargo.lock")
+            .map(|(_, text)| *text)
+            .unwrap_or_default();
+        write(&root.join("Cargo.lock"), lock)?;
     }
     Ok(root)
+}
+
+/// Writes (or refreshes) the copy of the SDK in a plugin project's
+/// `keel/` folder from this binary, removing what an older copy had.
+pub fn write_sdk(root: &Path) -> anyhow::Result<PathBuf> {
+    let dest = root.join(SDK_DIR);
+    let cargo = std::fs::read_to_string(root.join("Cargo.toml")).unwrap_or_default();
+    if !cargo.contains(&format!("\"{SDK_DIR}/sdk/keel-sdk\"")) {
+        bail!(
+            "{} does not use a copy of the SDK in {SDK_DIR}/ (its Cargo.toml points elsewhere, \
+             e.g. at a Keel checkout with `keel plugin new --sdk`): update that SDK instead",
+            root.display()
+        );
+    }
+    if dest.exists() {
+        if !dest.join("VERSION").is_file() {
+            bail!(
+                "{} exists and is not a copy of the Keel SDK (it has no VERSION file): \
+                 move it away first",
+                dest.display()
+            );
+        }
+        std::fs::remove_dir_all(&dest)
+            .with_context(|| format!("removing the old SDK in {}", dest.display()))?;
+    }
+    for (path, text) in SDK_FILES {
+        if *path == "sdk/keel-sdk/Cargo.lock" {
+            continue;
+        }
+        write(&dest.join(path), text)?;
+    }
+    write(
+        &dest.join("VERSION"),
+        &format!(
+            "keel {}, contract keel:plugin@{}\n\nThis folder is the Keel plugin SDK, written by \
+             `keel plugin new`. Do not edit it: `keel plugin sdk` replaces it with the SDK of \
+             the keel binary that runs it.\n",
+            env!("CARGO_PKG_VERSION"),
+            keel_contract::CURRENT
+        ),
+    )?;
+    Ok(dest)
+}
+
+fn write(path: &Path, text: &str) -> anyhow::Result<()> {
+    if let Some(parent) = path.parent() {
+        std::fs::create_dir_all(parent)
+            .with_context(|| format!("creating {}", parent.display()))?;
+    }
+    std::fs::write(path, text).with_context(|| format!("writing {}", path.display()))
 }
 
 /// The path from the folder `from` to `to`, both absolute, through their
@@ -76,14 +132,13 @@ fn relative(from: &Path, to: &Path) -> Option<PathBuf> {
     Some(path)
 }
 
-/// Builds the plugin crate in `dir` and lays out an installable package
+/// Builds the plugin project in `dir` and lays out an installable package
 /// (`keel-plugin.toml` + `plugin.wasm`) in `dir/target/keel-package`.
 pub fn build(dir: &Path) -> anyhow::Result<PathBuf> {
-    let manifest = std::fs::read_to_string(dir.join("keel-plugin.toml"))
-        .context("reading keel-plugin.toml")?;
-    keel_host::Manifest::from_toml(&manifest).map_err(|e| anyhow::anyhow!(e))?;
-    let wasm = keel_plugin_test::build(dir)?;
-    let out = dir.join("target/keel-package");
+    let project = Project::find(dir)?;
+    let (manifest, _) = project.manifest()?;
+    let wasm = project.component(crate::project::target_dir_from_env().as_deref())?;
+    let out = project.dir.join("target/keel-package");
     std::fs::create_dir_all(&out)?;
     let manifest: String = manifest
         .lines()
@@ -95,118 +150,34 @@ pub fn build(dir: &Path) -> anyhow::Result<PathBuf> {
     Ok(out)
 }
 
-const CARGO: &str = r#"[package]
-name = "{name}"
-version = "0.1.0"
-edition = "2024"
-publish = false
-
-[lib]
-crate-type = ["cdylib", "rlib"]
-
-[dependencies]
-keel-sdk = { path = "{sdk}/keel-sdk" }
-serde = { version = "1", features = ["derive"] }
-
-[dev-dependencies]
-keel-plugin-test = { path = "{sdk}/keel-plugin-test" }
-serde_json = "1"
-tokio = { version = "1", features = ["macros", "rt-multi-thread"] }
-
-[workspace]
-"#;
-
-const MANIFEST: &str = r#"name = "{name}"
-version = "0.1.0"
-publisher = "You"
-description = "A Keel plugin"
-wit = "{wit}"
-
-[events]
-emits = ["{event}.greeted"]
-
-# The payload of each emitted type, as a JSON Schema: subscribers code
-# against it, and the kernel refuses an event that does not match.
-[events.schemas."{event}.greeted"]
-type = "object"
-required = ["name", "count"]
-properties = { name = { type = "string" }, count = { type = "integer" } }
-
-[graphql]
-sdl = """
-type Greeting {
-  text: String!
-  count: Int!
-}
-extend type Mutation {
-  greet(name: String!): Greeting!
-}
-"""
-
-[config_schema]
-type = "object"
-additionalProperties = false
-properties = { greeting = { type = "string", minLength = 1 } }
-
-[capabilities]
-capabilities = ["events", "counters"]
-"#;
-
-const LIB: &str = r#"//! A Keel plugin. Each operation is a GraphQL field of `keel-plugin.toml`.
-
-use keel_sdk::counters::{self, Outcome};
-use keel_sdk::{Context, Error, Result, config, events, json, plugin};
-use serde::{Deserialize, Serialize};
-
-#[derive(Deserialize, Default)]
-struct Config {
-    greeting: Option<String>,
-}
-
-#[derive(Deserialize)]
-struct GreetInput {
-    name: String,
-}
-
-#[derive(Serialize)]
-struct Greeting {
-    text: String,
-    count: i64,
-}
-
-fn greet(_ctx: &Context, input: GreetInput) -> Result<Greeting> {
-    if input.name.trim().is_empty() {
-        return Err(Error::invalid("name must not be empty"));
-    }
-    let cfg: Config = config::get()?;
-    let count = match counters::add(&format!("greeted:{}", input.name), 1, 0, i64::MAX, None)? {
-        Outcome::Applied(n) | Outcome::LimitReached(n) => n,
+/// Runs the plugin project's tests against this binary's harness
+/// (`KEEL_BIN` is set to it), passing `args` on to the test runner.
+pub fn test(dir: &Path, args: &[String]) -> anyhow::Result<()> {
+    let project = Project::find(dir)?;
+    project.manifest()?;
+    let keel = std::env::current_exe().context("finding the keel binary")?;
+    let mut cmd = match project.lang {
+        Lang::Rust => {
+            let mut c = Command::new(std::env::var("CARGO").unwrap_or_else(|_| "cargo".into()));
+            c.arg("test");
+            c
+        }
+        Lang::Python => bail!(
+            "{} is a Python plugin: this keel cannot test Python plugins yet",
+            project.dir.display()
+        ),
     };
-    events::emit("{event}.greeted", None, &json!({"name": input.name, "count": count}), None)?;
-    let hello = cfg.greeting.unwrap_or_else(|| "Hello".into());
-    Ok(Greeting { text: format!("{hello}, {}!", input.name), count })
+    let status = cmd
+        .args(args)
+        .current_dir(&project.dir)
+        .env("KEEL_BIN", keel)
+        .status()
+        .context("running cargo test")?;
+    if !status.success() {
+        bail!("the plugin's tests failed ({status})");
+    }
+    Ok(())
 }
-
-plugin! {
-    operations: { "greet" => greet },
-}
-"#;
-
-const TEST: &str = r#"use keel_plugin_test::MiniKernel;
-use serde_json::json;
-
-#[tokio::test]
-async fn greets_and_counts() {
-    let kernel = MiniKernel::start().await.unwrap();
-    let plugin = kernel.plugin(env!("CARGO_MANIFEST_DIR"), json!({"greeting": "Hi"})).await.unwrap();
-    let out = kernel.call(&plugin, "greet", json!({"name": "Ann"})).await.unwrap();
-    assert_eq!(out, json!({"text": "Hi, Ann!", "count": 1}));
-    let again = kernel.call(&plugin, "greet", json!({"name": "Ann"})).await.unwrap();
-    assert_eq!(again["count"], 2);
-    let err = kernel.call(&plugin, "greet", json!({"name": " "})).await.unwrap_err();
-    assert_eq!(err.code(), "BAD_USER_INPUT");
-}
-"#;
 
 #[cfg(test)]
 mod tests {
@@ -226,5 +197,24 @@ mod tests {
             None,
             "only the root in common"
         );
+    }
+
+    #[test]
+    fn the_binary_carries_the_sdk_the_wit_and_the_test_client() {
+        let has = |p: &str| SDK_FILES.iter().any(|(path, _)| *path == p);
+        assert!(has("sdk/keel-sdk/src/lib.rs"));
+        assert!(has("sdk/keel-contract/src/lib.rs"));
+        assert!(has("sdk/keel-plugin-test/src/lib.rs"));
+        let wit = format!("schemas/wit/{}/plugin.wit", keel_contract::CURRENT);
+        assert!(has(&wit), "{wit}");
+        // The SDK finds the WIT by a path relative to itself; the copy
+        // keeps the checkout's layout so that the path still holds.
+        let lib = SDK_FILES
+            .iter()
+            .find(|(p, _)| *p == "sdk/keel-sdk/src/lib.rs")
+            .unwrap()
+            .1;
+        let wit_dir = format!("\"../../schemas/wit/{}\"", keel_contract::CURRENT);
+        assert!(lib.contains(&wit_dir), "keel-sdk no longer reads {wit_dir}");
     }
 }

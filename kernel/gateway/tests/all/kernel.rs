@@ -1,8 +1,8 @@
 //! `keel_gateway::Kernel`, the one assembly of a kernel process: `keel
-//! serve`, `TestApp`, the bundled plugins' harness, `MiniKernel` and the
+//! serve`, `TestApp`, the bundled plugins' harness, `keel plugin harness` and the
 //! benches all build their kernel with it. Here: serving runs the
 //! background jobs `keel serve` runs and stops as it stops, and a kernel
-//! enabled and called without HTTP (as `MiniKernel` does) applies the
+//! enabled and called without HTTP (as `keel plugin harness` does) applies the
 //! gateway's SDL-merge and output checks.
 
 use std::time::Duration;

@@ -21,6 +21,7 @@ mod limits;
 mod operators;
 mod org;
 mod org_scope;
+mod packages;
 mod pages;
 mod permissions;
 mod persons;
