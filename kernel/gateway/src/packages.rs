@@ -41,10 +41,10 @@ pub(crate) async fn upload(
     body: Result<Multipart, MultipartRejection>,
 ) -> Response {
     let rid = request_id(&headers);
-    let fail = |e: EdgeError| json_error(e.status(), e.code(), &e.message(), &rid);
+    let fail = |e: EdgeError| closing(json_error(e.status(), e.code(), &e.message(), &rid));
     let principal = match require_principal(&app, &headers).await {
         Ok(p) => p,
-        Err(res) => return *res,
+        Err(res) => return closing(*res),
     };
     if let Err(e) = app
         .services
@@ -100,6 +100,18 @@ pub(crate) async fn upload(
         }
         Err(e) => fail(e.into()),
     }
+}
+
+/// A refusal answered before the body was read whole: the connection is
+/// closed after it (and says so), so that a client never sends its next
+/// request on a connection the server is about to drop with the unread
+/// rest of a package in it.
+fn closing(mut res: Response) -> Response {
+    res.headers_mut().insert(
+        axum::http::header::CONNECTION,
+        axum::http::HeaderValue::from_static("close"),
+    );
+    res
 }
 
 /// The body's `manifest` (text) and `component` (bytes), each once.

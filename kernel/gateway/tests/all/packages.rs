@@ -24,14 +24,19 @@ fn package(manifest: &str, component: Vec<u8>) -> Form {
         .part("component", Part::bytes(component).file_name("plugin.wasm"))
 }
 
-async fn upload(app: &TestApp, token: Option<&str>, form: Form) -> (StatusCode, Value) {
+/// The answer's status and body, and whether it closes the connection.
+async fn upload(app: &TestApp, token: Option<&str>, form: Form) -> (StatusCode, Value, bool) {
     let mut req = app.http.post(app.url("/packages")).multipart(form);
     if let Some(t) = token {
         req = req.bearer_auth(t);
     }
     let res = req.send().await.unwrap();
     let status = res.status();
-    (status, res.json().await.unwrap_or(Value::Null))
+    let closes = res
+        .headers()
+        .get(reqwest::header::CONNECTION)
+        .is_some_and(|v| v == "close");
+    (status, res.json().await.unwrap_or(Value::Null), closes)
 }
 
 fn error_code(body: &Value) -> &str {
@@ -68,25 +73,29 @@ on_both_backends! {
         let (_, owner) = app.tenant("acme").await;
         let text = manifest("uploaded", "first");
 
-        let (status, body) = upload(&app, None, package(&text, probe_wasm())).await;
+        // Refused before the body is read: the connection is closed after
+        // the answer, so the client's next request never lands on it.
+        let (status, body, closes) = upload(&app, None, package(&text, probe_wasm())).await;
         assert_eq!(status, StatusCode::UNAUTHORIZED, "{body}");
-        let (status, body) = upload(&app, Some(&owner), package(&text, probe_wasm())).await;
+        assert!(closes);
+        let (status, body, closes) = upload(&app, Some(&owner), package(&text, probe_wasm())).await;
         assert_eq!(status, StatusCode::FORBIDDEN, "{body}");
+        assert!(closes);
         assert!(error_message(&body).contains("platform administrator"), "{body}");
         assert!(!packages(&app, &owner).await.contains(&"uploaded 0.1.0".to_owned()));
 
-        let (status, body) = upload(&app, Some(ADMIN_TOKEN), package(&text, probe_wasm())).await;
+        let (status, body, _) = upload(&app, Some(ADMIN_TOKEN), package(&text, probe_wasm())).await;
         assert_eq!(status, StatusCode::CREATED, "{body}");
         assert_eq!(body["name"], "uploaded");
         assert_eq!(body["installed"], true);
         // The same package again changes nothing.
-        let (status, again) = upload(&app, Some(ADMIN_TOKEN), package(&text, probe_wasm())).await;
+        let (status, again, _) = upload(&app, Some(ADMIN_TOKEN), package(&text, probe_wasm())).await;
         assert_eq!(status, StatusCode::OK, "{again}");
         assert_eq!(again["installed"], false);
         assert_eq!(again["hash"], body["hash"]);
         // Other content under the same version is a conflict.
         let other = manifest("uploaded", "second");
-        let (status, body) = upload(&app, Some(ADMIN_TOKEN), package(&other, probe_wasm())).await;
+        let (status, body, _) = upload(&app, Some(ADMIN_TOKEN), package(&other, probe_wasm())).await;
         assert_eq!(status, StatusCode::CONFLICT, "{body}");
 
         assert!(packages(&app, &owner).await.contains(&"uploaded 0.1.0".to_owned()));
@@ -116,7 +125,7 @@ on_both_backends! {
             (package(&text, vec![0u8; 100 << 10]), StatusCode::PAYLOAD_TOO_LARGE, "limit"),
         ];
         for (i, (form, status, needle)) in cases.into_iter().enumerate() {
-            let (got, body) = upload(&app, Some(ADMIN_TOKEN), form).await;
+            let (got, body, _) = upload(&app, Some(ADMIN_TOKEN), form).await;
             assert_eq!(got, status, "case {i}: {body}");
             assert!(error_message(&body).contains(needle), "case {i}: {body}");
             assert!(!error_code(&body).is_empty(), "case {i}: {body}");
