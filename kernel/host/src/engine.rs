@@ -42,6 +42,9 @@ pub struct HostConfig {
     /// The wall clock plugins read, when not the system's: set only by
     /// test harnesses (`keel plugin harness`), never by `keel serve`.
     pub wall_clock: Option<crate::clock::SetClock>,
+    /// Scripted answers to plugin-to-plugin calls: set only by test
+    /// harnesses, never by `keel serve`.
+    pub call_stubs: Option<crate::stubs::CallStubs>,
 }
 
 impl HostConfig {
@@ -58,6 +61,7 @@ impl HostConfig {
             max_instances: 256,
             http_timeout: Duration::from_secs(10),
             wall_clock: None,
+            call_stubs: None,
         }
     }
 }

@@ -15,6 +15,7 @@ pub mod outbox;
 pub mod registry;
 pub mod schedules;
 mod state;
+pub mod stubs;
 mod warmup;
 
 pub use calls::PluginCall;

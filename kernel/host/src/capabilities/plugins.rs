@@ -54,7 +54,17 @@ impl Host for State {
             depth = self.depth + 1,
         );
         async move {
-            let callee = match self.callee(&plugin, &operation, &input) {
+            let stubbed = match self.check_call(&plugin, &operation, &input) {
+                Ok(()) => self.stubbed(&plugin, &operation, &input),
+                Err(e) => Some(Err(e)),
+            };
+            if let Some(answer) = stubbed {
+                if let Err(e) = &answer {
+                    tracing::debug!(error = ?e, "plugin call refused");
+                }
+                return Ok(answer);
+            }
+            let callee = match self.callee(&plugin, &operation) {
                 Ok(callee) => callee,
                 Err(e) => {
                     tracing::debug!(error = ?e, "plugin call refused");
@@ -76,13 +86,9 @@ fn refused(code: &str, message: String) -> WitError {
 }
 
 impl State {
-    /// Every check that needs no database: the callee to run, or why not.
-    fn callee(
-        &self,
-        plugin: &str,
-        operation: &str,
-        input: &str,
-    ) -> Result<Arc<Activation>, WitError> {
+    /// The caller's side of a call: declared, granted, not too deep, no
+    /// cycle, an input within its limit that is a JSON object.
+    fn check_call(&self, plugin: &str, operation: &str, input: &str) -> Result<(), WitError> {
         let me = self.namespace();
         let call = format!("{plugin}.{operation}");
         if !self.activation.manifest.declares_call(plugin, operation) {
@@ -138,6 +144,23 @@ impl State {
                 )));
             }
         }
+        Ok(())
+    }
+
+    /// A test harness's scripted answer, when it stubs this call.
+    fn stubbed(
+        &self,
+        plugin: &str,
+        operation: &str,
+        input: &str,
+    ) -> Option<Result<String, WitError>> {
+        let stubs = self.host.as_ref()?.inner.config.call_stubs.as_ref()?;
+        stubs.answer(self.namespace(), plugin, operation, input)
+    }
+
+    /// The callee to run (an enabled plugin of the tenant offering the
+    /// operation), or why not.
+    fn callee(&self, plugin: &str, operation: &str) -> Result<Arc<Activation>, WitError> {
         // Only the activation's tenant's enabled plugins: the callee of
         // another tenant does not exist.
         let callee = self

@@ -6,6 +6,7 @@ use std::sync::Arc;
 
 use keel_core::{counters, events, records};
 use keel_host::manifest::{Capability, DeliveryMode, Grants, Manifest, Subscription};
+use keel_host::stubs::{CallStubs, StubAnswer};
 use keel_host::{Activation, CallContext, PluginCall, TenantPlugins};
 use keel_testkit::on_both_backends;
 use serde_json::{Value, json};
@@ -319,6 +320,36 @@ on_both_backends! {
         assert_eq!(record(&f, "probe", "items", "k").await, None);
         assert_eq!(record(&f, "plain", "items", "k").await, None);
         assert_eq!(puts(&f).await, 0);
+    }
+
+    async fn a_stubbed_call_answers_its_script_only_after_the_callers_checks(kind) {
+        let stubs = CallStubs::default();
+        let f = Fixture::with(kind, |c| { limits(c); c.call_stubs = Some(stubs.clone()); }).await;
+        // Neither callee is enabled: the stubs answer for them.
+        stubs.set("rewards", "creditPoints", StubAnswer::Output(json!({"balance": 5})));
+        let refusal = StubAnswer::Error { code: "INSUFFICIENT_POINTS".into(), message: "none left".into() };
+        stubs.set("rewards", "spendPoints", refusal);
+        stubs.set("rewards", "undeclared", StubAnswer::Output(json!(1)));
+        let caller = caller(&f, "caller", &["rewards.creditPoints", "rewards.spendPoints"]).await;
+        let plugins = set(&[&caller]);
+        let call = |operation: &str, input: Value| json!({"plugin": "rewards", "operation": operation, "input": input});
+        let out = call_op(&f, &caller, &plugins, "order", json!({"key": "o1", "swallow": true, "calls": [
+            call("creditPoints", json!({"points": 5})),
+            call("spendPoints", json!({"points": 1})),
+            call("undeclared", json!({})),
+            call("creditPoints", json!([1])),
+        ]})).await.unwrap();
+        assert_eq!(out["results"][0], json!({"ok": {"balance": 5}}), "{out}");
+        let e = &out["results"][1]["error"];
+        assert_eq!((e["kind"].as_str(), e["code"].as_str()), (Some("refused"), Some("INSUFFICIENT_POINTS")), "{out}");
+        assert_eq!(out["results"][2]["error"]["kind"], "denied", "a stub skips no check: {out}");
+        assert_eq!(out["results"][3]["error"]["kind"], "invalid-input", "{out}");
+        let calls = stubs.calls(true);
+        assert_eq!(calls.len(), 2, "{calls:?}");
+        assert_eq!(calls[0], json!({"plugin": "rewards", "operation": "creditPoints", "input": {"points": 5}, "caller": "caller"}));
+        assert!(stubs.calls(false).is_empty(), "cleared");
+        // The caller's own writes commit as usual around the stubbed calls.
+        assert!(record(&f, "caller", "orders", "o1").await.is_some());
     }
 
     async fn a_cycle_and_a_chain_past_the_depth_limit_are_refused(kind) {
