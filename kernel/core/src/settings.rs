@@ -9,11 +9,18 @@ use crate::{Db, Error, Result};
 /// sealed under the master key ([`crate::sealing`]). Every kernel process on
 /// the same database gets the same bytes.
 pub async fn secret(db: &Db, name: &str) -> Result<Vec<u8>> {
-    let sealer = db.sealer()?;
-    let at = Binding::Setting(name);
     let mut fresh = [0u8; 32];
     rand::rngs::OsRng.fill_bytes(&mut fresh);
-    let hex: String = fresh.iter().map(|b| format!("{b:02x}")).collect();
+    secret_or(db, name, &fresh).await
+}
+
+/// The secret `name`, created as `value` if missing: for a database that
+/// must share a secret with others made before it (the plugin harness's
+/// throwaway databases share its compiled-plugin cache).
+pub async fn secret_or(db: &Db, name: &str, value: &[u8]) -> Result<Vec<u8>> {
+    let sealer = db.sealer()?;
+    let at = Binding::Setting(name);
+    let hex: String = value.iter().map(|b| format!("{b:02x}")).collect();
     let mut tx = db.begin().await?;
     sqlx::query(
         "INSERT INTO kernel_settings (name, value) VALUES ($1, $2) ON CONFLICT (name) DO NOTHING",
