@@ -17,6 +17,9 @@ const TREES: &[&str] = &[
     "sdk/keel-plugin-test/Cargo.toml",
     "sdk/keel-plugin-test/README.md",
     "sdk/keel-plugin-test/src",
+    "sdk/python/README.md",
+    "sdk/python/keel_sdk",
+    "sdk/python/keel_plugin_test",
     "schemas/wit",
 ];
 
@@ -40,6 +43,10 @@ fn main() {
 }
 
 fn collect(root: &Path, path: &Path, files: &mut Vec<(String, String)>) {
+    let name = path.file_name().unwrap_or_default().to_string_lossy();
+    if name == "__pycache__" || name.ends_with(".pyc") {
+        return;
+    }
     if path.is_dir() {
         for entry in std::fs::read_dir(path).unwrap() {
             collect(root, &entry.unwrap().path(), files);

@@ -8,6 +8,7 @@ use serde::{Deserialize, Serialize};
 #[derive(Deserialize, Default)]
 struct Config {
     crm_url: Option<String>,
+    gold_bonus_points: Option<i64>,
 }
 
 #[derive(Serialize, Deserialize)]
@@ -52,6 +53,18 @@ fn on_awarded(event: Event) -> Result<()> {
     };
     records::put("last_award", person, &seen, Expect::Any)?;
     let cfg: Config = config::get()?;
+    if let (Some(points), "gold") = (cfg.gold_bonus_points, tier.as_str()) {
+        // In this delivery's transaction: a refusal undoes the count too,
+        // and the retry (same idempotency key) credits once.
+        let _wallet: keel_sdk::Value = keel_sdk::plugins::call(
+            "rewards",
+            "creditPoints",
+            &keel_sdk::json!({
+                "personId": person, "points": points, "reason": "gold bonus",
+                "idempotencyKey": format!("gold-bonus:{award}"),
+            }),
+        )?;
+    }
     if let Some(url) = cfg.crm_url {
         let body = keel_sdk::json!({"person": person, "tier": tier, "award": award});
         let res = http::post_json(

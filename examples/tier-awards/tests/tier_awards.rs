@@ -1,6 +1,7 @@
 //! The plugin's tests, against `keel plugin harness`: a person with a
 //! tier, an award injected as the rewards plugin would emit it, a fixed
-//! clock and a scripted CRM on the harness's HTTP endpoint.
+//! clock, a scripted CRM on the harness's HTTP endpoint and a stubbed call
+//! to the rewards plugin.
 
 use keel_plugin_test::{Harness, Plugin};
 use serde_json::{Value, json};
@@ -70,7 +71,11 @@ fn an_award_not_from_the_rewards_plugin_is_ignored() {
     // A client's own `rewards.*` event cannot be appended through GraphQL
     // (the namespace is the rewards plugin's); the handler checks anyway.
     award(&keel, "key:someone", &bob, "A9");
-    assert_eq!(keel.deliver_events(), 1, "delivered, and ignored by the handler");
+    assert_eq!(
+        keel.deliver_events(),
+        1,
+        "delivered, and ignored by the handler"
+    );
     assert!(keel.dead_letters().is_empty());
     let n = keel
         .call(&plugin, "awardsByTier", json!({"tier": "gold"}))
@@ -124,4 +129,44 @@ fn bad_input_and_bad_config_are_refused() {
         .plugin(env!("CARGO_MANIFEST_DIR"), json!({"crm_url": "ftp://x"}))
         .unwrap_err();
     assert!(err.to_string().contains("crm_url"), "{err}");
+}
+
+#[test]
+fn a_gold_member_earns_bonus_points_through_the_rewards_plugin() {
+    let (keel, plugin) = start(json!({"gold_bonus_points": 5}));
+    // The rewards plugin is not enabled here: its operation is stubbed.
+    keel.stub_call("rewards", "creditPoints", json!({"balance": 5}));
+    let ann = keel.person(&[("phone", "+8613800000004")], json!({"tier": "gold"}));
+    let bob = keel.person(&[("phone", "+8613800000005")], json!({"tier": "silver"}));
+    award(&keel, "rewards", &ann, "A4");
+    award(&keel, "rewards", &bob, "A5");
+    assert_eq!(keel.deliver_events(), 2);
+    let calls = keel.stubbed_calls();
+    assert_eq!(calls.len(), 1, "only the gold member: {calls:?}");
+    assert_eq!(calls[0]["operation"], "creditPoints");
+    assert_eq!(calls[0]["caller"], "tier-awards");
+    assert_eq!(
+        calls[0]["input"],
+        json!({"personId": ann, "points": 5, "reason": "gold bonus", "idempotencyKey": "gold-bonus:A4"})
+    );
+
+    // A refused credit fails the delivery, and its count goes with it.
+    keel.stub_error(
+        "rewards",
+        "creditPoints",
+        "NOT_FOUND",
+        "personId: no person",
+    );
+    award(&keel, "rewards", &ann, "A6");
+    keel.deliver_events();
+    let dead = keel.dead_letters();
+    assert_eq!(dead.len(), 1, "{dead:?}");
+    assert!(
+        dead[0]["error"].as_str().unwrap().contains("no person"),
+        "{dead:?}"
+    );
+    let gold = keel
+        .call(&plugin, "awardsByTier", json!({"tier": "gold"}))
+        .unwrap();
+    assert_eq!(gold, json!(1), "A4 only");
 }

@@ -1,10 +1,12 @@
 //! The plugin author's loop, timed with the `keel` this bench is built
-//! with (release): `cargo bench -p keel-cli --bench authors`.
+//! with (release): `cargo bench -p keel-cli --bench authors`, for a Rust
+//! and then a Python plugin (`KEEL_BENCH_LANG=rust|python` for one).
 //!
 //! 1. `keel plugin new` to green tests (`keel plugin test`), cold: a new
-//!    project in a temporary folder with its own, empty `target/` (crates
-//!    already downloaded into cargo's cache count as warm: a newcomer's
-//!    first run downloads them once);
+//!    project in a temporary folder with its own, empty `target/`, an
+//!    empty harness cache and, for Python, componentize-py and pytest not
+//!    yet installed (crates already downloaded into cargo's cache count as
+//!    warm: a newcomer's first run downloads them once);
 //! 2. the same tests again, unchanged and after an edit;
 //! 3. the size of the project's `target/`;
 //! 4. `keel plugin dev`: from a saved change to the new version answering
@@ -56,17 +58,36 @@ fn size(dir: &Path) -> u64 {
     total
 }
 
-fn edit(lib: &Path, greeting: &str) {
-    let text = std::fs::read_to_string(lib).unwrap();
-    // The greeting's text: `text: format!("{hello}, {}!", …)`.
-    let start = text.find("text: format!(\"").unwrap();
-    let end = start + text[start..].find(", {}!\"").unwrap();
-    let new = format!(
-        "{}text: format!(\"{greeting}{}",
-        &text[..start],
-        &text[end..]
-    );
-    std::fs::write(lib, new).unwrap();
+/// A plugin language: its `--lang`, the file holding `greet`, and the
+/// greeting's text in it (`{hello}, ` then the name).
+struct Lang {
+    name: &'static str,
+    source: &'static str,
+    greeting: &'static str,
+}
+
+const RUST: Lang = Lang {
+    name: "rust",
+    source: "src/lib.rs",
+    greeting: "text: format!(\"{hello}, {}!\"",
+};
+
+const PYTHON: Lang = Lang {
+    name: "python",
+    source: "app.py",
+    greeting: "f\"{hello}, {name}!\"",
+};
+
+impl Lang {
+    /// Replaces the greeting (`Hello`, from the config's default) with
+    /// `greeting`.
+    fn edit(&self, source: &Path, previous: &str, greeting: &str) {
+        let text = std::fs::read_to_string(source).unwrap();
+        let was = self.greeting.replace("{hello}", previous);
+        let now = self.greeting.replace("{hello}", greeting);
+        assert!(text.contains(&was), "{was} not in {}", source.display());
+        std::fs::write(source, text.replace(&was, &now)).unwrap();
+    }
 }
 
 struct Killed(Child);
@@ -79,27 +100,45 @@ impl Drop for Killed {
 }
 
 fn main() {
+    let only = std::env::var("KEEL_BENCH_LANG").ok();
+    for lang in [RUST, PYTHON] {
+        if only.as_deref().is_none_or(|l| l == lang.name) {
+            author_loop(&lang);
+        }
+    }
+}
+
+fn author_loop(lang: &Lang) {
     let tmp = tempfile::tempdir().unwrap();
     let root = tmp.path();
-    assert!(
-        keel(root)
-            .args(["plugin", "new", "hello"])
-            .status()
-            .unwrap()
-            .success()
-    );
+    // Cold: no compiled plugins cached, and for Python no tools installed
+    // (a newcomer's first plugin; crates already in cargo's download cache
+    // count as warm).
+    let fresh = |mut c: Command| {
+        c.env("KEEL_HARNESS_CACHE", root.join("harness-cache"))
+            .env("KEEL_PYTHON_TOOLS", root.join("python-tools"));
+        c
+    };
+    let mut new = fresh(keel(root));
+    new.args(["plugin", "new", "hello", "--lang", lang.name]);
+    assert!(new.status().unwrap().success());
     let project = root.join("hello");
-    let lib = project.join("src/lib.rs");
+    let source = project.join(lang.source);
     let test = || {
-        let mut c = keel(&project);
+        let mut c = fresh(keel(&project));
         c.args(["plugin", "test"]);
         c
     };
     let cold = timed(test(), "the first keel plugin test");
     let unchanged = timed(test(), "keel plugin test, unchanged");
     // An edit that changes the code but not what the tests expect.
-    let text = std::fs::read_to_string(&lib).unwrap();
-    std::fs::write(&lib, text + "\n// edited\n").unwrap();
+    let text = std::fs::read_to_string(&source).unwrap();
+    let comment = if lang.name == "rust" {
+        "// edited"
+    } else {
+        "# edited"
+    };
+    std::fs::write(&source, format!("{text}\n{comment}\n")).unwrap();
     let edited = timed(test(), "keel plugin test after an edit");
     let target = size(&project.join("target"));
 
@@ -110,7 +149,7 @@ fn main() {
         .unwrap()
         .port();
     let url = format!("http://127.0.0.1:{port}");
-    let mut serve = keel(root)
+    let mut serve = fresh(keel(root))
         .args(["serve", "--demo", "--listen", &format!("127.0.0.1:{port}")])
         .env("KEEL_ADMIN_TOKEN", ADMIN)
         .stdout(Stdio::piped())
@@ -125,7 +164,7 @@ fn main() {
             break k.trim_matches('\'').to_owned();
         }
     };
-    let dev = keel(&project)
+    let dev = fresh(keel(&project))
         .args(["plugin", "dev", "--url", &url])
         .env("KEEL_ADMIN_TOKEN", ADMIN)
         .env("KEEL_API_KEY", &key)
@@ -169,9 +208,11 @@ fn main() {
         .and_then(|v| v.parse().ok())
         .unwrap_or(5);
     let mut rounds = Vec::new();
+    let mut previous = "{hello}".to_owned();
     for i in 0..edits {
         let greeting = format!("Hello #{i}");
-        edit(&lib, &greeting);
+        lang.edit(&source, &previous, &greeting);
+        previous = greeting.clone();
         rounds.push(wait_for(
             &format!("{greeting}, Ann!"),
             Duration::from_secs(600),
@@ -181,7 +222,10 @@ fn main() {
     drop(serve);
     rounds.sort();
     let secs = |d: Duration| format!("{:.1} s", d.as_secs_f64());
-    println!("plugin author's loop (keel built with the bench profile)");
+    println!(
+        "plugin author's loop in {} (keel built with the bench profile)",
+        lang.name
+    );
     println!("  keel plugin new -> green tests, cold: {}", secs(cold));
     println!("  keel plugin test, unchanged:         {}", secs(unchanged));
     println!("  keel plugin test, after an edit:     {}", secs(edited));

@@ -7,6 +7,7 @@ mod download;
 mod harness;
 mod master_key;
 mod project;
+mod python;
 mod scaffold;
 
 use std::io::Read as _;
@@ -131,6 +132,9 @@ enum PluginCommand {
         /// Use the `sdk/` folder of a Keel checkout instead of a copy.
         #[arg(long)]
         sdk: Option<PathBuf>,
+        /// The plugin's language.
+        #[arg(long, value_enum, default_value = "rust")]
+        lang: project::Lang,
     },
     /// Replace a plugin project's copy of the SDK (keel/) with this
     /// binary's, after upgrading keel.
@@ -151,7 +155,7 @@ enum PluginCommand {
         /// The plugin project [default: the current folder].
         #[arg(default_value = ".")]
         dir: PathBuf,
-        /// Passed on to `cargo test` (after `--`).
+        /// Passed on to `cargo test` or pytest (after `--`).
         #[arg(last = true)]
         args: Vec<String>,
     },
@@ -426,8 +430,13 @@ async fn kernel(cfg: &Config) -> Result<Kernel> {
 
 async fn plugin(cfg: &Config, cmd: PluginCommand) -> Result<()> {
     match cmd {
-        PluginCommand::New { name, dir, sdk } => {
-            let root = scaffold::new_plugin(&dir, &name, sdk.as_deref())?;
+        PluginCommand::New {
+            name,
+            dir,
+            sdk,
+            lang,
+        } => {
+            let root = scaffold::new_plugin(&dir, &name, lang, sdk.as_deref())?;
             println!(
                 "created {}; try: cd {} && keel plugin test",
                 root.display(),

@@ -9,7 +9,7 @@ use anyhow::{Context as _, anyhow, bail};
 use keel_host::Manifest;
 
 /// The languages `keel plugin new` and `keel plugin build` know.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
 pub enum Lang {
     /// A cargo crate (`Cargo.toml`), built for `wasm32-wasip2`.
     Rust,
@@ -37,18 +37,7 @@ impl Project {
         let dir = dir
             .canonicalize()
             .with_context(|| format!("reading {}", dir.display()))?;
-        let lang = if dir.join("Cargo.toml").is_file() {
-            Lang::Rust
-        } else if dir.join("pyproject.toml").is_file() {
-            Lang::Python
-        } else {
-            bail!(
-                "{} holds no Cargo.toml (a Rust plugin) or pyproject.toml (a Python plugin): \
-                 run this in the plugin's folder, pass its folder, or create one with \
-                 `keel plugin new NAME`",
-                dir.display()
-            );
-        };
+        let lang = Project::lang_of(&dir)?;
         if !dir.join("keel-plugin.toml").is_file() {
             bail!(
                 "{} has no keel-plugin.toml, the plugin's manifest: `keel plugin new NAME` \
@@ -57,6 +46,22 @@ impl Project {
             );
         }
         Ok(Project { dir, lang })
+    }
+
+    /// The language of the project in `dir`, by its project file.
+    pub fn lang_of(dir: &Path) -> anyhow::Result<Lang> {
+        if dir.join("Cargo.toml").is_file() {
+            Ok(Lang::Rust)
+        } else if dir.join("pyproject.toml").is_file() {
+            Ok(Lang::Python)
+        } else {
+            bail!(
+                "{} holds no Cargo.toml (a Rust plugin) or pyproject.toml (a Python plugin): \
+                 run this in the plugin's folder, pass its folder, or create one with \
+                 `keel plugin new NAME` (add `--lang python` for Python)",
+                dir.display()
+            )
+        }
     }
 
     /// The manifest's text, checked as an install checks it (without the
@@ -85,15 +90,12 @@ impl Project {
     }
 
     /// Builds the component and returns its bytes. Rust crates build into
-    /// `target_dir` (default: the crate's own `target/`).
+    /// `target_dir` (default: the crate's own `target/`); Python projects
+    /// always into their own `target/python`.
     pub fn component(&self, target_dir: Option<&Path>) -> anyhow::Result<Vec<u8>> {
         match self.lang {
             Lang::Rust => self.rust_component(target_dir),
-            Lang::Python => bail!(
-                "{} is a Python plugin (it has a pyproject.toml): this keel builds only \
-                 Rust plugins so far",
-                self.dir.display()
-            ),
+            Lang::Python => crate::python::component(self),
         }
     }
 
@@ -138,4 +140,15 @@ impl Project {
 /// `KEEL_PLUGIN_TARGET_DIR`, where plugin components are built when set.
 pub fn target_dir_from_env() -> Option<PathBuf> {
     std::env::var_os("KEEL_PLUGIN_TARGET_DIR").map(Into::into)
+}
+
+/// The user's cache folder: `XDG_CACHE_HOME`, else `~/.cache`.
+pub fn user_cache_dir() -> anyhow::Result<PathBuf> {
+    if let Some(dir) = std::env::var_os("XDG_CACHE_HOME").filter(|d| !d.is_empty()) {
+        return Ok(dir.into());
+    }
+    let home = std::env::var_os("HOME")
+        .filter(|h| !h.is_empty())
+        .ok_or_else(|| anyhow!("neither XDG_CACHE_HOME nor HOME is set"))?;
+    Ok(PathBuf::from(home).join(".cache"))
 }

@@ -171,3 +171,43 @@ fn plugin_dev_refuses_a_bad_config_before_building() {
     assert!(!ok);
     assert!(err.contains("--admin-token"), "{err}");
 }
+
+#[test]
+fn plugin_dev_runs_a_python_plugin_and_its_next_version() {
+    let tmp = tempfile::tempdir().unwrap();
+    let served = serve(tmp.path());
+    let (ok, _, err) = support::run(
+        support::keel(tmp.path()).args(["plugin", "new", "hello", "--lang", "python"]),
+    );
+    assert!(ok, "{err}");
+    let plugin = tmp.path().join("hello");
+    let (ok, out) = dev(&plugin, &served, ADMIN);
+    assert!(ok, "{out}");
+    assert!(out.contains("enabled on tenant demo"), "{out}");
+    assert_eq!(greet(&served)["data"]["greet"]["text"], "Hi, Ann!");
+
+    let app = plugin.join("app.py");
+    let text = std::fs::read_to_string(&app).unwrap();
+    std::fs::write(
+        &app,
+        text.replace("f\"{hello}, {name}!\"", "f\"{hello} there, {name}!\""),
+    )
+    .unwrap();
+    let (ok, out) = dev(&plugin, &served, ADMIN);
+    assert!(ok, "{out}");
+    assert_eq!(greet(&served)["data"]["greet"]["text"], "Hi there, Ann!");
+
+    // A Python error is shown with its file, and the running version stays.
+    std::fs::write(
+        &app,
+        format!("{text}\nraise RuntimeError('half-written')\n"),
+    )
+    .unwrap();
+    let (ok, out) = dev(&plugin, &served, ADMIN);
+    assert!(!ok);
+    assert!(
+        out.contains("half-written") && out.contains("app.py"),
+        "{out}"
+    );
+    assert_eq!(greet(&served)["data"]["greet"]["text"], "Hi there, Ann!");
+}

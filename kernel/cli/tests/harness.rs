@@ -89,6 +89,10 @@ fn the_harness_says_it_is_ready_and_refuses_bad_requests_without_stopping() {
         br#"{"op": "respond", "method": "GET", "path": "no-slash"}"#,
         br#"{"op": "respond", "method": "GET", "path": "/x?y=1"}"#,
         br#"{"op": "respond", "method": "GET", "path": "/x", "status": 1000}"#,
+        br#"{"op": "stub", "plugin": "rewards", "operation": "creditPoints"}"#,
+        br#"{"op": "stub", "plugin": "rewards", "operation": "x", "output": 1, "error": {}}"#,
+        br#"{"op": "stub", "plugin": "rewards", "operation": "x", "error": {"code": "no such"}}"#,
+        br#"{"op": "stub", "operation": "x", "output": 1}"#,
         &too_long,
         &at_limit,
         br#"{"op": "events", "type": "a.b"}"#,
@@ -116,6 +120,10 @@ fn the_harness_says_it_is_ready_and_refuses_bad_requests_without_stopping() {
         ("BAD_REQUEST", "must start with '/'"),
         ("BAD_REQUEST", "hold no query"),
         ("BAD_REQUEST", "not an HTTP status"),
+        ("BAD_REQUEST", "either output or error"),
+        ("BAD_REQUEST", "either output or error"),
+        ("BAD_REQUEST", "UPPER_SNAKE_CASE"),
+        ("BAD_REQUEST", "plugin: a string is required"),
         ("BAD_REQUEST", "over 16777216 bytes"),
     ];
     for (i, (c, m)) in expect.iter().enumerate() {

@@ -293,6 +293,34 @@ impl Harness {
         self.fixture(json!({"op": "clock", "at": null}));
     }
 
+    /// Calls the plugin makes to `plugin`'s `operation` answer `output`
+    /// from now on, without that plugin enabled: the caller's side of the
+    /// call is checked as in production (declared in `[[calls]]`, its
+    /// input a JSON object), and [`Harness::stubbed_calls`] shows it.
+    pub fn stub_call(&self, plugin: &str, operation: &str, output: Value) {
+        self.fixture(json!({
+            "op": "stub", "plugin": plugin, "operation": operation, "output": output,
+        }));
+    }
+
+    /// Calls to `plugin`'s `operation` fail with `code` (`NOT_FOUND`, …,
+    /// or the callee's own, e.g. `INSUFFICIENT_POINTS`) and `message`.
+    pub fn stub_error(&self, plugin: &str, operation: &str, code: &str, message: &str) {
+        self.fixture(json!({
+            "op": "stub", "plugin": plugin, "operation": operation,
+            "error": {"code": code, "message": message},
+        }));
+    }
+
+    /// The calls stubs answered, oldest first: `plugin`, `operation`,
+    /// `input`, `caller`.
+    pub fn stubbed_calls(&self) -> Vec<Value> {
+        match self.fixture(json!({"op": "stubbed_calls"})) {
+            Value::Array(calls) => calls,
+            _ => Vec::new(),
+        }
+    }
+
     /// `http://127.0.0.1:PORT`: the harness's HTTP endpoint, to give a
     /// plugin as the address of the service it calls.
     pub fn http_url(&self) -> &str {

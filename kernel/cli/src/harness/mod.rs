@@ -10,7 +10,8 @@
 //! kernel's) and called with its output checks and limits. It adds what
 //! tests need and `keel serve` never has: persons made on request, events
 //! injected as if another plugin had emitted them, a wall clock the test
-//! sets, and a loopback HTTP endpoint that answers what the test scripts.
+//! sets, scripted answers to calls to other plugins, and a loopback HTTP
+//! endpoint that answers what the test scripts.
 //!
 //! The protocol is JSON lines on stdin and stdout: one request object per
 //! line (`{"op": "call", …}`), one answer per line, in order: `{"ok": …}`
@@ -19,6 +20,7 @@
 //! stdin closes, and its temporary folder goes with it. Logs go to stderr.
 //! `docs/plugin-guide.md` (section 4) lists every request.
 
+mod cache;
 mod endpoint;
 mod ops;
 
@@ -28,6 +30,7 @@ use anyhow::Context as _;
 use keel_core::{Db, DbOptions, TenantId, tenants};
 use keel_gateway::{Kernel, KernelConfig};
 use keel_host::clock::SetClock;
+use keel_host::stubs::CallStubs;
 use serde_json::{Value, json};
 use tokio::io::{AsyncBufReadExt as _, AsyncReadExt as _, AsyncWriteExt as _};
 
@@ -41,6 +44,7 @@ pub(crate) struct Harness {
     kernel: Kernel,
     tenant: TenantId,
     clock: SetClock,
+    stubs: CallStubs,
     endpoint: endpoint::Endpoint,
     /// Where plugin crates are built (`KEEL_PLUGIN_TARGET_DIR`, else each
     /// crate's own `target/`).
@@ -114,12 +118,26 @@ impl Harness {
             .await?
             .with_sealer(keel_core::sealing::Sealer::random());
         db.migrate().await?;
+        // Compiled plugins are shared with earlier harnesses: a cache the
+        // harness cannot open costs only compile time.
+        let cache = match cache::open() {
+            Ok((cache, key)) => {
+                keel_core::settings::secret_or(&db, "plugin-cache-mac-key", &key).await?;
+                cache
+            }
+            Err(e) => {
+                tracing::warn!("compiling every plugin anew: {e:#}");
+                dir.path().join("cache")
+            }
+        };
         let mut tx = db.begin().await?;
         let tenant = tenants::create(&mut tx, "test", "Test tenant").await?.id;
         tx.commit().await?;
         let clock = SetClock::default();
-        let mut config = KernelConfig::new(dir.path().join("cache"));
+        let mut config = KernelConfig::new(cache);
         config.host.wall_clock = Some(clock.clone());
+        let stubs = CallStubs::default();
+        config.host.call_stubs = Some(stubs.clone());
         // Deliveries happen when the test asks (`deliver`), and a failing
         // handler becomes a dead letter at once, with its error, instead
         // of being retried minutes later.
@@ -131,6 +149,7 @@ impl Harness {
             kernel,
             tenant,
             clock,
+            stubs,
             endpoint,
             target_dir: crate::project::target_dir_from_env(),
             _dir: dir,

@@ -5,6 +5,7 @@ use keel_core::persons::{self, Identify};
 use keel_core::records::{self, Location};
 use keel_core::{Timestamp, counters};
 use keel_host::manifest::{Capability, Grants};
+use keel_host::stubs::StubAnswer;
 use keel_host::{CallContext, CallerRights};
 use serde_json::{Map, Value, json};
 
@@ -33,11 +34,17 @@ impl Harness {
             "person" => self.person(&req).await,
             "emit" => self.emit(&req).await,
             "clock" => self.set_clock(&req),
+            "stub" => self.stub(&req),
+            "stubbed_calls" => Ok(Value::Array(
+                self.stubs
+                    .calls(req.get("clear").and_then(Value::as_bool).unwrap_or(false)),
+            )),
             "respond" => self.endpoint.respond(&req),
             "requests" => Ok(self.endpoint.requests(&req)),
             other => Err(Refusal::bad(format!(
                 "op: unknown {other:?}; the harness knows plugin, call, events, counter, \
-                 record, deliver, dead_letters, person, emit, clock, respond and requests"
+                 record, deliver, dead_letters, person, emit, clock, stub, stubbed_calls, respond \
+                 and requests"
             ))),
         }
     }
@@ -292,6 +299,43 @@ impl Harness {
         self.clock
             .set(at.map(std::time::SystemTime::from))
             .map_err(Refusal::bad)?;
+        Ok(Value::Null)
+    }
+}
+
+impl Harness {
+    /// Scripts what calls to another plugin's operation answer: `output`
+    /// (any JSON), or `error: {code, message}` with the code a GraphQL
+    /// client would see (`NOT_FOUND`, …, or the callee's own).
+    fn stub(&self, req: &Value) -> Answer {
+        let plugin = text(req, "plugin")?;
+        let operation = text(req, "operation")?;
+        let answer = match (req.get("output"), req.get("error")) {
+            (Some(output), None) => StubAnswer::Output(output.clone()),
+            (None, Some(error)) => {
+                let code = error.get("code").and_then(Value::as_str).unwrap_or("");
+                let upper_snake = (1..=64).contains(&code.len())
+                    && code
+                        .bytes()
+                        .all(|b| b.is_ascii_uppercase() || b.is_ascii_digit() || b == b'_');
+                if !upper_snake {
+                    return Err(Refusal::bad(
+                        "error.code: UPPER_SNAKE_CASE, 1 to 64 characters (e.g. NOT_FOUND or INSUFFICIENT_POINTS)",
+                    ));
+                }
+                let message = error.get("message").and_then(Value::as_str).unwrap_or("");
+                StubAnswer::Error {
+                    code: code.to_owned(),
+                    message: message.to_owned(),
+                }
+            }
+            _ => {
+                return Err(Refusal::bad(
+                    "stub: give either output or error: {code, message}",
+                ));
+            }
+        };
+        self.stubs.set(plugin, operation, answer);
         Ok(Value::Null)
     }
 }

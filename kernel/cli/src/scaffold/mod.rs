@@ -1,11 +1,13 @@
 //! `keel plugin new`, `keel plugin sdk`, `keel plugin build` and `keel
 //! plugin test`.
 //!
-//! A new plugin gets its own copy of the SDK in `keel/` (the `keel-sdk`
-//! crate, the `keel-plugin-test` client and the WIT), taken from this
-//! binary: the project builds wherever it is, matches the `keel` that made
-//! it, and `keel plugin sdk` refreshes the copy after an upgrade.
+//! A new plugin gets its own copy of the SDK in `keel/` (for Rust the
+//! `keel-sdk` crate and the `keel-plugin-test` client, for Python the
+//! `keel_sdk` and `keel_plugin_test` packages; the WIT for both), taken
+//! from this binary: the project builds wherever it is, matches the `keel`
+//! that made it, and `keel plugin sdk` refreshes the copy after an upgrade.
 
+mod python;
 mod rust;
 
 use std::path::{Path, PathBuf};
@@ -20,10 +22,15 @@ include!(concat!(env!("OUT_DIR"), "/sdk_files.rs"));
 /// The folder of a plugin project holding its copy of the SDK.
 const SDK_DIR: &str = "keel";
 
-/// Writes a new plugin project named `name` into `dir/name`: it builds and
-/// passes its tests unmodified. With `sdk`, the project uses the SDK of
-/// that checkout folder (`…/sdk`) instead of a copy of its own.
-pub fn new_plugin(dir: &Path, name: &str, sdk: Option<&Path>) -> anyhow::Result<PathBuf> {
+/// Writes a new plugin project named `name` in `lang` into `dir/name`: it
+/// builds and passes its tests unmodified. With `sdk`, the project uses
+/// the SDK of that checkout folder (`…/sdk`) instead of a copy of its own.
+pub fn new_plugin(
+    dir: &Path,
+    name: &str,
+    lang: Lang,
+    sdk: Option<&Path>,
+) -> anyhow::Result<PathBuf> {
     let ok = (2..=40).contains(&name.len())
         && name.bytes().next().is_some_and(|b| b.is_ascii_lowercase())
         && name
@@ -47,12 +54,17 @@ pub fn new_plugin(dir: &Path, name: &str, sdk: Option<&Path>) -> anyhow::Result<
         }
         None => PathBuf::from(SDK_DIR).join("sdk"),
     };
-    let files = rust::files(name, &sdk.display().to_string());
+    let files = match lang {
+        Lang::Rust => rust::files(name, &sdk.display().to_string()),
+        Lang::Python => python::files(name, &sdk.join("python").display().to_string()),
+    };
     for (path, text) in files {
         write(&root.join(path), &text)?;
     }
     if sdk.starts_with(SDK_DIR) {
         write_sdk(&root)?;
+    }
+    if sdk.starts_with(SDK_DIR) && lang == Lang::Rust {
         // The SDK's own lock: the versions its dependencies were tested at.
         let lock = SDK_FILES
             .iter()
@@ -64,14 +76,43 @@ pub fn new_plugin(dir: &Path, name: &str, sdk: Option<&Path>) -> anyhow::Result<
     Ok(root)
 }
 
+/// The SDK's files a project in `lang` gets: (path under `keel/`, text).
+fn sdk_files(lang: Lang) -> impl Iterator<Item = &'static (&'static str, &'static str)> {
+    SDK_FILES.iter().filter(move |(path, _)| {
+        let python = path.starts_with("sdk/python/");
+        match lang {
+            Lang::Rust => !python && *path != "sdk/keel-sdk/Cargo.lock",
+            Lang::Python => python || path.starts_with("schemas/wit/"),
+        }
+    })
+}
+
+/// The WIT of the contract this binary builds plugins for: (file name, text).
+pub fn wit_files() -> impl Iterator<Item = (&'static str, &'static str)> {
+    let dir = format!("schemas/wit/{}/", keel_contract::CURRENT);
+    SDK_FILES
+        .iter()
+        .filter_map(move |(path, text)| Some((path.strip_prefix(dir.as_str())?, *text)))
+}
+
 /// Writes (or refreshes) the copy of the SDK in a plugin project's
 /// `keel/` folder from this binary, removing what an older copy had.
 pub fn write_sdk(root: &Path) -> anyhow::Result<PathBuf> {
     let dest = root.join(SDK_DIR);
-    let cargo = std::fs::read_to_string(root.join("Cargo.toml")).unwrap_or_default();
-    if !cargo.contains(&format!("\"{SDK_DIR}/sdk/keel-sdk\"")) {
+    let lang = Project::lang_of(root)?;
+    let vendored = match lang {
+        Lang::Rust => std::fs::read_to_string(root.join("Cargo.toml"))
+            .unwrap_or_default()
+            .contains(&format!("\"{SDK_DIR}/sdk/keel-sdk\"")),
+        Lang::Python => crate::python::Layout::sdk_setting(root)?.is_none(),
+    };
+    if !vendored {
+        let file = match lang {
+            Lang::Rust => "Cargo.toml",
+            Lang::Python => "pyproject.toml",
+        };
         bail!(
-            "{} does not use a copy of the SDK in {SDK_DIR}/ (its Cargo.toml points elsewhere, \
+            "{} does not use a copy of the SDK in {SDK_DIR}/ (its {file} points elsewhere, \
              e.g. at a Keel checkout with `keel plugin new --sdk`): update that SDK instead",
             root.display()
         );
@@ -87,10 +128,7 @@ pub fn write_sdk(root: &Path) -> anyhow::Result<PathBuf> {
         std::fs::remove_dir_all(&dest)
             .with_context(|| format!("removing the old SDK in {}", dest.display()))?;
     }
-    for (path, text) in SDK_FILES {
-        if *path == "sdk/keel-sdk/Cargo.lock" {
-            continue;
-        }
+    for (path, text) in sdk_files(lang) {
         write(&dest.join(path), text)?;
     }
     write(
@@ -105,6 +143,50 @@ pub fn write_sdk(root: &Path) -> anyhow::Result<PathBuf> {
     )?;
     Ok(dest)
 }
+
+/// The manifest of a new plugin, the same in every language.
+fn manifest(name: &str) -> String {
+    MANIFEST
+        .replace("{name}", name)
+        .replace("{event}", &name.replace('-', "_"))
+        .replace("{wit}", keel_contract::CURRENT)
+}
+
+const MANIFEST: &str = r#"name = "{name}"
+version = "0.1.0"
+publisher = "You"
+description = "A Keel plugin"
+wit = "{wit}"
+
+[events]
+emits = ["{event}.greeted"]
+
+# The payload of each emitted type, as a JSON Schema: subscribers code
+# against it, and the kernel refuses an event that does not match.
+[events.schemas."{event}.greeted"]
+type = "object"
+required = ["name", "count"]
+properties = { name = { type = "string" }, count = { type = "integer" } }
+
+[graphql]
+sdl = """
+type Greeting {
+  text: String!
+  count: Int!
+}
+extend type Mutation {
+  greet(name: String!): Greeting!
+}
+"""
+
+[config_schema]
+type = "object"
+additionalProperties = false
+properties = { greeting = { type = "string", minLength = 1 } }
+
+[capabilities]
+capabilities = ["events", "counters"]
+"#;
 
 fn write(path: &Path, text: &str) -> anyhow::Result<()> {
     if let Some(parent) = path.parent() {
@@ -162,17 +244,29 @@ pub fn test(dir: &Path, args: &[String]) -> anyhow::Result<()> {
             c.arg("test");
             c
         }
-        Lang::Python => bail!(
-            "{} is a Python plugin: this keel cannot test Python plugins yet",
-            project.dir.display()
-        ),
+        Lang::Python => {
+            // Built here, so that a build error reads as one and not as a
+            // failing test; the harness then finds the build up to date.
+            let tools = crate::python::Tools::ensure()?;
+            eprintln!("building {} with componentize-py", project.dir.display());
+            project.component(None)?;
+            let layout = crate::python::Layout::read(&project.dir)?;
+            let mut path = std::ffi::OsString::from(layout.sdk.as_os_str());
+            if let Some(old) = std::env::var_os("PYTHONPATH") {
+                path.push(":");
+                path.push(old);
+            }
+            let mut c = Command::new(tools.python());
+            c.args(["-m", "pytest"]).env("PYTHONPATH", path);
+            c
+        }
     };
     let status = cmd
         .args(args)
         .current_dir(&project.dir)
         .env("KEEL_BIN", keel)
         .status()
-        .context("running cargo test")?;
+        .context("running the plugin's tests")?;
     if !status.success() {
         bail!("the plugin's tests failed ({status})");
     }
@@ -205,6 +299,12 @@ mod tests {
         assert!(has("sdk/keel-sdk/src/lib.rs"));
         assert!(has("sdk/keel-contract/src/lib.rs"));
         assert!(has("sdk/keel-plugin-test/src/lib.rs"));
+        assert!(has("sdk/python/keel_sdk/__init__.py"));
+        assert!(has("sdk/python/keel_plugin_test/__init__.py"));
+        assert!(
+            !SDK_FILES.iter().any(|(p, _)| p.contains("__pycache__")),
+            "compiled Python files are not sources"
+        );
         let wit = format!("schemas/wit/{}/plugin.wit", keel_contract::CURRENT);
         assert!(has(&wit), "{wit}");
         // The SDK finds the WIT by a path relative to itself; the copy
@@ -216,5 +316,41 @@ mod tests {
             .1;
         let wit_dir = format!("\"../../schemas/wit/{}\"", keel_contract::CURRENT);
         assert!(lib.contains(&wit_dir), "keel-sdk no longer reads {wit_dir}");
+    }
+}
+
+#[cfg(test)]
+mod python_sdk {
+    use super::*;
+
+    fn text(path: &str) -> &'static str {
+        SDK_FILES.iter().find(|(p, _)| *p == path).unwrap().1
+    }
+
+    #[test]
+    fn the_python_sdk_states_the_binarys_contract_and_release() {
+        let sdk = text("sdk/python/keel_sdk/__init__.py");
+        let wit = format!("WIT_VERSION = \"{}\"", keel_contract::CURRENT);
+        assert!(sdk.contains(&wit), "keel_sdk does not say {wit}");
+        let client = text("sdk/python/keel_plugin_test/__init__.py");
+        let version = format!("VERSION = \"{}\"", env!("CARGO_PKG_VERSION"));
+        assert!(
+            client.contains(&version),
+            "keel_plugin_test does not say {version}"
+        );
+    }
+
+    #[test]
+    fn each_language_gets_its_own_sdk_and_the_wit() {
+        let rust: Vec<_> = sdk_files(Lang::Rust).map(|(p, _)| *p).collect();
+        let python: Vec<_> = sdk_files(Lang::Python).map(|(p, _)| *p).collect();
+        assert!(rust.contains(&"sdk/keel-sdk/src/lib.rs"));
+        assert!(!rust.iter().any(|p| p.starts_with("sdk/python")));
+        assert!(python.contains(&"sdk/python/keel_sdk/plugin.py"));
+        assert!(!python.iter().any(|p| p.starts_with("sdk/keel-")));
+        let wit = format!("schemas/wit/{}/plugin.wit", keel_contract::CURRENT);
+        assert!(rust.contains(&wit.as_str()) && python.contains(&wit.as_str()));
+        assert!(wit_files().any(|(name, _)| name == "plugin.wit"));
+        assert!(wit_files().all(|(name, _)| !name.contains('/')));
     }
 }

@@ -10,13 +10,7 @@ pub(super) fn files(name: &str, sdk: &str) -> Vec<(&'static str, String)> {
             "Cargo.toml",
             CARGO.replace("{name}", name).replace("{sdk}", sdk),
         ),
-        (
-            "keel-plugin.toml",
-            MANIFEST
-                .replace("{name}", name)
-                .replace("{event}", &event)
-                .replace("{wit}", keel_contract::CURRENT),
-        ),
+        ("keel-plugin.toml", super::manifest(name)),
         ("src/lib.rs", LIB.replace("{event}", &event)),
         ("tests/plugin.rs", TEST.replace("{event}", &event)),
         (".gitignore", "/target\n".to_owned()),
@@ -44,42 +38,6 @@ serde_json = "1"
 # The plugin is a workspace of its own; `keel/` is its copy of the SDK.
 [workspace]
 exclude = ["keel"]
-"#;
-
-const MANIFEST: &str = r#"name = "{name}"
-version = "0.1.0"
-publisher = "You"
-description = "A Keel plugin"
-wit = "{wit}"
-
-[events]
-emits = ["{event}.greeted"]
-
-# The payload of each emitted type, as a JSON Schema: subscribers code
-# against it, and the kernel refuses an event that does not match.
-[events.schemas."{event}.greeted"]
-type = "object"
-required = ["name", "count"]
-properties = { name = { type = "string" }, count = { type = "integer" } }
-
-[graphql]
-sdl = """
-type Greeting {
-  text: String!
-  count: Int!
-}
-extend type Mutation {
-  greet(name: String!): Greeting!
-}
-"""
-
-[config_schema]
-type = "object"
-additionalProperties = false
-properties = { greeting = { type = "string", minLength = 1 } }
-
-[capabilities]
-capabilities = ["events", "counters"]
 "#;
 
 const LIB: &str = r#"//! A Keel plugin. Each operation is a GraphQL field of `keel-plugin.toml`.
