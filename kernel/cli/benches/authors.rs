@@ -222,10 +222,12 @@ fn author_loop(lang: &Lang) {
     drop(serve);
     rounds.sort();
     let secs = |d: Duration| format!("{:.1} s", d.as_secs_f64());
-    println!(
-        "plugin author's loop in {} (keel built with the bench profile)",
-        lang.name
-    );
+    let build = if cfg!(debug_assertions) {
+        "a debug keel"
+    } else {
+        "a release keel"
+    };
+    println!("plugin author's loop in {} ({build})", lang.name);
     println!("  keel plugin new -> green tests, cold: {}", secs(cold));
     println!("  keel plugin test, unchanged:         {}", secs(unchanged));
     println!("  keel plugin test, after an edit:     {}", secs(edited));
