@@ -43,6 +43,22 @@ impl Tools {
         if tools.dir.join("keel-ready").is_file() {
             return Ok(tools);
         }
+        if tools.dir.exists() {
+            // An environment the user made (KEEL_PYTHON_TOOLS, e.g. offline).
+            let ok = Command::new(tools.python())
+                .args(["-c", "import componentize_py, pytest"])
+                .output()
+                .is_ok_and(|o| o.status.success());
+            if !ok {
+                bail!(
+                    "{} holds no Python environment with componentize-py and pytest: remove it \
+                     (keel installs them), or install componentize-py=={COMPONENTIZE_PY} and \
+                     pytest into it",
+                    tools.dir.display()
+                );
+            }
+            return Ok(tools);
+        }
         tools.install()?;
         Ok(tools)
     }
@@ -89,12 +105,30 @@ impl Tools {
         std::fs::create_dir_all(parent)
             .with_context(|| format!("creating {}", parent.display()))?;
         let tmp = parent.join(format!(
-            ".{}-{}",
+            ".{}-{}-{:x}",
             self.dir.file_name().unwrap_or_default().to_string_lossy(),
-            std::process::id()
+            std::process::id(),
+            rand::random::<u64>()
         ));
-        let _ = std::fs::remove_dir_all(&tmp);
-        run(Command::new(&python).args(["-m", "venv"]).arg(&tmp))
+        let installed = Tools::create(&python, &tmp);
+        if let Err(e) = installed {
+            let _ = std::fs::remove_dir_all(&tmp);
+            return Err(e);
+        }
+        if let Err(e) = std::fs::rename(&tmp, &self.dir) {
+            let _ = std::fs::remove_dir_all(&tmp);
+            // Another build finished first: use its environment.
+            if !self.dir.join("keel-ready").is_file() {
+                return Err(e)
+                    .with_context(|| format!("moving the tools to {}", self.dir.display()));
+            }
+        }
+        Ok(())
+    }
+
+    /// A new environment in `tmp` with the pinned tools.
+    fn create(python: &str, tmp: &Path) -> anyhow::Result<()> {
+        run(Command::new(python).args(["-m", "venv"]).arg(tmp))
             .context("creating a virtual environment for componentize-py (python3 -m venv)")?;
         run(Command::new(tmp.join("bin/python")).args([
             "-m",
@@ -110,14 +144,6 @@ impl Tools {
              install them into a virtual environment yourself and set KEEL_PYTHON_TOOLS to it)",
         )?;
         std::fs::write(tmp.join("keel-ready"), "")?;
-        if let Err(e) = std::fs::rename(&tmp, &self.dir) {
-            let _ = std::fs::remove_dir_all(&tmp);
-            // Another build finished first: use its environment.
-            if !self.dir.join("keel-ready").is_file() {
-                return Err(e)
-                    .with_context(|| format!("moving the tools to {}", self.dir.display()));
-            }
-        }
         Ok(())
     }
 }
@@ -220,15 +246,50 @@ impl Layout {
 pub fn component(project: &Project) -> anyhow::Result<Vec<u8>> {
     let layout = Layout::read(&project.dir)?;
     let out = project.dir.join("target/python");
-    let wit = out.join("wit");
-    let _ = std::fs::remove_dir_all(&wit);
-    for (path, text) in crate::scaffold::wit_files() {
-        let dest = wit.join(path);
-        std::fs::create_dir_all(&wit).with_context(|| format!("creating {}", wit.display()))?;
-        std::fs::write(&dest, text).with_context(|| format!("writing {}", dest.display()))?;
+    let fingerprint = fingerprint(project, &layout)?;
+    let (wasm, stamp) = (out.join("plugin.wasm"), out.join("plugin.fingerprint"));
+    if std::fs::read_to_string(&stamp).ok().as_deref() == Some(fingerprint.as_str())
+        && let Ok(bytes) = std::fs::read(&wasm)
+    {
+        return Ok(bytes);
     }
-    let entry = out.join("entry");
-    std::fs::create_dir_all(&entry).with_context(|| format!("creating {}", entry.display()))?;
+    let tools = Tools::ensure()?;
+    // Each build has a folder of its own, and its results are renamed into
+    // place: two builds of one project at once never share an input or
+    // read a half-written component.
+    let work = out.join(format!(
+        "build-{}-{:x}",
+        std::process::id(),
+        rand::random::<u32>()
+    ));
+    let built = build_in(&work, project, &layout, &tools).and_then(|built| {
+        std::fs::rename(&built, &wasm).with_context(|| format!("writing {}", wasm.display()))?;
+        let tmp = work.join("fingerprint");
+        std::fs::write(&tmp, &fingerprint)?;
+        std::fs::rename(&tmp, &stamp).with_context(|| format!("writing {}", stamp.display()))?;
+        std::fs::read(&wasm).with_context(|| format!("reading {}", wasm.display()))
+    });
+    let _ = std::fs::remove_dir_all(&work);
+    built
+}
+
+/// Runs componentize-py in `work`: the WIT, the entry module and a copy of
+/// the SDK's `keel_sdk` (the plugin's import-time code can reach what
+/// componentize-py is given, so never the SDK folder itself); returns the
+/// component's path.
+fn build_in(
+    work: &Path,
+    project: &Project,
+    layout: &Layout,
+    tools: &Tools,
+) -> anyhow::Result<PathBuf> {
+    let (wit, entry, sdk) = (work.join("wit"), work.join("entry"), work.join("sdk"));
+    for dir in [&wit, &entry, &sdk] {
+        std::fs::create_dir_all(dir).with_context(|| format!("creating {}", dir.display()))?;
+    }
+    for (path, text) in crate::scaffold::wit_files() {
+        std::fs::write(wit.join(path), text)?;
+    }
     std::fs::write(
         entry.join(format!("{ENTRY}.py")),
         format!(
@@ -238,16 +299,17 @@ pub fn component(project: &Project) -> anyhow::Result<Vec<u8>> {
             layout.module
         ),
     )?;
-
-    let fingerprint = fingerprint(project, &layout)?;
-    let (wasm, stamp) = (out.join("plugin.wasm"), out.join("plugin.fingerprint"));
-    if std::fs::read_to_string(&stamp).ok().as_deref() == Some(fingerprint.as_str())
-        && let Ok(bytes) = std::fs::read(&wasm)
-    {
-        return Ok(bytes);
+    let package = layout.sdk.join("keel_sdk");
+    let mut files = Vec::new();
+    python_files(&package, &package, &mut files)?;
+    for file in files {
+        let dest = sdk.join("keel_sdk").join(file.strip_prefix(&package)?);
+        if let Some(parent) = dest.parent() {
+            std::fs::create_dir_all(parent)?;
+        }
+        std::fs::copy(&file, &dest).with_context(|| format!("copying {}", file.display()))?;
     }
-    let tools = Tools::ensure()?;
-    let _ = std::fs::remove_file(&stamp);
+    let wasm = work.join("plugin.wasm");
     let world = format!("keel:plugin/plugin@{}", keel_contract::CURRENT);
     // Through the environment's Python: the `componentize-py` script's
     // first line names the folder the environment was made in.
@@ -266,7 +328,7 @@ pub fn component(project: &Project) -> anyhow::Result<Vec<u8>> {
         .arg("-p")
         .arg(&project.dir)
         .arg("-p")
-        .arg(&layout.sdk)
+        .arg(&sdk)
         .arg(ENTRY)
         .arg("-o")
         .arg(&wasm)
@@ -283,8 +345,7 @@ pub fn component(project: &Project) -> anyhow::Result<Vec<u8>> {
             String::from_utf8_lossy(&built.stderr)
         );
     }
-    std::fs::write(&stamp, &fingerprint)?;
-    std::fs::read(&wasm).with_context(|| format!("reading {}", wasm.display()))
+    Ok(wasm)
 }
 
 /// A hash of everything a build reads: the tools' version, the WIT, the
@@ -316,12 +377,17 @@ fn fingerprint(project: &Project, layout: &Layout) -> anyhow::Result<String> {
 
 fn python_files(root: &Path, dir: &Path, files: &mut Vec<PathBuf>) -> anyhow::Result<()> {
     for entry in std::fs::read_dir(dir).with_context(|| format!("reading {}", dir.display()))? {
-        let path = entry?.path();
-        let name = path.file_name().unwrap_or_default().to_string_lossy();
-        if path.is_dir() {
+        let entry = entry?;
+        let path = entry.path();
+        let name = entry.file_name().to_string_lossy().into_owned();
+        // The entry's own type: a link to a folder is not followed (no
+        // loops), and a virtual environment is not the plugin's source.
+        let kind = entry.file_type()?;
+        if kind.is_dir() {
             let skip = name.starts_with('.')
                 || name == "__pycache__"
-                || (dir == root && matches!(name.as_ref(), "target" | "keel" | "tests"));
+                || path.join("pyvenv.cfg").exists()
+                || (dir == root && matches!(name.as_str(), "target" | "keel" | "tests"));
             if !skip {
                 python_files(root, &path, files)?;
             }

@@ -193,3 +193,42 @@ fn a_missing_keel_binary_is_explained() {
     assert!(err.message.contains("KEEL_BIN"), "{err}");
     assert!(err.message.contains("keel plugin test"), "{err}");
 }
+
+#[cfg(unix)]
+#[test]
+fn a_compile_cache_others_can_write_is_not_used() {
+    use std::os::unix::fs::PermissionsExt as _;
+    let tmp = tempfile::tempdir().unwrap();
+    let cache = tmp.path().join("cache");
+    std::fs::create_dir(&cache).unwrap();
+    let harness = || {
+        let out = Command::new(env!("CARGO_BIN_EXE_keel"))
+            .args(["plugin", "harness"])
+            .env("KEEL_HARNESS_CACHE", &cache)
+            .env("KEEL_LOG", "warn")
+            .stdin(Stdio::null())
+            .output()
+            .unwrap();
+        assert!(out.status.success());
+        assert!(String::from_utf8_lossy(&out.stdout).contains("\"ready\""));
+        String::from_utf8_lossy(&out.stderr).into_owned()
+    };
+    // Writable by others: whoever can write it could plant a key and code.
+    std::fs::set_permissions(&cache, std::fs::Permissions::from_mode(0o777)).unwrap();
+    let log = harness();
+    assert!(log.contains("not private to this user"), "{log}");
+    assert!(!cache.join("key").exists());
+    // The user's own: the key is made, readable by its owner only.
+    std::fs::set_permissions(&cache, std::fs::Permissions::from_mode(0o700)).unwrap();
+    let log = harness();
+    assert!(!log.contains("not private"), "{log}");
+    let mode = std::fs::metadata(cache.join("key"))
+        .unwrap()
+        .permissions()
+        .mode();
+    assert_eq!(mode & 0o777, 0o600);
+    // A key others can read is not trusted either.
+    std::fs::set_permissions(cache.join("key"), std::fs::Permissions::from_mode(0o644)).unwrap();
+    let log = harness();
+    assert!(log.contains("not private to this user"), "{log}");
+}

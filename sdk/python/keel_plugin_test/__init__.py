@@ -76,6 +76,7 @@ class Harness:
                 stdout=subprocess.PIPE,
                 stderr=subprocess.PIPE,
                 encoding="utf-8",
+                errors="replace",
             )
         except OSError as e:
             raise CallError(
@@ -86,7 +87,11 @@ class Harness:
         # The harness's log lines reach the test's output.
         threading.Thread(target=_relay, args=(process.stderr,), daemon=True).start()
         harness = cls(process, "")
-        ready = harness._read()
+        try:
+            ready = harness._read()
+        except CallError:
+            harness.close()
+            raise
         if "ready" not in ready:
             harness.close()
             raise CallError("HARNESS", f"the harness did not start: {ready}")
@@ -119,12 +124,24 @@ class Harness:
     def __exit__(self, *exc) -> None:
         self.close()
 
+    def __del__(self) -> None:
+        # A harness never closed stops with the test process anyway.
+        process = getattr(self, "_process", None)
+        if process is not None and process.poll() is None:
+            process.kill()
+
     def _read(self) -> Dict[str, Any]:
         line = self._process.stdout.readline()
         if not line:
-            code = self._process.poll()
+            try:
+                code = self._process.wait(timeout=10)
+            except subprocess.TimeoutExpired:
+                code = "still running"
             raise CallError("HARNESS", f"the harness exited ({code}); its log is above")
-        return json.loads(line)
+        try:
+            return json.loads(line)
+        except ValueError:
+            raise CallError("HARNESS", f"the harness answered something not JSON: {line[:200]!r}") from None
 
     def request(self, request: Dict[str, Any]) -> Any:
         """Sends one request and returns its answer, or raises `CallError`."""
@@ -253,6 +270,11 @@ class Harness:
 
 
 def _relay(stream) -> None:
+    # Always drained, whatever happens to the test's stderr: a pipe left
+    # full would block the harness.
     for line in stream:
-        sys.stderr.write(f"[keel] {line}")
+        try:
+            sys.stderr.write(f"[keel] {line}")
+        except Exception:
+            pass
     stream.close()

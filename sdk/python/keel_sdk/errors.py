@@ -16,6 +16,7 @@ class KeelError(Exception):
     code = "INTERNAL"
 
     def __init__(self, message: str):
+        message = str(message)
         super().__init__(message)
         self.message = message
 
@@ -71,7 +72,7 @@ class Refused(KeelError):
 
     def __init__(self, code: str, message: str):
         super().__init__(message)
-        self.code = code
+        self.code = str(code)
 
     def __str__(self):
         return f"{self.code}: {self.message}"

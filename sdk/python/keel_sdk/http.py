@@ -7,6 +7,7 @@ from typing import Any, List, Optional, Sequence, Tuple
 
 from wit_world.imports import http as _wit
 
+from ._json import dumps as _dumps
 from .errors import host
 
 
@@ -34,6 +35,8 @@ def fetch(method: str, url: str, headers: Sequence[Tuple[str, str]] = (),
 
 
 def post_json(url: str, body: Any, headers: Sequence[Tuple[str, str]] = ()) -> Response:
-    """A POST of a JSON body."""
-    return fetch("POST", url, [*headers, ("content-type", "application/json")],
-                 json.dumps(body).encode())
+    """A POST of a JSON body (with its content-type unless `headers` has one)."""
+    headers = list(headers)
+    if not any(k.lower() == "content-type" for k, _ in headers):
+        headers.append(("content-type", "application/json"))
+    return fetch("POST", url, headers, _dumps(body).encode())

@@ -6,6 +6,7 @@ from typing import Any, Dict, List, Optional, Sequence, Tuple
 
 from wit_world.imports import persons as _wit
 
+from ._json import dumps as _dumps
 from .errors import InvalidInput, host
 from .plugin import Context
 
@@ -49,7 +50,7 @@ def get(id: str) -> Optional[Person]:
 def set_attributes(id: str, patch: Dict[str, Any]) -> Person:
     """Applies a JSON merge patch to the profile (needs `persons-write`):
     a None value removes the attribute."""
-    return _person(host(_wit.set_attributes, id, json.dumps(patch)))
+    return _person(host(_wit.set_attributes, id, _dumps(patch)))
 
 
 def acting_for(ctx: Context, identifiers: Sequence[Identifier] = ()) -> Optional[Person]:

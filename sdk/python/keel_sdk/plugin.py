@@ -16,6 +16,7 @@ from wit_world import exports
 from wit_world.imports import log as _log
 from wit_world.imports import types as _wit
 
+from ._json import dumps as _dumps
 from .errors import KeelError
 
 _operations: Dict[str, Callable] = {}
@@ -151,7 +152,7 @@ class Handler(exports.Handler):
         )
         out = _run(f, ctx, _decode(input, "input"))
         try:
-            return json.dumps(out)
+            return _dumps(out)
         except (TypeError, ValueError) as e:
             raise Err(_wit.Error_Internal(f"output of {name!r}: {e}")) from None
 

@@ -7,10 +7,11 @@ from typing import Any
 
 from wit_world.imports import plugins as _wit
 
+from ._json import dumps as _dumps
 from .errors import host
 
 
 def call(plugin: str, operation: str, input: Any) -> Any:
     """Runs `operation` of `plugin` with `input` (a JSON object) and returns
     its output; the callee's errors are raised as they are."""
-    return json.loads(host(_wit.call, plugin, operation, json.dumps(input)))
+    return json.loads(host(_wit.call, plugin, operation, _dumps(input)))

@@ -7,6 +7,7 @@ from typing import Any, List, Optional, Tuple, Union
 
 from wit_world.imports import records as _wit
 
+from ._json import dumps as _dumps
 from .errors import host
 
 
@@ -54,13 +55,13 @@ def put(collection: str, key: str, data: Any, expect: Union[str, int] = "any") -
     """Writes `data` (a JSON object). `expect`: "any" (create or
     overwrite), "absent" (create only) or the version to update; another
     state raises `Conflict`."""
-    return _record(host(_wit.put, collection, key, json.dumps(data), _expect(expect)))
+    return _record(host(_wit.put, collection, key, _dumps(data), _expect(expect)))
 
 
 def insert_batch(collection: str, items: List[Tuple[str, Any]]) -> int:
     """Creates many records at once; raises `Conflict` (changing nothing)
     if any key exists."""
-    return host(_wit.insert_batch, collection, [(k, json.dumps(v)) for k, v in items])
+    return host(_wit.insert_batch, collection, [(k, _dumps(v)) for k, v in items])
 
 
 def delete(collection: str, key: str, expect_version: Optional[int] = None) -> bool:
@@ -71,7 +72,7 @@ def delete(collection: str, key: str, expect_version: Optional[int] = None) -> b
 def query(collection: str, field: str, value: Any, after: Optional[str] = None, limit: int = 100) -> Page:
     """Records whose indexed `field` equals `value` (a JSON scalar), in key
     order; `limit` at most 1,000."""
-    return _page(host(_wit.query, collection, field, json.dumps(value), after, limit))
+    return _page(host(_wit.query, collection, field, _dumps(value), after, limit))
 
 
 def scan(collection: str, after: Optional[str] = None, limit: int = 100) -> Page:
