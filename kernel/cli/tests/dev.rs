@@ -9,6 +9,7 @@ use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
+use keel_testkit::guide;
 use serde_json::{Value, json};
 
 mod support;
@@ -68,12 +69,31 @@ fn serve(dir: &Path) -> Served {
     }
 }
 
-/// `keel plugin dev --once` in `dir`: success, and what it printed.
+/// The guide's `keel plugin dev` command against `served`, with `--once`:
+/// its `export` lines name the two keys, which come from the test instead.
+fn dev_command() -> String {
+    let block = guide::block("dev");
+    let (exports, commands): (Vec<&str>, Vec<&str>) =
+        block.lines().partition(|l| l.starts_with("export "));
+    let exported: Vec<&str> = exports
+        .iter()
+        .filter_map(|l| l["export ".len()..].split('=').next())
+        .collect();
+    assert_eq!(exported, ["KEEL_ADMIN_TOKEN", "KEEL_API_KEY"], "{block}");
+    assert_eq!(commands.len(), 1, "{block}");
+    assert!(commands[0].contains(GUIDE_URL), "{block}");
+    commands[0].to_owned()
+}
+
+/// The URL the guide's commands use for a local kernel.
+const GUIDE_URL: &str = "http://127.0.0.1:8080";
+
+/// The guide's `keel plugin dev --once` in `dir`: success, and what it
+/// printed.
 fn dev(dir: &Path, served: &Served, admin: &str) -> (bool, String) {
+    let command = format!("{} --once", dev_command().replace(GUIDE_URL, &served.url));
     let (ok, out, err) = support::run(
-        support::keel(dir)
-            .args(["plugin", "dev", "--once", "--url", &served.url])
-            .args(["--plugin-config", r#"{"greeting": "Hi"}"#])
+        support::script(dir, &command)
             .env("KEEL_ADMIN_TOKEN", admin)
             .env("KEEL_API_KEY", &served.key)
             .env("KEEL_PLUGIN_TARGET_DIR", repo().join("target/wasm"))
@@ -82,13 +102,14 @@ fn dev(dir: &Path, served: &Served, admin: &str) -> (bool, String) {
     (ok, format!("{out}{err}"))
 }
 
-fn greet(served: &Served) -> Value {
+/// `document` over GraphQL with the demo owner's key.
+fn graphql(served: &Served, document: &str) -> Value {
     let rt = tokio::runtime::Runtime::new().unwrap();
     rt.block_on(async {
         reqwest::Client::new()
             .post(format!("{}/graphql", served.url))
             .bearer_auth(&served.key)
-            .json(&json!({"query": "mutation { greet(name: \"Ann\") { text } }"}))
+            .json(&json!({ "query": document }))
             .send()
             .await
             .unwrap()
@@ -96,6 +117,10 @@ fn greet(served: &Served) -> Value {
             .await
             .unwrap()
     })
+}
+
+fn greet(served: &Served) -> Value {
+    graphql(served, "mutation { greet(name: \"Ann\") { text } }")
 }
 
 #[test]
@@ -210,4 +235,73 @@ fn plugin_dev_runs_a_python_plugin_and_its_next_version() {
         "{out}"
     );
     assert_eq!(greet(&served)["data"]["greet"]["text"], "Hi there, Ann!");
+}
+
+/// The GraphQL documents of a block, each starting at the margin.
+fn documents(block: &str) -> Vec<String> {
+    let mut out: Vec<String> = Vec::new();
+    for line in block.lines() {
+        let starts = ["mutation", "query", "{"]
+            .iter()
+            .any(|s| line.starts_with(s));
+        match out.last_mut() {
+            Some(doc) if !starts => {
+                doc.push('\n');
+                doc.push_str(line);
+            }
+            _ => out.push(line.to_owned()),
+        }
+    }
+    out.retain(|d| !d.trim().is_empty());
+    out
+}
+
+/// The guide's section 5 (build and install the loyalty example from a
+/// shell, then enable and call it over GraphQL) and its schedules and dead
+/// letters queries, as written, against a running kernel.
+#[test]
+fn the_guides_install_enable_and_graphql_blocks_run_against_a_kernel() {
+    let tmp = tempfile::tempdir().unwrap();
+    let served = serve(tmp.path());
+    let database = format!(
+        "sqlite://{}",
+        tmp.path().join("keel-data/keel.db").display()
+    );
+    let (ok, out, err) = support::run(
+        support::script(&repo(), &guide::block("install-loyalty"))
+            .env("KEEL_DATABASE_URL", &database)
+            .env("KEEL_PLUGIN_TARGET_DIR", repo().join("target/wasm"))
+            .env("CARGO_TARGET_DIR", repo().join("target/nested")),
+    );
+    assert!(ok, "{out}\n{err}");
+
+    // The documents in order (each starts at the margin with `mutation`,
+    // `query` or `{`); each answers without errors.
+    let block = guide::block("enable-loyalty");
+    let enabling = documents(&block);
+    assert_eq!(enabling.len(), 3, "{block}");
+    let mut last = Value::Null;
+    for document in &enabling {
+        last = graphql(&served, document);
+        assert!(last.get("errors").is_none(), "{document}\n{last}");
+    }
+    assert_eq!(last["data"]["card"], json!({"stamps": 1, "rewards": 0}));
+
+    let schedules = graphql(&served, &guide::block("schedules"));
+    assert!(schedules.get("errors").is_none(), "{schedules}");
+    assert!(schedules["data"]["schedules"].is_array(), "{schedules}");
+    assert_eq!(schedules["data"]["scheduleRuns"], json!([]), "{schedules}");
+
+    let letters_block = documents(&guide::block("dead-letters"));
+    let [list, replay] = letters_block.as_slice() else {
+        panic!("two documents: {letters_block:?}")
+    };
+    let letters = graphql(&served, list);
+    assert_eq!(letters["data"]["deadLetters"], json!([]), "{letters}");
+    // The placeholder id is no dead letter: the mutation ran, and said so.
+    let replayed = graphql(&served, replay);
+    assert_eq!(
+        replayed["errors"][0]["extensions"]["code"], "NOT_FOUND",
+        "{replayed}"
+    );
 }

@@ -11,6 +11,8 @@
 use std::path::{Path, PathBuf};
 use std::process::Command;
 
+use keel_testkit::guide;
+
 mod support;
 
 fn repo() -> PathBuf {
@@ -67,17 +69,26 @@ fn keel(dir: &Path, args: &[&str]) -> String {
 fn a_scaffolded_plugin_and_the_example_pass_their_tests_and_install() {
     let tmp = tempfile::tempdir().unwrap();
     assert!(!tmp.path().starts_with(repo()), "outside the checkout");
-    keel(tmp.path(), &["plugin", "new", "hello-world"]);
-    let crate_dir = tmp.path().join("hello-world");
+    // The guide's first commands: scaffold, test, build.
+    let start = nested(support::script(tmp.path(), &guide::block("new-rust")));
+    let out = passes(
+        start,
+        "the guide's `keel plugin new` and `keel plugin test`",
+    );
+    assert!(out.contains("package ready"), "{out}");
+    let crate_dir = tmp.path().join("my-plugin");
+    support::listed_in_the_guide(&crate_dir, "tree-rust");
+    assert_eq!(
+        std::fs::read_to_string(crate_dir.join("Cargo.toml")).unwrap(),
+        guide::block("cargo-toml"),
+        "the guide shows the scaffold's Cargo.toml"
+    );
     // Its own copy of the SDK, and no path back into the checkout.
     assert!(crate_dir.join("keel/sdk/keel-sdk/src/lib.rs").is_file());
     assert!(crate_dir.join("keel/VERSION").is_file());
     let cargo = std::fs::read_to_string(crate_dir.join("Cargo.toml")).unwrap();
     assert!(!cargo.contains(repo().to_str().unwrap()), "{cargo}");
     assert!(cargo.contains("path = \"keel/sdk/keel-sdk\""), "{cargo}");
-    let mut test = nested(support::keel(&crate_dir));
-    test.args(["plugin", "test"]);
-    passes(test, "keel plugin test in the scaffold");
 
     // The example plugins' own tests, with `keel` found through KEEL_BIN.
     // tier-awards drives every fixture of the harness: a person with an
@@ -90,15 +101,13 @@ fn a_scaffolded_plugin_and_the_example_pass_their_tests_and_install() {
         passes(cmd, &format!("cargo test in examples/{example}"));
     }
 
-    let out = keel(&crate_dir, &["plugin", "build"]);
-    assert!(out.contains("package ready"), "{out}");
     let package = crate_dir.join("target/keel-package");
     keel(
         tmp.path(),
         &["plugin", "install", package.to_str().unwrap()],
     );
     let list = keel(tmp.path(), &["plugin", "list"]);
-    assert!(list.contains("hello-world\t0.1.0"), "{list}");
+    assert!(list.contains("my-plugin\t0.1.0"), "{list}");
 
     // `keel plugin sdk` refreshes the copy (and only a copy it wrote).
     std::fs::write(crate_dir.join("keel/sdk/stale.txt"), "old").unwrap();

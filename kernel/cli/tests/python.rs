@@ -2,13 +2,17 @@
 //! project outside the checkout with its own copy of the Python SDK, which
 //! passes its pytest tests against `keel plugin harness` (`keel plugin
 //! test`), builds into a package and installs; the Python example uses
-//! every fixture of the harness; and a broken project gets an error that
-//! says what to do.
+//! every fixture of the harness; a fixture plugin
+//! (`tests/fixtures/python-capabilities`) calls the SDK's catalog, org,
+//! crypto, scope and paging wrappers; and a broken project gets an error
+//! that says what to do.
 //!
 //! componentize-py and pytest come from PyPI, installed by keel once into
 //! the user's cache (`kernel/cli/src/python.rs`).
 
 use std::path::{Path, PathBuf};
+
+use keel_testkit::guide;
 
 mod support;
 
@@ -40,12 +44,19 @@ fn pytest_passes(dir: &Path, n: usize) {
 fn a_python_scaffold_and_the_python_example_pass_their_tests_and_install() {
     let tmp = tempfile::tempdir().unwrap();
     assert!(!tmp.path().starts_with(repo()), "outside the checkout");
-    let (ok, out) = keel(
+    // The guide's commands: scaffold, test, build.
+    let (ok, out, err) = support::run(&mut support::script(
         tmp.path(),
-        &["plugin", "new", "hello-py", "--lang", "python"],
+        &guide::block("new-python"),
+    ));
+    assert!(ok, "{out}\n{err}");
+    assert!(
+        out.contains(" 2 passed") && !out.contains("failed"),
+        "{out}"
     );
-    assert!(ok, "{out}");
-    let dir = tmp.path().join("hello-py");
+    assert!(out.contains("package ready"), "{out}");
+    let dir = tmp.path().join("my-plugin");
+    support::listed_in_the_guide(&dir, "tree-python");
     assert!(dir.join("keel/sdk/python/keel_sdk/__init__.py").is_file());
     assert!(
         dir.join("keel/sdk/python/keel_plugin_test/__init__.py")
@@ -56,10 +67,7 @@ fn a_python_scaffold_and_the_python_example_pass_their_tests_and_install() {
     assert!(!dir.join("Cargo.toml").exists());
     let pyproject = std::fs::read_to_string(dir.join("pyproject.toml")).unwrap();
     assert!(!pyproject.contains(repo().to_str().unwrap()), "{pyproject}");
-    pytest_passes(&dir, 2);
 
-    let (ok, out) = keel(&dir, &["plugin", "build"]);
-    assert!(ok && out.contains("package ready"), "{out}");
     let package = dir.join("target/keel-package");
     let wasm = std::fs::read(package.join("plugin.wasm")).unwrap();
     assert!(
@@ -72,7 +80,7 @@ fn a_python_scaffold_and_the_python_example_pass_their_tests_and_install() {
     );
     assert!(ok, "{out}");
     let (_, list) = keel(tmp.path(), &["plugin", "list"]);
-    assert!(list.contains("hello-py\t0.1.0"), "{list}");
+    assert!(list.contains("my-plugin\t0.1.0"), "{list}");
 
     // `keel plugin sdk` refreshes the Python copy.
     std::fs::write(dir.join("keel/sdk/python/stale.py"), "old").unwrap();
@@ -85,6 +93,20 @@ fn a_python_scaffold_and_the_python_example_pass_their_tests_and_install() {
     // clock, records, counters, HTTP to a scripted CRM, public operations,
     // dead letters, a stubbed call to the rewards plugin and a plugin's own bug.
     pytest_passes(&repo().join("examples/tier-awards-py"), 6);
+}
+
+/// The Python SDK's wrappers of the catalogue, the org tree, the kernel's
+/// hashes, a scoped caller's checks and page sizes, against the kernel: a
+/// fixture plugin writes and reads master data through them, and its
+/// tests assert the answers and each refusal's code (a node not found, bad
+/// input, a write for a caller without the right, a second plugin without
+/// the capability).
+#[test]
+fn the_python_sdk_wraps_catalog_org_crypto_scope_and_paging() {
+    pytest_passes(
+        &repo().join("kernel/cli/tests/fixtures/python-capabilities"),
+        8,
+    );
 }
 
 #[test]
@@ -170,51 +192,53 @@ fn a_broken_python_plugin_gets_an_error_that_says_what_to_do() {
     );
 }
 
-/// The fenced blocks of `lang` in a Markdown file.
-fn blocks(markdown: &str, lang: &str) -> Vec<String> {
-    let (mut out, mut current) = (Vec::new(), None::<String>);
-    for line in markdown.lines() {
-        match &mut current {
-            None if line.trim_end() == format!("```{lang}") => current = Some(String::new()),
-            Some(block) if line.trim_end() == "```" => {
-                out.push(std::mem::take(block));
-                current = None;
-            }
-            Some(block) => {
-                block.push_str(line);
-                block.push('\n');
-            }
-            None => {}
-        }
-    }
-    out
+/// The stamp-card plugin of the guide's Python section, with the manifest
+/// its operations need (the guide shows the Rust twin's), passes the
+/// guide's Python test.
+const STAMPS_MANIFEST: &str = r#"name = "stamps"
+version = "0.1.0"
+publisher = "Keel's guide"
+description = "The guide's Python stamp card"
+wit = "0.2.0"
+
+[[collections]]
+name = "cards"
+
+[events]
+subscribes = [{ type = "code.scanned", mode = "async" }]
+
+[graphql]
+sdl = """
+type Stamps {
+  stamps: Int!
 }
+extend type Mutation {
+  stamp(member: String!, store: String!, day: String!): Stamps!
+}
+"""
+
+[config_schema]
+type = "object"
+properties = { stamps_per_reward = { type = "integer" } }
+
+[capabilities]
+capabilities = ["records", "counters", "events"]
+"#;
 
 #[test]
-fn the_guides_python_and_toml_blocks_parse() {
-    let guide = std::fs::read_to_string(repo().join("docs/plugin-guide.md")).unwrap();
-    let python = blocks(&guide, "python");
-    assert!(python.len() >= 2, "the guide's Python examples");
-    for block in &python {
-        let mut child = std::process::Command::new("python3")
-            .args(["-c", "import ast, sys; ast.parse(sys.stdin.read())"])
-            .stdin(std::process::Stdio::piped())
-            .stderr(std::process::Stdio::piped())
-            .spawn()
-            .unwrap();
-        std::io::Write::write_all(&mut child.stdin.take().unwrap(), block.as_bytes()).unwrap();
-        let out = child.wait_with_output().unwrap();
-        assert!(
-            out.status.success(),
-            "a Python block of the guide does not parse:\n{block}\n{}",
-            String::from_utf8_lossy(&out.stderr)
-        );
-    }
-    let toml_blocks = blocks(&guide, "toml");
-    assert!(toml_blocks.len() >= 3, "the guide's manifests");
-    for block in &toml_blocks {
-        if let Err(e) = toml::from_str::<toml::Value>(block) {
-            panic!("a TOML block of the guide does not parse:\n{block}\n{e}");
-        }
-    }
+fn the_guides_python_plugin_passes_the_guides_python_test() {
+    let tmp = tempfile::tempdir().unwrap();
+    let (ok, out) = keel(tmp.path(), &["plugin", "new", "stamps", "--lang", "python"]);
+    assert!(ok, "{out}");
+    let dir = tmp.path().join("stamps");
+    std::fs::write(dir.join("keel-plugin.toml"), STAMPS_MANIFEST).unwrap();
+    std::fs::write(dir.join("app.py"), guide::block("python-app")).unwrap();
+    std::fs::remove_dir_all(dir.join("tests")).unwrap();
+    std::fs::create_dir(dir.join("tests")).unwrap();
+    std::fs::write(
+        dir.join("tests/test_stamps.py"),
+        guide::block("python-test"),
+    )
+    .unwrap();
+    pytest_passes(&dir, 1);
 }

@@ -1,6 +1,7 @@
 #![doc = include_str!("../README.md")]
 
 pub mod chromium;
+pub mod guide;
 pub mod wechat;
 
 use keel_core::sealing::{self, Sealer};

@@ -18,12 +18,14 @@ the function returns and vanish when it raises. The tenant is never an
 argument: every capability acts in the tenant of the call.
 
 One module per capability: records, events, persons, counters, config,
-http, log, plugins. The clock is Python's (`time.time()`,
-`datetime.now(timezone.utc)`), randomness is `secrets` (both come from the
-kernel through WASI). Capabilities without a wrapper here yet (catalog,
-org, crypto) are reachable through the generated bindings with `host`:
-``from wit_world.imports import org`` then
-``host(org.is_within, node_id, region_id)``.
+http, log, plugins, catalog (products and SKUs), org (the organisation
+tree) and crypto (hashes of many messages, in native code); `paging`
+checks a page size a caller asks for, and `Context.covers` and
+`Context.require_within` enforce a caller limited to an org node. The
+clock is Python's (`time.time()`, `datetime.now(timezone.utc)`),
+randomness is `secrets` (both come from the kernel through WASI). `host`
+calls a generated binding (`wit_world.imports.…`) directly, raising its
+errors as this SDK's exceptions.
 """
 
 #: The contract this SDK builds for: `wit` in `keel-plugin.toml`.
@@ -40,10 +42,24 @@ from .errors import (  # noqa: E402
     host,
 )
 from .plugin import Context, Event, event, on_enable, operation  # noqa: E402
-from . import config, counters, events, http, log, persons, plugins, records  # noqa: E402
+from . import (  # noqa: E402
+    catalog,
+    config,
+    counters,
+    crypto,
+    events,
+    http,
+    log,
+    org,
+    paging,
+    persons,
+    plugins,
+    records,
+)
 
 __all__ = [
     "WIT_VERSION", "Context", "Event", "operation", "event", "on_enable",
     "KeelError", "NotFound", "Conflict", "InvalidInput", "Denied", "Internal", "Refused", "host",
-    "config", "counters", "events", "http", "log", "persons", "plugins", "records",
+    "catalog", "config", "counters", "crypto", "events", "http", "log", "org", "paging", "persons",
+    "plugins", "records",
 ]

@@ -99,9 +99,10 @@ def from_wit(error) -> KeelError:
 
 def host(function, *args):
     """Calls a generated binding (`wit_world.imports.…`) and raises its
-    error as a `KeelError`: for the capabilities this SDK does not wrap yet
-    (catalog, org, crypto), e.g.
-    ``host(org.is_within, node_id, region_id)``."""
+    error as a `KeelError`: what every module of this SDK does, and the way
+    to a function of the contract it does not wrap, e.g.
+    ``host(org.is_within, node_id, region_id)`` after
+    ``from wit_world.imports import org``."""
     try:
         return function(*args)
     except Err as e:

@@ -16,8 +16,9 @@ from wit_world import exports
 from wit_world.imports import log as _log
 from wit_world.imports import types as _wit
 
+from . import org as _org
 from ._json import dumps as _dumps
-from .errors import KeelError
+from .errors import Denied, KeelError, NotFound
 
 _operations: Dict[str, Callable] = {}
 _events: Dict[str, Callable] = {}
@@ -37,7 +38,8 @@ class Context:
     #: The request id, for correlating logs.
     request_id: str
     #: The org node (its id) a scoped operator or key is limited to, or
-    #: None for the whole tenant: the plugin enforces it on its own data.
+    #: None for the whole tenant: the plugin enforces it on its own data,
+    #: with `covers` and `require_within`.
     scope: Optional[str]
     #: The plugin calling this operation through `plugins.call`, if any.
     calling_plugin: Optional[str]
@@ -55,6 +57,34 @@ class Context:
     def is_public(self) -> bool:
         """True for a public call: anonymous, or by a signed-in consumer."""
         return self.caller is None or self.consumer() is not None
+
+    def covers(self, node_id: str) -> bool:
+        """True when the caller may act on `node_id` (an org node's id): the
+        caller is not limited to a node (`scope` is None), or `node_id` is
+        its node or lies under it. A node the tenant does not have is never
+        covered by a scope. A scoped caller costs one `org.is_within` host
+        call (the plugin needs `org-read`), unless `node_id` is the scope
+        itself. Decide yourself what an object that belongs to no node
+        means for a scoped caller: usually that it is the tenant's, and out
+        of reach."""
+        if self.scope is None or node_id == self.scope:
+            return True
+        try:
+            return _org.is_within(node_id, self.scope)
+        except NotFound:
+            # A node the tenant does not have lies under nothing.
+            return False
+
+    def require_within(self, node_id: str) -> None:
+        """Returns when the caller may act on `node_id` (`covers`), otherwise
+        raises `Denied` (FORBIDDEN) naming the node and the caller's scope::
+
+            ctx.require_within(campaign["region"])
+        """
+        if not self.covers(node_id):
+            raise Denied(
+                f"this caller is limited to org node {self.scope} and may not act on org node "
+                f"{node_id}, which is not at or under it")
 
 
 @dataclass(frozen=True)
