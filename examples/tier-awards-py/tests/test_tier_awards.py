@@ -92,14 +92,20 @@ def test_bad_input_and_bad_config_are_refused(keel):
         assert "crm_url" in str(refused.value)
 
 
-def test_a_bug_in_the_plugin_fails_the_call_with_the_exception(keel):
+def test_arguments_are_checked_as_graphql_checks_them_before_the_plugin_runs(keel):
     plugin = keel.plugin(PLUGIN)
-    # The harness calls the operation directly, without GraphQL's check of
-    # required arguments: the plugin's `input["tier"]` raises KeyError.
+    # `awardsByTier(tier: String!)`: a missing, mistyped or unknown argument
+    # is the client's error, as over GraphQL; the plugin never sees it.
+    for bad, says in [({}, "tier"), ({"tier": 5}, "String"), ({"tier": "gold", "x": 1}, '"x"')]:
+        with pytest.raises(CallError) as refused:
+            keel.call(plugin, "awardsByTier", bad)
+        assert refused.value.code == "BAD_USER_INPUT", refused.value
+        assert says in refused.value.message, refused.value
+    # A check of the plugin's own comes after GraphQL's.
     with pytest.raises(CallError) as refused:
-        keel.call(plugin, "awardsByTier", {})
-    assert refused.value.code == "PLUGIN_FAILED", refused.value
-    assert "KeyError" in refused.value.message, refused.value
+        keel.call(plugin, "awardsByTier", {"tier": ""})
+    assert refused.value.code == "BAD_USER_INPUT", refused.value
+    assert "1 to 64 characters" in refused.value.message, refused.value
 
 
 def test_a_gold_member_earns_bonus_points_through_the_rewards_plugin(keel):

@@ -254,6 +254,7 @@ pub fn component(project: &Project) -> anyhow::Result<Vec<u8>> {
         return Ok(bytes);
     }
     let tools = Tools::ensure()?;
+    eprintln!("building {} with componentize-py", project.dir.display());
     // Each build has a folder of its own, and its results are renamed into
     // place: two builds of one project at once never share an input or
     // read a half-written component.

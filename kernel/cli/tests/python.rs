@@ -91,7 +91,8 @@ fn a_python_scaffold_and_the_python_example_pass_their_tests_and_install() {
 
     // The example: an event from another plugin, a person's profile, the
     // clock, records, counters, HTTP to a scripted CRM, public operations,
-    // dead letters, a stubbed call to the rewards plugin and a plugin's own bug.
+    // dead letters, a stubbed call to the rewards plugin and GraphQL's argument
+    // checks.
     pytest_passes(&repo().join("examples/tier-awards-py"), 6);
 }
 

@@ -3,6 +3,7 @@
 mod admission;
 mod client;
 mod consumers;
+mod direct_call;
 mod errors;
 mod files;
 mod graphiql;
@@ -235,11 +236,11 @@ impl Gateway {
     /// Runs a plugin operation for `tenant` with the output checks of the
     /// tenant's GraphQL schema: the answer must be JSON and, when the
     /// plugin's SDL declares the operation as a Query or Mutation field,
-    /// a value of its type (`PLUGIN_INVALID_OUTPUT` otherwise). It skips
-    /// authorization and argument coercion (the input reaches the plugin as
-    /// given, for the caller in `ctx`): the path of `keel plugin
-    /// harness`, which plugins' tests drive, checked as a served kernel
-    /// checks.
+    /// a value of its type (`PLUGIN_INVALID_OUTPUT` otherwise), and the
+    /// input coerced as the field's arguments (`BAD_USER_INPUT` for an
+    /// unknown, missing or mistyped one). It skips authorization (the call
+    /// runs for the caller in `ctx`): the path of `keel plugin harness`,
+    /// which plugins' tests drive, checked as a served kernel checks.
     pub async fn call_operation(
         &self,
         tenant: &keel_core::TenantId,
@@ -248,7 +249,7 @@ impl Gateway {
         input: serde_json::Value,
         ctx: keel_host::CallContext,
     ) -> keel_host::Result<serde_json::Value> {
-        tenant_schema::call_operation(&self.state.services, tenant, plugin, operation, input, ctx)
+        direct_call::call_operation(&self.state.services, tenant, plugin, operation, input, ctx)
             .await
     }
 

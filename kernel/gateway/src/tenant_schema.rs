@@ -30,11 +30,11 @@ use crate::graphql::{KernelSchema, QueryLimits, RequestInfo, Services, services}
 
 const BUILTIN_SCALARS: &[&str] = &["String", "Int", "Float", "Boolean", "ID"];
 /// Scalars of the kernel that plugin SDL may use.
-const SHARED_SCALARS: &[&str] = &["JSON", "DateTime"];
+pub(crate) const SHARED_SCALARS: &[&str] = &["JSON", "DateTime"];
 
 /// Who defined a type or a root field.
 #[derive(Debug, Clone, PartialEq, Eq)]
-enum Owner {
+pub(crate) enum Owner {
     Kernel,
     Plugin(String),
 }
@@ -49,10 +49,10 @@ impl std::fmt::Display for Owner {
 }
 
 /// The merged type system of a tenant.
-struct Plan {
-    types: BTreeMap<String, (Owner, TypeDefinition)>,
-    query: Vec<(Owner, FieldDefinition)>,
-    mutation: Vec<(Owner, FieldDefinition)>,
+pub(crate) struct Plan {
+    pub(crate) types: BTreeMap<String, (Owner, TypeDefinition)>,
+    pub(crate) query: Vec<(Owner, FieldDefinition)>,
+    pub(crate) mutation: Vec<(Owner, FieldDefinition)>,
     public: HashSet<(String, String)>,
 }
 
@@ -81,7 +81,7 @@ fn parse(sdl: &str, who: &Owner) -> Result<ServiceDocument, String> {
 }
 
 /// Merges the kernel's SDL with the plugins', refusing conflicts.
-fn plan(kernel: &ServiceDocument, plugins: &[Arc<Manifest>]) -> Result<Plan, String> {
+pub(crate) fn plan(kernel: &ServiceDocument, plugins: &[Arc<Manifest>]) -> Result<Plan, String> {
     let mut plan = Plan {
         types: BTreeMap::new(),
         query: Vec::new(),
@@ -234,7 +234,7 @@ fn check_plugin_references(plan: &Plan) -> Result<(), String> {
     Ok(())
 }
 
-fn input_value(def: &InputValueDefinition) -> InputValue {
+pub(crate) fn input_value(def: &InputValueDefinition) -> InputValue {
     let mut v = InputValue::new(def.name.node.to_string(), type_ref(&def.ty.node));
     if let Some(d) = &def.default_value {
         v = v.default_value(d.node.clone());
@@ -243,6 +243,35 @@ fn input_value(def: &InputValueDefinition) -> InputValue {
         v = v.description(desc.node.clone());
     }
     v
+}
+
+/// An input object or enum of the SDL as a dynamic type (`None` for the
+/// other kinds).
+pub(crate) fn input_type(name: &str, def: &TypeDefinition) -> Option<async_graphql::dynamic::Type> {
+    let desc = def.description.as_ref().map(|d| d.node.clone());
+    match &def.kind {
+        TypeKind::InputObject(i) => {
+            let mut obj = InputObject::new(name);
+            for f in &i.fields {
+                obj = obj.field(input_value(&f.node));
+            }
+            if let Some(d) = desc {
+                obj = obj.description(d);
+            }
+            Some(obj.into())
+        }
+        TypeKind::Enum(e) => {
+            let mut en = Enum::new(name);
+            for v in &e.values {
+                en = en.item(EnumItem::new(v.node.value.node.to_string()));
+            }
+            if let Some(d) = desc {
+                en = en.description(d);
+            }
+            Some(en.into())
+        }
+        _ => None,
+    }
 }
 
 /// A JSON value as the field value of type `ty`: a list type's value as a
@@ -519,12 +548,12 @@ fn plugin_root(
 }
 
 /// The code of a plugin answer that is not JSON or does not match its SDL.
-const INVALID_OUTPUT: &str = "PLUGIN_INVALID_OUTPUT";
+pub(crate) const INVALID_OUTPUT: &str = "PLUGIN_INVALID_OUTPUT";
 
 /// A plugin's answer to `op` as JSON that matches `ret`, the type its SDL
 /// declares for the field (when it declares one), or why not: the message
 /// of a `PLUGIN_INVALID_OUTPUT`.
-fn checked_output(
+pub(crate) fn checked_output(
     plugin: &str,
     op: &str,
     out: &str,
@@ -543,58 +572,6 @@ fn checked_output(
         })?;
     }
     Ok(json)
-}
-
-/// Runs `operation` of `plugin` for `tenant` as the plugin's root field in
-/// the tenant's schema does, without GraphQL around it: the call in the
-/// host (one instance, one transaction, the tenant's enabled set as
-/// `ctx.plugins`), then the same output checks — JSON, and a value of the
-/// field's type when the plugin's SDL declares `operation` as a Query or
-/// Mutation field (an operation only offered to other plugins or run by a
-/// schedule or subscription has no GraphQL type to match). Neither
-/// authorization nor argument coercion: `input` reaches the plugin as
-/// given, as the caller in `ctx`.
-pub(crate) async fn call_operation(
-    services: &Services,
-    tenant: &keel_core::TenantId,
-    plugin: &str,
-    operation: &str,
-    input: serde_json::Value,
-    mut ctx: CallContext,
-) -> keel_host::Result<serde_json::Value> {
-    let set = services.plugins.enabled(tenant).await?;
-    let act = set
-        .get(plugin)
-        .cloned()
-        .ok_or_else(|| keel_host::PluginError::Returned {
-            code: "NOT_FOUND".into(),
-            message: format!("the plugin {plugin} is not enabled"),
-            field: None,
-        })?;
-    let manifests: Vec<Arc<Manifest>> = set.plugins.iter().map(|a| a.manifest.clone()).collect();
-    let plan = plan(&KERNEL_SDL, &manifests).map_err(|e| {
-        keel_host::PluginError::Internal(anyhow::anyhow!("the tenant's plugins do not merge: {e}"))
-    })?;
-    let owner = Owner::Plugin(plugin.to_owned());
-    let ret = plan
-        .query
-        .iter()
-        .chain(&plan.mutation)
-        .find(|(o, f)| *o == owner && f.name.node == operation)
-        .map(|(_, f)| f.ty.node.clone());
-    ctx.plugins = Some(set);
-    let out = services
-        .plugins
-        .host()
-        .call_operation(&act, operation, &input.to_string(), ctx)
-        .await?;
-    checked_output(plugin, operation, &out, ret.as_ref(), &plan.types).map_err(|message| {
-        keel_host::PluginError::Returned {
-            code: INVALID_OUTPUT.into(),
-            message,
-            field: None,
-        }
-    })
 }
 
 /// Checks a plugin's JSON output against a declared type.
@@ -700,25 +677,10 @@ fn build(
                 }
                 b = b.register(obj);
             }
-            TypeKind::InputObject(i) => {
-                let mut obj = InputObject::new(name.clone());
-                for f in &i.fields {
-                    obj = obj.field(input_value(&f.node));
+            TypeKind::InputObject(_) | TypeKind::Enum(_) => {
+                if let Some(ty) = input_type(name, def) {
+                    b = b.register(ty);
                 }
-                if let Some(d) = desc {
-                    obj = obj.description(d);
-                }
-                b = b.register(obj);
-            }
-            TypeKind::Enum(e) => {
-                let mut en = Enum::new(name.clone());
-                for v in &e.values {
-                    en = en.item(EnumItem::new(v.node.value.node.to_string()));
-                }
-                if let Some(d) = desc {
-                    en = en.description(d);
-                }
-                b = b.register(en);
             }
             TypeKind::Interface(_) | TypeKind::Union(_) => {
                 return Err(format!("{name}: interfaces and unions are not supported"));
@@ -757,10 +719,11 @@ fn build(
         .map_err(|e| format!("the merged schema is invalid: {e}"))
 }
 
-static KERNEL_SDL: std::sync::LazyLock<ServiceDocument> = std::sync::LazyLock::new(|| {
-    async_graphql::parser::parse_schema(crate::graphql::sdl())
-        .unwrap_or_else(|e| unreachable!("the kernel's own SDL parses: {e}"))
-});
+pub(crate) static KERNEL_SDL: std::sync::LazyLock<ServiceDocument> =
+    std::sync::LazyLock::new(|| {
+        async_graphql::parser::parse_schema(crate::graphql::sdl())
+            .unwrap_or_else(|e| unreachable!("the kernel's own SDL parses: {e}"))
+    });
 
 /// Refuses a plugin set whose GraphQL does not merge with the kernel's.
 pub(crate) fn check_plugin_set(plugins: &[Arc<Manifest>]) -> Result<(), String> {

@@ -7,11 +7,11 @@
 //! (`keel_gateway::Kernel`) on SQLite in a temporary folder, with one tenant
 //! (`test`): plugins are installed and enabled with production's checks
 //! (manifest, grants, config schema, the merge of their GraphQL with the
-//! kernel's) and called with its output checks and limits. It adds what
-//! tests need and `keel serve` never has: persons made on request, events
-//! injected as if another plugin had emitted them, a wall clock the test
-//! sets, scripted answers to calls to other plugins, and a loopback HTTP
-//! endpoint that answers what the test scripts.
+//! kernel's) and called with its argument coercion, output checks and
+//! limits. It adds what tests need and `keel serve` never has: persons
+//! made on request, events injected as if another plugin had emitted them,
+//! a wall clock the test sets, scripted answers to calls to other plugins,
+//! and a loopback HTTP endpoint that answers what the test scripts.
 //!
 //! The protocol is JSON lines on stdin and stdout: one request object per
 //! line (`{"op": "call", …}`), one answer per line, in order: `{"ok": …}`

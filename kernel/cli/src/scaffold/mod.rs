@@ -63,15 +63,15 @@ pub fn new_plugin(
     }
     if sdk.starts_with(SDK_DIR) {
         write_sdk(&root)?;
-    }
-    if sdk.starts_with(SDK_DIR) && lang == Lang::Rust {
-        // The SDK's own lock: the versions its dependencies were tested at.
-        let lock = SDK_FILES
-            .iter()
-            .find(|(p, _)| *p == "sdk/keel-sdk/Cargo.lock")
-            .map(|(_, text)| *text)
-            .unwrap_or_default();
-        write(&root.join("Cargo.lock"), lock)?;
+        if lang == Lang::Rust {
+            // The SDK's own lock: the versions its dependencies were tested at.
+            let lock = SDK_FILES
+                .iter()
+                .find(|(p, _)| *p == "sdk/keel-sdk/Cargo.lock")
+                .map(|(_, text)| *text)
+                .unwrap_or_default();
+            write(&root.join("Cargo.lock"), lock)?;
+        }
     }
     Ok(root)
 }
@@ -248,14 +248,13 @@ pub fn test(dir: &Path, args: &[String]) -> anyhow::Result<()> {
             // Built here, so that a build error reads as one and not as a
             // failing test; the harness then finds the build up to date.
             let tools = crate::python::Tools::ensure()?;
-            eprintln!("building {} with componentize-py", project.dir.display());
             project.component(None)?;
             let layout = crate::python::Layout::read(&project.dir)?;
-            let mut path = std::ffi::OsString::from(layout.sdk.as_os_str());
-            if let Some(old) = std::env::var_os("PYTHONPATH") {
-                path.push(":");
-                path.push(old);
-            }
+            let inherited = std::env::var_os("PYTHONPATH").unwrap_or_default();
+            let path = std::env::join_paths(
+                std::iter::once(layout.sdk).chain(std::env::split_paths(&inherited)),
+            )
+            .context("PYTHONPATH: the SDK's folder has a path separator in its name")?;
             let mut c = Command::new(tools.python());
             c.args(["-m", "pytest"]).env("PYTHONPATH", path);
             c

@@ -102,6 +102,80 @@ on_both_backends! {
     }
 }
 
+/// Without HTTP, an operation's input is coerced as its GraphQL arguments
+/// are: what GraphQL refuses is refused with `BAD_USER_INPUT` before the
+/// plugin runs, and a default the SDL declares is filled in.
+#[tokio::test]
+async fn calling_without_http_coerces_the_arguments_as_graphql_does() {
+    let app = TestApp::start(Backend::Sqlite).await;
+    let (_, owner) = app.tenant("acme").await;
+    let tenant = app.db_tenant("acme").await;
+    let kernel = app.kernel.kernel();
+    let sdl = SDL.replace(
+        "touch(key: String!)",
+        "touch(key: String = \"dflt\", times: Int)",
+    );
+    let m = manifest("probe", "0.1.0", &sdl);
+    app.plugins.install(m.clone(), &probe_wasm()).await.unwrap();
+    kernel
+        .enable(&tenant, "probe", None, Grants::all_requested(&m), json!({}))
+        .await
+        .unwrap();
+    let ctx = || CallContext {
+        caller: Some("key:test".into()),
+        ..CallContext::default()
+    };
+    let call = |op: &'static str, input: serde_json::Value| {
+        kernel.call(&tenant, "probe", op, input, ctx())
+    };
+
+    let refused = [
+        ("touch", json!({"key": 5}), "String"),
+        ("touch", json!({"key": "k", "times": "2"}), "Int"),
+        (
+            "touch",
+            json!({"key": "k", "nope": 1}),
+            "Unknown argument \"nope\"",
+        ),
+        ("touch", json!(["k"]), "must be a JSON object"),
+        ("big", json!({}), "bytes"),
+        ("big", json!({"bytes": null}), "bytes"),
+    ];
+    for (op, input, says) in refused {
+        let Err(err) = call(op, input.clone()).await else {
+            panic!("{op} {input} was not refused");
+        };
+        assert_eq!(err.code(), "BAD_USER_INPUT", "{op} {input}: {err}");
+        assert!(err.to_string().contains(says), "{op} {input}: {err}");
+    }
+    assert_eq!(
+        keel_core::counters::get(app.kernel.kernel().db(), &tenant, "probe", "touch:k")
+            .await
+            .unwrap(),
+        0,
+        "no refused call reached the plugin"
+    );
+    // GraphQL refuses the same inputs, with the same code.
+    let r = app
+        .gql(
+            Some(&owner),
+            "mutation { touch(key: 5) { count } }",
+            json!({}),
+        )
+        .await;
+    assert_eq!(code(&r), "BAD_USER_INPUT", "{r}");
+
+    // The SDL's default reaches the plugin: `{}` touches "dflt".
+    assert_eq!(
+        call("touch", json!({})).await.unwrap(),
+        json!({"found": false, "count": 1})
+    );
+    assert_eq!(
+        call("touch", json!({"key": "dflt"})).await.unwrap(),
+        json!({"found": false, "count": 2})
+    );
+}
+
 #[tokio::test]
 async fn a_test_app_is_the_assembled_kernel_serving() {
     let app = TestApp::start(Backend::Sqlite).await;
