@@ -41,6 +41,11 @@ pub struct DbOptions {
     pub max_connections: u32,
     /// How long a request waits for a free connection before failing.
     pub acquire_timeout: Duration,
+    /// A pooled connection idle for longer is pinged before it is handed
+    /// out (and replaced if the server hung up on it). One that was just
+    /// used is handed out as it is: a ping per acquire was a round trip
+    /// for every read of a plugin call and one more under SQLite's writer.
+    pub ping_after_idle: Duration,
 }
 
 impl Default for DbOptions {
@@ -48,6 +53,7 @@ impl Default for DbOptions {
         DbOptions {
             max_connections: 16,
             acquire_timeout: Duration::from_secs(10),
+            ping_after_idle: Duration::from_secs(5),
         }
     }
 }
@@ -59,6 +65,23 @@ pub struct Db {
     reader: AnyPool,
     writer: AnyPool,
     sealer: Option<Sealer>,
+}
+
+/// A pool of at most `max` connections with `opts`' timeouts.
+fn pool_options(opts: &DbOptions, max: u32) -> AnyPoolOptions {
+    let ping_after = opts.ping_after_idle;
+    AnyPoolOptions::new()
+        .max_connections(max)
+        .acquire_timeout(opts.acquire_timeout)
+        .test_before_acquire(false)
+        .before_acquire(move |conn, meta| {
+            Box::pin(async move {
+                if meta.idle_for >= ping_after {
+                    sqlx::Connection::ping(conn).await?;
+                }
+                Ok(true)
+            })
+        })
 }
 
 static SQLITE_MIGRATIONS: sqlx::migrate::Migrator = sqlx::migrate!("migrations/sqlite");
@@ -75,9 +98,7 @@ impl Db {
             let options = AnyConnectOptions::from_str(url)
                 .map_err(|e| Error::bad_input("database_url", e.to_string()))?
                 .log_statements(tracing::log::LevelFilter::Trace);
-            let pool = AnyPoolOptions::new()
-                .max_connections(opts.max_connections)
-                .acquire_timeout(opts.acquire_timeout)
+            let pool = pool_options(opts, opts.max_connections)
                 .connect_with(options)
                 .await
                 .context("connecting to PostgreSQL")
@@ -122,19 +143,16 @@ impl Db {
             .map_err(|e| Error::bad_input("database_url", e.to_string()))?
             .log_statements(tracing::log::LevelFilter::Trace);
         let pool = |max: u32| {
-            AnyPoolOptions::new()
-                .max_connections(max)
-                .acquire_timeout(opts.acquire_timeout)
-                .after_connect(|conn, _meta| {
-                    Box::pin(async move {
-                        conn.execute(
-                            "PRAGMA journal_mode = WAL; PRAGMA synchronous = NORMAL; \
+            pool_options(opts, max).after_connect(|conn, _meta| {
+                Box::pin(async move {
+                    conn.execute(
+                        "PRAGMA journal_mode = WAL; PRAGMA synchronous = NORMAL; \
                              PRAGMA foreign_keys = ON; PRAGMA busy_timeout = 10000;",
-                        )
-                        .await?;
-                        Ok(())
-                    })
+                    )
+                    .await?;
+                    Ok(())
                 })
+            })
         };
         let writer = pool(1)
             .connect_with(options.clone())

@@ -111,20 +111,10 @@ pub async fn append(
     producer: &str,
 ) -> Result<Event> {
     let payload = checked_payload(&new)?;
-    if let Some(k) = &new.idempotency_key
-        && let Some(e) = by_idempotency_key(conn, tenant, k).await?
-    {
-        same_origin(&e, &new.event_type, producer, "idempotencyKey")?;
-        return Ok(e);
-    }
-    let person_id = match &new.person_id {
-        Some(p) => Some(
-            persons::resolve_live(conn, tenant, p)
-                .await?
-                .ok_or_else(|| Error::bad_input("personId", format!("no person {p:?}")))?,
-        ),
-        None => None,
-    };
+    // No look-up of the idempotency key first: the insert below finds a
+    // stored event (a retry) itself, which saves a statement on every new
+    // event and costs a skipped position on a retry (readers follow
+    // positions in order; they never count on them being dense).
     let t = now();
     let id = uuid::Uuid::now_v7().to_string();
     // The tenant's head row stays locked until this transaction ends, so
@@ -136,34 +126,77 @@ pub async fn append(
     .bind(tenant.as_str())
     .fetch_one(&mut *conn)
     .await?;
-    let row = sqlx::query(&format!(
-        "INSERT INTO events (id, tenant_id, type, occurred_at, recorded_at, person_id, payload, idempotency_key, producer, tenant_seq) \
-         VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10) \
-         ON CONFLICT (tenant_id, idempotency_key) DO NOTHING RETURNING {COLUMNS}"
-    ))
-    .bind(&id)
-    .bind(tenant.as_str())
-    .bind(&new.event_type)
-    .bind(new.occurred_at.unwrap_or(t).0)
-    .bind(t.0)
-    .bind(&person_id)
-    .bind(&payload)
-    .bind(&new.idempotency_key)
-    .bind(producer)
-    .bind(tenant_seq)
-    .fetch_optional(&mut *conn)
-    .await?;
-    match row {
-        Some(r) => from_row(&r),
-        // Lost a race with a concurrent append of the same key: theirs stands.
-        None => {
-            let k = new.idempotency_key.as_deref().unwrap_or_default();
-            let e = by_idempotency_key(conn, tenant, k)
-                .await?
-                .ok_or_else(|| Error::Internal(anyhow::anyhow!("idempotent event {k} vanished")))?;
-            same_origin(&e, &new.event_type, producer, "idempotencyKey")?;
-            Ok(e)
+    let row = Row {
+        id: &id,
+        new: &new,
+        at: t,
+        payload: &payload,
+        producer,
+        tenant_seq,
+    };
+    // The person is checked by the insert itself (a live person, in one
+    // statement); only when nothing was inserted is it resolved apart.
+    if let Some(r) = row.insert(conn, tenant, new.person_id.as_deref()).await? {
+        return from_row(&r);
+    }
+    if let Some(p) = &new.person_id {
+        let live = persons::resolve_live(conn, tenant, p)
+            .await?
+            .ok_or_else(|| Error::bad_input("personId", format!("no person {p:?}")))?;
+        if live != *p
+            && let Some(r) = row.insert(conn, tenant, Some(&live)).await?
+        {
+            return from_row(&r);
         }
+    }
+    // A retry, or a race with a concurrent append of the same key lost: the
+    // stored event stands.
+    let k = new.idempotency_key.as_deref().unwrap_or_default();
+    let e = by_idempotency_key(conn, tenant, k)
+        .await?
+        .ok_or_else(|| Error::Internal(anyhow::anyhow!("idempotent event {k} vanished")))?;
+    same_origin(&e, &new.event_type, producer, "idempotencyKey")?;
+    Ok(e)
+}
+
+/// The row [`append`] writes.
+struct Row<'a> {
+    id: &'a str,
+    new: &'a NewEvent,
+    at: Timestamp,
+    payload: &'a str,
+    producer: &'a str,
+    tenant_seq: i64,
+}
+
+impl Row<'_> {
+    /// Inserts the event for `person` if that person is live (not merged
+    /// away) and the idempotency key is free; the stored row, or `None`.
+    async fn insert(
+        &self,
+        conn: &mut Conn,
+        tenant: &TenantId,
+        person: Option<&str>,
+    ) -> Result<Option<sqlx::any::AnyRow>> {
+        Ok(sqlx::query(&format!(
+            "INSERT INTO events (id, tenant_id, type, occurred_at, recorded_at, person_id, payload, idempotency_key, producer, tenant_seq) \
+             SELECT $1, $2, $3, $4, $5, $6, $7, $8, $9, $10 \
+             WHERE $6 IS NULL OR EXISTS \
+               (SELECT 1 FROM persons WHERE tenant_id = $2 AND id = $6 AND merged_into IS NULL) \
+             ON CONFLICT (tenant_id, idempotency_key) DO NOTHING RETURNING {COLUMNS}"
+        ))
+        .bind(self.id)
+        .bind(tenant.as_str())
+        .bind(&self.new.event_type)
+        .bind(self.new.occurred_at.unwrap_or(self.at).0)
+        .bind(self.at.0)
+        .bind(person)
+        .bind(self.payload)
+        .bind(&self.new.idempotency_key)
+        .bind(self.producer)
+        .bind(self.tenant_seq)
+        .fetch_optional(&mut *conn)
+        .await?)
     }
 }
 

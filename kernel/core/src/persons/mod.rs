@@ -104,33 +104,70 @@ pub async fn lineage(conn: &mut Conn, tenant: &TenantId, id: &str) -> Result<Vec
     Ok(all)
 }
 
-/// The person `id` of `tenant` (a merged id resolves to its survivor).
+/// The person `id` of `tenant` (a merged id resolves to its survivor): one
+/// statement for a person never merged away, one more per merge followed.
 pub async fn get(conn: &mut Conn, tenant: &TenantId, id: &str) -> Result<Person> {
-    let live = resolve_live(conn, tenant, id)
-        .await?
-        .ok_or_else(|| Error::not_found("person", id))?;
-    load(conn, tenant, &live).await
+    let mut current = id.to_owned();
+    for _ in 0..32 {
+        match fetch(conn, tenant, &current).await? {
+            None => return Err(Error::not_found("person", id)),
+            Some((_, Some(survivor))) => current = survivor,
+            Some((person, None)) => return Ok(person),
+        }
+    }
+    Err(Error::Internal(anyhow::anyhow!(
+        "merge chain of person {id} too long"
+    )))
 }
 
+/// The row `id` itself, merged away or not.
 async fn load(conn: &mut Conn, tenant: &TenantId, id: &str) -> Result<Person> {
-    let row = sqlx::query(
-        "SELECT id, attributes, created_at, updated_at FROM persons WHERE tenant_id = $1 AND id = $2",
+    fetch(conn, tenant, id)
+        .await?
+        .map(|(person, _)| person)
+        .ok_or_else(|| Error::not_found("person", id))
+}
+
+/// The row `id` with its identifiers, in one statement, and the person it
+/// was merged into, if any.
+async fn fetch(
+    conn: &mut Conn,
+    tenant: &TenantId,
+    id: &str,
+) -> Result<Option<(Person, Option<String>)>> {
+    let rows = sqlx::query(
+        "SELECT p.id, p.merged_into, p.attributes, p.created_at, p.updated_at, i.kind, i.value \
+         FROM persons p LEFT JOIN person_identifiers i \
+           ON i.tenant_id = p.tenant_id AND i.person_id = p.id \
+         WHERE p.tenant_id = $1 AND p.id = $2 \
+         ORDER BY i.kind, i.created_at, i.value",
     )
     .bind(tenant.as_str())
     .bind(id)
-    .fetch_optional(&mut *conn)
-    .await?
-    .ok_or_else(|| Error::not_found("person", id))?;
+    .fetch_all(&mut *conn)
+    .await?;
+    let Some(first) = rows.first() else {
+        return Ok(None);
+    };
     let attributes: Map<String, Value> =
-        serde_json::from_str(&row.try_get::<String, _>("attributes")?)?;
-    let identifiers = identifiers_of(conn, tenant, id).await?;
-    Ok(Person {
-        id: row.try_get("id")?,
+        serde_json::from_str(&first.try_get::<String, _>("attributes")?)?;
+    let mut identifiers = Vec::with_capacity(rows.len());
+    for r in &rows {
+        if let (Some(kind), Some(value)) = (
+            r.try_get::<Option<String>, _>("kind")?,
+            r.try_get::<Option<String>, _>("value")?,
+        ) {
+            identifiers.push(Identifier { kind, value });
+        }
+    }
+    let person = Person {
+        id: first.try_get("id")?,
         attributes,
         identifiers,
-        created_at: Timestamp(row.try_get("created_at")?),
-        updated_at: Timestamp(row.try_get("updated_at")?),
-    })
+        created_at: Timestamp(first.try_get("created_at")?),
+        updated_at: Timestamp(first.try_get("updated_at")?),
+    };
+    Ok(Some((person, first.try_get("merged_into")?)))
 }
 
 async fn identifiers_of(

@@ -8,6 +8,7 @@ mod org;
 mod org_scope;
 mod persons;
 mod plugins;
+mod pools;
 mod records;
 mod schedules;
 mod secrets;

@@ -138,6 +138,38 @@ async fn unchanged(db: &Db, tenant: &TenantId, p: &Person) {
 }
 
 on_both_backends! {
+    async fn get_reads_a_person_its_identifiers_and_its_survivor_in_order(kind) {
+        let t = TestDb::of(kind).await.unwrap();
+        let tenant = tenant(&t.db, "acme").await;
+        let ann = identify(&t.db, &tenant, &[("phone", "13800000071")]).await.unwrap().person;
+        link(&t.db, &tenant, &ann.id, "member_no", "M-1").await.unwrap();
+        link(&t.db, &tenant, &ann.id, "email", "ann@example.com").await.unwrap();
+        link(&t.db, &tenant, &ann.id, "email", "zoe@example.com").await.unwrap();
+        let read = get(&t.db, &tenant, &ann.id).await.unwrap();
+        assert_eq!(
+            read.identifiers,
+            vec![
+                ident("email", "ann@example.com"),
+                ident("email", "zoe@example.com"),
+                ident("member_no", "M-1"),
+                ident("phone", "13800000071"),
+            ],
+            "by kind, then as linked"
+        );
+        assert_eq!((read.created_at, &read.attributes), (ann.created_at, &ann.attributes));
+        // Through two merges, an old id reads the survivor whole.
+        let bob = identify(&t.db, &tenant, &[("phone", "13800000072")]).await.unwrap().person;
+        let cy = identify(&t.db, &tenant, &[("phone", "13800000073")]).await.unwrap().person;
+        merge(&t.db, &tenant, &bob.id, &ann.id).await.unwrap();
+        merge(&t.db, &tenant, &cy.id, &bob.id).await.unwrap();
+        let (via_ann, survivor) = (get(&t.db, &tenant, &ann.id).await.unwrap(), get(&t.db, &tenant, &cy.id).await.unwrap());
+        assert_eq!(via_ann.id, cy.id);
+        assert_eq!((&via_ann.identifiers, via_ann.updated_at), (&survivor.identifiers, survivor.updated_at));
+        assert_eq!(via_ann.identifiers.len(), 6);
+        not_found(get(&t.db, &tenant, "no-such-person").await);
+        not_found(get(&t.db, &tenant, "").await);
+    }
+
     async fn identifying_again_finds_the_same_person_by_its_normalised_identifiers(kind) {
         let t = TestDb::of(kind).await.unwrap();
         let tenant = tenant(&t.db, "acme").await;
