@@ -72,6 +72,9 @@ fn check(block: &Block) -> Result<(), String> {
             if !COMPILED.iter().any(|root| path.starts_with(root)) || path.contains("..") {
                 return Err(format!("{path} is not in a folder CI builds: {COMPILED:?}"));
             }
+            if quoted_runs(&block.text).is_empty() {
+                return Err("an empty quote".into());
+            }
             let source = std::fs::read_to_string(guide::repo().join(path))
                 .map_err(|e| format!("{path}: {e}"))?;
             check_quote(&block.text, &source)
@@ -84,8 +87,14 @@ fn check(block: &Block) -> Result<(), String> {
             .map(|_| ())
             .map_err(|e| format!("not JSON: {e}")),
         ["run", name] => {
-            // `guide::block("NAME")`, or a helper given the name.
-            let asked = format!("\"{name}\")");
+            // `guide::block("NAME")`, or `listed_in_the_guide(dir, "NAME")`.
+            let quoted = format!("\"{name}\")");
+            let asks = |text: &str| {
+                text.lines().any(|l| {
+                    l.contains(&quoted)
+                        && (l.contains("guide::block(") || l.contains("listed_in_the_guide("))
+                })
+            };
             let runners = RUNNERS.iter().flat_map(|dir| {
                 std::fs::read_dir(guide::repo().join(dir))
                     .unwrap_or_else(|e| panic!("{dir}: {e}"))
@@ -93,10 +102,7 @@ fn check(block: &Block) -> Result<(), String> {
             });
             let asking: Vec<_> = runners
                 .filter(|p| p.extension().is_some_and(|e| e == "rs"))
-                .filter(|p| {
-                    std::fs::read_to_string(p)
-                        .is_ok_and(|t| t.contains("guide") && t.contains(&asked))
-                })
+                .filter(|p| std::fs::read_to_string(p).is_ok_and(|t| asks(&t)))
                 .collect();
             if asking.is_empty() {
                 Err(format!(
@@ -124,6 +130,17 @@ fn every_block_of_the_guide_is_compiled_or_run() {
         })
         .collect();
     assert!(failures.is_empty(), "{}", failures.join("\n\n"));
+    // Every fence is one the checks see: none indented or of tildes.
+    let text = std::fs::read_to_string(guide::repo().join("docs/plugin-guide.md")).unwrap();
+    let fences = text
+        .lines()
+        .filter(|l| l.trim_start().starts_with("```") || l.trim_start().starts_with("~~~"))
+        .count();
+    assert_eq!(
+        fences,
+        2 * blocks.len(),
+        "a fence that is indented or of tildes"
+    );
     // Each run name belongs to one block.
     let mut names: Vec<&str> = blocks
         .iter()

@@ -135,10 +135,22 @@ pub async fn append(
         tenant_seq,
     };
     // The person is checked by the insert itself (a live person, in one
-    // statement); only when nothing was inserted is it resolved apart.
+    // statement); only when nothing was inserted is it looked at apart. A
+    // refused append so stores no event but may skip a position.
     if let Some(r) = row.insert(conn, tenant, new.person_id.as_deref()).await? {
         return from_row(&r);
     }
+    // A retry (the key names a stored event) gets the stored event. No
+    // concurrent append of the key can have won since: it would need the
+    // head row this transaction holds.
+    if let Some(k) = &new.idempotency_key
+        && let Some(e) = by_idempotency_key(conn, tenant, k).await?
+    {
+        same_origin(&e, &new.event_type, producer, "idempotencyKey")?;
+        return Ok(e);
+    }
+    // Else the person is no live person of the tenant: merged away (the
+    // event goes to the survivor), or none.
     if let Some(p) = &new.person_id {
         let live = persons::resolve_live(conn, tenant, p)
             .await?
@@ -149,14 +161,11 @@ pub async fn append(
             return from_row(&r);
         }
     }
-    // A retry, or a race with a concurrent append of the same key lost: the
-    // stored event stands.
-    let k = new.idempotency_key.as_deref().unwrap_or_default();
-    let e = by_idempotency_key(conn, tenant, k)
-        .await?
-        .ok_or_else(|| Error::Internal(anyhow::anyhow!("idempotent event {k} vanished")))?;
-    same_origin(&e, &new.event_type, producer, "idempotencyKey")?;
-    Ok(e)
+    Err(Error::Internal(anyhow::anyhow!(
+        "the event {} of type {} was not stored, and no stored event has its key",
+        row.id,
+        new.event_type
+    )))
 }
 
 /// The row [`append`] writes.

@@ -64,7 +64,12 @@ pub(crate) async fn call_operation(
     let input = match field {
         Some((root, f)) => coerce(&plan, &owner, root, f, input)
             .await
-            .map_err(|message| returned("BAD_USER_INPUT", message))?,
+            .map_err(|e| match e {
+                Coercion::Refused(message) => returned("BAD_USER_INPUT", message),
+                Coercion::Schema(message) => PluginError::Internal(anyhow::anyhow!(
+                    "the arguments of {plugin}.{operation}: {message}"
+                )),
+            })?,
         None => input,
     };
     ctx.plugins = Some(set);
@@ -86,6 +91,14 @@ fn returned(code: &str, message: String) -> PluginError {
     }
 }
 
+/// Why arguments were not coerced.
+enum Coercion {
+    /// What a GraphQL client would be told (`BAD_USER_INPUT`).
+    Refused(String),
+    /// The one-field schema could not be built: the kernel's fault.
+    Schema(String),
+}
+
 /// `input` as the arguments of `f` (a root field of `owner` under `root`)
 /// after GraphQL's coercion, or the first error a client would get.
 async fn coerce(
@@ -94,16 +107,16 @@ async fn coerce(
     root: OperationType,
     f: &FieldDefinition,
     input: serde_json::Value,
-) -> Result<serde_json::Value, String> {
+) -> Result<serde_json::Value, Coercion> {
     let root_name = match root {
         OperationType::Mutation => "Mutation",
         _ => "Query",
     };
     let op = f.name.node.as_str();
     let serde_json::Value::Object(given) = input else {
-        return Err(format!(
+        return Err(Coercion::Refused(format!(
             "the arguments of {root_name}.{op} must be a JSON object"
-        ));
+        )));
     };
     let mut declared = Vec::new();
     let mut passed = Vec::new();
@@ -113,9 +126,9 @@ async fn coerce(
             .iter()
             .find(|a| a.node.name.node == name.as_str())
         else {
-            return Err(format!(
+            return Err(Coercion::Refused(format!(
                 "Unknown argument \"{name}\" on field \"{root_name}.{op}\""
-            ));
+            )));
         };
         declared.push(format!("${name}: {}", a.node.ty.node));
         passed.push(format!("{name}: ${name}"));
@@ -130,16 +143,17 @@ async fn coerce(
     }
     document.push_str(" }");
 
-    let response = one_field_schema(plan, owner, f)?
+    let response = one_field_schema(plan, owner, f)
+        .map_err(Coercion::Schema)?
         .execute(Request::new(document).variables(Variables::from_json(given.into())))
         .await;
     if let Some(e) = response.errors.first() {
-        return Err(e.message.clone());
+        return Err(Coercion::Refused(e.message.clone()));
     }
     let data = response
         .data
         .into_json()
-        .map_err(|e| format!("the coerced arguments: {e}"))?;
+        .map_err(|e| Coercion::Schema(format!("the coerced arguments: {e}")))?;
     Ok(data.get(op).cloned().unwrap_or_default())
 }
 

@@ -29,7 +29,8 @@ fn of_person(event_type: &str, person: &str) -> NewEvent {
 }
 
 /// One append in a transaction of its own, committed whether or not the
-/// append succeeds: a refused append must not have written anything.
+/// append succeeds: a refused append must not have stored an event (it
+/// may have skipped a position).
 async fn append(db: &Db, tenant: &TenantId, new: NewEvent) -> Result<Event> {
     let mut tx = db.begin().await.unwrap();
     let r = events::append(&mut tx, tenant, new, "test").await;
@@ -277,6 +278,14 @@ on_both_backends! {
             Err(Error::NotFound(_)) => {}
             other => panic!("expected NotFound, got {other:?}"),
         }
+
+        // A keyed append retried naming the merged person, or by mistake no
+        // person of the tenant, gets the stored event, not a second one.
+        let keyed = |p: &str| NewEvent { idempotency_key: Some("shipped-1".into()), ..of_person("order.shipped", p) };
+        let first = append(&t.db, &tenant, keyed(&survivor)).await.unwrap();
+        assert_eq!(append(&t.db, &tenant, keyed(&duplicate)).await.unwrap(), first);
+        assert_eq!(append(&t.db, &tenant, keyed("no-such-person")).await.unwrap(), first);
+        assert_eq!(all(&t.db, &tenant, &EventFilter::default()).await.len(), 7);
     }
 
     async fn malformed_events_are_refused_with_the_field_named(kind) {
