@@ -194,3 +194,18 @@ fn a_quote_that_drifted_from_its_source_is_caught() {
         "a manifest part the parser refuses"
     );
 }
+
+#[test]
+fn no_example_of_the_rust_sdks_docs_is_left_uncompiled() {
+    // `plugins.rs` compiles the SDK's doc examples; `ignore` would skip one.
+    let src = guide::repo().join("sdk/keel-sdk/src");
+    for entry in std::fs::read_dir(&src).unwrap() {
+        let path = entry.unwrap().path();
+        let text = std::fs::read_to_string(&path).unwrap_or_default();
+        assert!(
+            !text.contains("```ignore") && !text.contains("```rust,ignore"),
+            "{} has an example no compiler sees: use no_run",
+            path.display()
+        );
+    }
+}

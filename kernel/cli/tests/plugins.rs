@@ -152,6 +152,8 @@ fn plugin_new_refuses_a_bad_name_or_an_existing_folder() {
 /// `cargo test --workspace` does not reach its unit tests; this runs them
 /// natively.
 #[test]
-fn the_sdks_own_unit_tests_pass() {
+fn the_sdks_own_unit_tests_and_doc_examples_pass() {
     cargo_test_args(&repo().join("sdk/keel-sdk"), &["--lib"]);
+    // Its docs' examples compile (`no_run`: they would call the host).
+    cargo_test_args(&repo().join("sdk/keel-sdk"), &["--doc"]);
 }

@@ -12,11 +12,17 @@ fn to_json<T: Serialize>(v: &T) -> Result<String> {
 
 /// Records of the plugin's own collections, with optimistic versions.
 ///
-/// ```ignore
+/// ```no_run
 /// use keel_sdk::records::{self, Expect};
+/// # #[derive(serde::Serialize, serde::Deserialize)]
+/// # struct Member { name: String }
+/// # fn f(member: Member) -> keel_sdk::Result<()> {
 /// let saved = records::put("members", "m-1", &member, Expect::Absent)?;
 /// let again = records::get::<Member>("members", "m-1")?.unwrap();
 /// records::put("members", "m-1", &again.data, Expect::Version(again.version))?;
+/// # let _ = saved;
+/// # Ok(())
+/// # }
 /// ```
 pub mod records {
     use super::*;
@@ -137,8 +143,12 @@ pub mod events {
 
     /// Emits an event of a type the manifest declares; returns its id.
     ///
-    /// ```ignore
+    /// ```no_run
+    /// # use keel_sdk::json;
+    /// # fn f(person: String) -> keel_sdk::Result<()> {
     /// keel_sdk::events::emit("loyalty.points_awarded", Some(&person), &json!({"points": 5}), Some("scan-42"))?;
+    /// # Ok(())
+    /// # }
     /// ```
     pub fn emit<T: Serialize>(
         event_type: &str,
@@ -257,8 +267,12 @@ pub mod persons {
 
     /// Finds or creates the person behind these `(kind, value)` identifiers.
     ///
-    /// ```ignore
+    /// ```no_run
+    /// # fn f() -> keel_sdk::Result<()> {
     /// let p = keel_sdk::persons::resolve(&[("wechat_openid", "o-123")])?;
+    /// # let _ = p;
+    /// # Ok(())
+    /// # }
     /// ```
     pub fn resolve(identifiers: &[(&str, &str)]) -> Result<Person> {
         let ids: Vec<wit::Identifier> = identifiers
@@ -279,11 +293,15 @@ pub mod persons {
     /// nothing: one invalid item fails the batch with its error, the
     /// message prefixed by its index (`batch[3]: …`), and creates nobody.
     ///
-    /// ```ignore
+    /// ```no_run
+    /// # fn f() -> keel_sdk::Result<()> {
     /// let people = keel_sdk::persons::resolve_batch(&[
     ///     vec![("phone", "+8613800000001")],
     ///     vec![("member_no", "M-7"), ("phone", "+8613800000002")],
     /// ])?;
+    /// # let _ = people;
+    /// # Ok(())
+    /// # }
     /// ```
     pub fn resolve_batch(batch: &[Vec<(&str, &str)>]) -> Result<Vec<Person>> {
         let batch: Vec<Vec<wit::Identifier>> = batch
@@ -330,11 +348,15 @@ pub mod counters {
 
     /// Adds `delta` if the result stays within `[min, max]`.
     ///
-    /// ```ignore
+    /// ```no_run
+    /// # use keel_sdk::{Error, Result, counters::Outcome};
+    /// # fn f(claim_id: String) -> Result<()> {
     /// match keel_sdk::counters::add("stock:prize-1", -1, 0, i64::MAX, Some(&claim_id))? {
     ///     Outcome::Applied(left) => { /* reserved one */ }
     ///     Outcome::LimitReached(_) => return Err(Error::refused("SOLD_OUT", "no stock left")),
     /// }
+    /// # Ok(())
+    /// # }
     /// ```
     pub fn add(
         key: &str,

@@ -2,11 +2,14 @@
 //! plugin: products (SPU) and their SKUs. Reading needs the `catalog-read`
 //! capability, writing `catalog-write` (contract 0.2).
 //!
-//! ```ignore
+//! ```no_run
 //! use keel_sdk::catalog::{self, SkuKey};
+//! # fn f() -> keel_sdk::Result<()> {
 //! if let Some((product, sku)) = catalog::find_sku(&SkuKey::Gtin("6901234567892".into()))? {
 //!     keel_sdk::log::info(&format!("{} / {}", product.name, sku.name));
 //! }
+//! # Ok(())
+//! # }
 //! ```
 
 use serde::Serialize;

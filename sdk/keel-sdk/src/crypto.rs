@@ -6,11 +6,14 @@
 //! kernel all messages of one step at once: one call hashes up to 65,536
 //! messages of one length that share a prefix.
 //!
-//! ```ignore
+//! ```no_run
+//! # fn f() -> keel_sdk::Result<()> {
 //! // The first 8 bytes of SHA-256(key ‖ round ‖ value) of three values.
 //! let values: Vec<u8> = [1u64, 2, 3].iter().flat_map(|v| v.to_le_bytes()).collect();
 //! let digests = keel_sdk::crypto::sha256_each(b"key-and-round", &values, 8, 8)?;
 //! assert_eq!(digests.len(), 3 * 8);
+//! # Ok(())
+//! # }
 //! ```
 //!
 //! Limits (an invalid-input error past them): `prefix` and `key` at most

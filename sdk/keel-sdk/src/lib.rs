@@ -5,8 +5,8 @@
 //! behind typed functions — one module per capability — and one macro,
 //! [`plugin!`], that routes the kernel's calls to your functions:
 //!
-//! ```ignore
-//! use keel_sdk::{Context, Result, plugin, records};
+//! ```no_run
+//! use keel_sdk::{Context, Result, plugin};
 //! use serde::{Deserialize, Serialize};
 //!
 //! #[derive(Deserialize)]
@@ -21,6 +21,7 @@
 //! plugin! {
 //!     operations: { "greet" => greet },
 //! }
+//! # fn main() {}
 //! ```
 //!
 //! Operations take and return serde types: the input is the GraphQL field's
@@ -194,12 +195,18 @@ pub fn __run_enable<C: serde::de::DeserializeOwned>(
 /// `fn(&Context, Input) -> Result<Output>`, events by type to
 /// `fn(Event) -> Result<()>`, and enabling to `fn(Config) -> Result<()>`.
 ///
-/// ```ignore
+/// ```no_run
+/// # use keel_sdk::{Context, Event, Result, Value};
+/// # fn award(_: &Context, _: Value) -> Result<Value> { Ok(Value::Null) }
+/// # fn member(_: &Context, _: Value) -> Result<Value> { Ok(Value::Null) }
+/// # fn on_scan(_: Event) -> Result<()> { Ok(()) }
+/// # fn check_config(_: Value) -> Result<()> { Ok(()) }
 /// keel_sdk::plugin! {
 ///     operations: { "award" => award, "member" => member },
 ///     events: { "code.scanned" => on_scan },
 ///     on_enable: check_config,
 /// }
+/// # fn main() {}
 /// ```
 /// An operation the plugin does not know is answered with
 /// [`Error::NotFound`]; an event type without a handler is acknowledged.

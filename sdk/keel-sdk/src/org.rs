@@ -3,13 +3,18 @@
 //! them. Reading needs the `org-read` capability, writing `org-write`
 //! (contract 0.2).
 //!
-//! ```ignore
+//! ```no_run
+//! # use keel_sdk::{Context, Error, Result};
+//! # struct Campaign { region: String }
+//! # fn check(ctx: &Context, campaign: &Campaign) -> Result<()> {
 //! // A scoped caller may act only under its node.
 //! if let Some(scope) = ctx.scope() {
 //!     if !keel_sdk::org::is_within(&campaign.region, scope)? {
 //!         return Err(Error::Denied(format!("outside {scope}")));
 //!     }
 //! }
+//! # Ok(())
+//! # }
 //! ```
 
 use serde::Serialize;

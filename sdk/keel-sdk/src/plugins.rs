@@ -3,15 +3,20 @@
 //! and the tenant granted. The callee runs with its own capabilities and
 //! namespace, inside this call's transaction: both commit or neither.
 //!
-//! ```ignore
+//! ```no_run
+//! # use serde::{Deserialize, Serialize};
+//! # fn f(person: &keel_sdk::persons::Person, order_id: &str) -> keel_sdk::Result<()> {
 //! #[derive(Serialize)]
 //! struct Spend<'a> { person: &'a str, points: i64, idempotency_key: &'a str }
 //! #[derive(Deserialize)]
 //! struct Balance { balance: i64 }
 //! let after: Balance = keel_sdk::plugins::call(
 //!     "rewards", "spendPoints",
-//!     &Spend { person: &person.id, points: 100, idempotency_key: &order_id },
+//!     &Spend { person: &person.id, points: 100, idempotency_key: order_id },
 //! )?;
+//! # let _ = after.balance;
+//! # Ok(())
+//! # }
 //! ```
 
 use serde::Serialize;

@@ -6,13 +6,19 @@
 //! [`Context::scope`]; the plugin enforces it on its own, with
 //! [`Context::covers`] and [`Context::require_within`]:
 //!
-//! ```ignore
+//! ```no_run
+//! # use keel_sdk::{Context, Result, Value};
+//! # struct Campaign { region_id: String }
+//! # struct UpdateInput { id: String }
+//! # fn load(_: &str) -> Result<Campaign> { unimplemented!() }
+//! # fn all() -> Result<Vec<Campaign>> { unimplemented!() }
 //! fn update_campaign(ctx: &Context, i: UpdateInput) -> Result<Campaign> {
 //!     let mut c = load(&i.id)?;
 //!     // Ok for the whole tenant's callers and for a node at or under the
 //!     // caller's; a typed `Error::Denied` (FORBIDDEN) naming both otherwise.
 //!     ctx.require_within(&c.region_id)?;
 //!     // …
+//! #   Ok(c)
 //! }
 //!
 //! fn list_campaigns(ctx: &Context, _: Value) -> Result<Vec<Campaign>> {
@@ -22,6 +28,7 @@
 //!     }
 //!     Ok(mine)
 //! }
+//! # fn main() {}
 //! ```
 //!
 //! Only a scoped caller costs a host call (`org::is_within`, which needs
