@@ -50,7 +50,7 @@ pub async fn merge(
     merged_id: &str,
     reason: &str,
     actor: &str,
-) -> Result<Person> {
+) -> Result<Merged> {
     let reason = reason.trim();
     if reason.is_empty() || reason.chars().count() > 500 {
         return Err(Error::bad_input("reason", "must be 1-500 characters"));
@@ -117,7 +117,7 @@ pub async fn merge(
     .bind(t.0)
     .execute(&mut *conn)
     .await?;
-    events::append(
+    let event = events::append(
         conn,
         tenant,
         NewEvent {
@@ -136,7 +136,19 @@ pub async fn merge(
         "kernel",
     )
     .await?;
-    load(conn, tenant, survivor_id).await
+    Ok(Merged {
+        person: load(conn, tenant, survivor_id).await?,
+        event,
+    })
+}
+
+/// The outcome of [`merge`]: the survivor as it is now, and the
+/// `person.merged` event, for the caller to hand to the tenant's
+/// subscribers with its transaction (the outbox).
+#[derive(Debug, Clone)]
+pub struct Merged {
+    pub person: Person,
+    pub event: events::Event,
 }
 
 /// The merges a person took part in (as survivor or as merged), oldest first.

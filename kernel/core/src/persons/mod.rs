@@ -20,7 +20,7 @@ use crate::db::Conn;
 use crate::{Error, Result, TenantId, Timestamp, now};
 pub use batch::{MAX_BATCH, identify_batch};
 pub use identifiers::{Identifier, KINDS, check_limits, max_values};
-pub use merge::{MergeRecord, merge, merges};
+pub use merge::{MergeRecord, Merged, merge, merges};
 
 /// The largest profile, serialised.
 pub const MAX_ATTRIBUTES_BYTES: usize = 64 * 1024;
@@ -55,6 +55,8 @@ pub struct Identified {
     pub created: bool,
     /// Persons folded into `person` by this call.
     pub merged: Vec<String>,
+    /// The `person.merged` event of each, for the tenant's subscribers.
+    pub merge_events: Vec<crate::events::Event>,
 }
 
 /// Follows merge pointers from `id` to the live person (within `tenant`).
@@ -378,6 +380,7 @@ pub async fn identify(
         }
     }
     let mut merged = Vec::new();
+    let mut merge_events = Vec::new();
     let (person_id, created) = match owners.len() {
         0 => {
             check_limits(&ids)?;
@@ -404,7 +407,7 @@ pub async fn identify(
             let mut all: Vec<String> = owners.into_iter().collect();
             let survivor = all.remove(0);
             for other in all {
-                merge::merge(
+                let m = merge::merge(
                     conn,
                     tenant,
                     &survivor,
@@ -413,6 +416,7 @@ pub async fn identify(
                     actor,
                 )
                 .await?;
+                merge_events.push(m.event);
                 merged.push(other);
             }
             (survivor, false)
@@ -435,6 +439,7 @@ pub async fn identify(
         person,
         created,
         merged,
+        merge_events,
     })
 }
 

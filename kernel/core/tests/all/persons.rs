@@ -64,7 +64,8 @@ async fn merge(db: &Db, tenant: &TenantId, survivor: &str, merged: &str) -> Resu
         "same customer",
         "operator:ann",
     )
-    .await;
+    .await
+    .map(|m| m.person);
     tx.commit().await.unwrap();
     r
 }

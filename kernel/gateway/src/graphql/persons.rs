@@ -7,7 +7,7 @@ use keel_core::persons::{self, Identify};
 use serde_json::{Map, Value};
 
 use super::events::{EventConnection, EventFilterInput, events_page};
-use super::{authorize, commit, principal, services, to_time};
+use super::{authorize, commit, enqueue, principal, services, to_time};
 use crate::errors::{Gql as _, gql_error};
 
 /// One human, across every channel the brand meets them in.
@@ -238,6 +238,7 @@ impl PersonMutation {
         )
         .await
         .gql()?;
+        enqueue(ctx, &mut tx, &tenant, &out.merge_events).await?;
         commit(tx).await?;
         Ok(IdentifyPayload {
             person: out.person.into(),
@@ -291,6 +292,9 @@ impl PersonMutation {
         let out = persons::identify_batch(&mut tx, &tenant, items, &actor)
             .await
             .gql()?;
+        let merge_events: Vec<&keel_core::events::Event> =
+            out.iter().flat_map(|o| o.merge_events.iter()).collect();
+        enqueue(ctx, &mut tx, &tenant, merge_events).await?;
         commit(tx).await?;
         Ok(out
             .into_iter()
@@ -332,7 +336,7 @@ impl PersonMutation {
         let tenant = authorize(ctx, objects::PERSONS, Action::Write).await?;
         let actor = principal(ctx)?.label();
         let mut tx = services(ctx).db.begin().await.gql()?;
-        let p = persons::merge(
+        let merged = persons::merge(
             &mut tx,
             &tenant,
             &input.survivor_id,
@@ -342,8 +346,9 @@ impl PersonMutation {
         )
         .await
         .gql()?;
+        enqueue(ctx, &mut tx, &tenant, [&merged.event]).await?;
         commit(tx).await?;
-        Ok(p.into())
+        Ok(merged.person.into())
     }
 
     /// Applies a JSON merge patch to a person's profile attributes.

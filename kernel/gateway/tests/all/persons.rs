@@ -134,3 +134,51 @@ on_both_backends! {
         ]));
     }
 }
+
+on_both_backends! {
+    /// `person.merged` is the kernel's event: a plugin subscribed to it
+    /// (a CDP folding a duplicate's profile) gets every merge, whether by
+    /// `mergePersons`, by `identify` with `merge: true` or by a batch.
+    async fn every_merge_reaches_the_subscribers_of_person_merged(kind) {
+        use crate::plugins::{SDL, enable, manifest, probe_wasm};
+        use keel_host::manifest::{DeliveryMode, Subscription};
+        use keel_host::outbox::{Dispatcher, DispatcherConfig};
+        let app = TestApp::start(kind).await;
+        let (_, owner) = app.tenant("acme").await;
+        let mut m = manifest("listener", "0.1.0", SDL);
+        m.events.subscribes = vec![Subscription { event_type: "person.merged".into(), mode: DeliveryMode::Async }];
+        m.events.emits.clear();
+        m.events.schemas.clear();
+        app.plugins.install(m, &probe_wasm()).await.unwrap();
+        ok(&enable(&app, &owner, "listener", json!({})).await);
+        let d = Dispatcher::new(app.db.db.clone(), app.plugins.clone(), DispatcherConfig::default());
+        let person = |phone: &str| {
+            let i = json!({"i": {"identifiers": [{"kind": "phone", "value": phone}]}});
+            let app = &app;
+            let owner = owner.clone();
+            async move { ok(&app.gql(Some(&owner), IDENTIFY, i).await)["identify"]["person"]["id"].clone() }
+        };
+
+        let (a, b) = (person("13800000201").await, person("13800000202").await);
+        assert_eq!(d.deliver_due().await.unwrap(), 0, "no merge yet");
+        ok(&app.gql(Some(&owner), MERGE, json!({"i": {"survivorId": a, "mergedId": b, "reason": "same customer"}})).await);
+        assert_eq!(d.deliver_due().await.unwrap(), 1, "mergePersons");
+
+        let (c, _) = (person("13800000203").await, person("13800000204").await);
+        let both = json!({"i": {"identifiers": [{"kind": "phone", "value": "13800000203"}, {"kind": "phone", "value": "13800000204"}], "merge": true}});
+        let r = app.gql(Some(&owner), IDENTIFY, both).await;
+        assert_eq!(ok(&r)["identify"]["person"]["id"], c);
+        assert_eq!(d.deliver_due().await.unwrap(), 1, "identify with merge");
+
+        let (e, _) = (person("13800000205").await, person("13800000206").await);
+        let batch = json!({"b": [{"identifiers": [{"kind": "phone", "value": "13800000205"}, {"kind": "phone", "value": "13800000206"}], "merge": true}]});
+        let r = app.gql(Some(&owner), "mutation($b: [IdentifyInput!]!) { identifyPersons(batch: $b) { person { id } } }", batch).await;
+        assert_eq!(ok(&r)["identifyPersons"][0]["person"]["id"], e);
+        assert_eq!(d.deliver_due().await.unwrap(), 1, "identifyPersons with merge");
+
+        // A refused merge hands nothing to the subscribers.
+        let r = app.gql(Some(&owner), MERGE, json!({"i": {"survivorId": a, "mergedId": a, "reason": "x"}})).await;
+        assert_eq!(code(&r), "BAD_USER_INPUT", "{r}");
+        assert_eq!(d.deliver_due().await.unwrap(), 0);
+    }
+}
