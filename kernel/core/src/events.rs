@@ -339,7 +339,18 @@ pub async fn append_batch(
                 same_origin(&stored[k], &e.event_type, producer, "idempotencyKey")
                     .map_err(at(i))?;
             }
-            Some(k) if first_use.contains_key(k) => {}
+            // A key repeated in the batch names its first event: of the
+            // same type, as a retry of a stored one must be.
+            Some(k) if first_use.contains_key(k) => {
+                if batch[first_use[k]].event_type != e.event_type {
+                    return Err(Error::Conflict(format!(
+                        "idempotencyKey: the key {k:?} already names an event of type {} \
+                         earlier in this batch",
+                        batch[first_use[k]].event_type
+                    )))
+                    .map_err(at(i));
+                }
+            }
             Some(k) => {
                 first_use.insert(k, i);
                 fresh.push(i);
@@ -423,12 +434,16 @@ pub async fn append_batch(
     for (&i, id) in fresh.iter().zip(&ids) {
         let e = match inserted.remove(id) {
             Some(e) => e,
-            // Lost a race with a concurrent append of the same key: theirs stands.
+            // Lost a race with a concurrent append of the same key: theirs
+            // stands, if a retry may have it (as for a key stored before).
             None => {
                 let k = batch[i].idempotency_key.as_deref().unwrap_or_default();
-                by_idempotency_key(conn, tenant, k).await?.ok_or_else(|| {
+                let theirs = by_idempotency_key(conn, tenant, k).await?.ok_or_else(|| {
                     Error::Internal(anyhow::anyhow!("idempotent event {k} vanished"))
-                })?
+                })?;
+                same_origin(&theirs, &batch[i].event_type, producer, "idempotencyKey")
+                    .map_err(at(i))?;
+                theirs
             }
         };
         if let Some(k) = &batch[i].idempotency_key {

@@ -92,6 +92,13 @@ on_both_backends! {
         assert_eq!(first.len(), 5);
         assert_eq!(first[2], earlier[0], "a key stored before returns its event");
         assert_eq!(first[3], first[0], "a key repeated in the batch returns its first event");
+        // ...of the same type only: another type under a key the batch
+        // already used is refused, naming the item, and nothing is stored.
+        let clash = vec![event("order.paid", json!({}), Some("k-9")), event("order.refunded", json!({}), Some("k-9"))];
+        match append(&t.db, &tenant, clash).await {
+            Err(Error::Conflict(m)) => assert!(m.contains("events[1]") && m.contains("order.paid"), "{m}"),
+            other => panic!("expected a conflict, got {other:?}"),
+        }
         assert_eq!(first[0].payload, json!({"n": 1}));
         assert!(first[0].seq < first[1].seq && first[1].seq < first[4].seq, "positions follow the batch order");
         assert!(first.iter().all(|e| e.producer == "key:test"));
