@@ -107,19 +107,18 @@ pub async fn lineage(conn: &mut Conn, tenant: &TenantId, id: &str) -> Result<Vec
 }
 
 /// The person `id` of `tenant` (a merged id resolves to its survivor): one
-/// statement for a person never merged away, one more per merge followed.
+/// statement for a person never merged away.
 pub async fn get(conn: &mut Conn, tenant: &TenantId, id: &str) -> Result<Person> {
-    let mut current = id.to_owned();
-    for _ in 0..32 {
-        match fetch(conn, tenant, &current).await? {
-            None => return Err(Error::not_found("person", id)),
-            Some((_, Some(survivor))) => current = survivor,
-            Some((person, None)) => return Ok(person),
+    match fetch(conn, tenant, id).await? {
+        None => Err(Error::not_found("person", id)),
+        Some((person, None)) => Ok(person),
+        Some((_, Some(survivor))) => {
+            let live = resolve_live(conn, tenant, &survivor)
+                .await?
+                .ok_or_else(|| Error::not_found("person", id))?;
+            load(conn, tenant, &live).await
         }
     }
-    Err(Error::Internal(anyhow::anyhow!(
-        "merge chain of person {id} too long"
-    )))
 }
 
 /// The row `id` itself, merged away or not.
