@@ -10,7 +10,7 @@ capability, writing `catalog-write`::
 
 import json
 from dataclasses import dataclass
-from typing import Any, Dict, List, Optional, Sequence, Tuple, Union
+from typing import Any, Callable, Dict, List, Optional, Sequence, Tuple, Union
 
 from wit_world.imports import catalog as _wit
 from wit_world.imports import types as _types
@@ -95,11 +95,14 @@ def _external_to_wit(e: ExternalIdLike):
     return _types.ExternalId(system, id)
 
 
-def _one_key(what: str, keys: Dict[str, Any]) -> Tuple[str, Any]:
-    given = [(k, v) for k, v in keys.items() if v is not None]
+def _one_key(what: str, keys: Dict[str, Tuple[Any, Callable[[Any], Any]]]):
+    """The WIT key of the one given value of `keys` (name → (value, the
+    WIT variant's constructor)); an external id is converted first."""
+    given = [(k, v, make) for k, (v, make) in keys.items() if v is not None]
     if len(given) != 1:
         raise ValueError(f"{what}: name it by exactly one of {', '.join(keys)}, not {len(given)}")
-    return given[0]
+    kind, value, make = given[0]
+    return make(_external_to_wit(value) if kind == "external" else value)
 
 
 def _sku(s) -> Sku:
@@ -117,13 +120,9 @@ def get_product(*, id: Optional[str] = None, code: Optional[str] = None,
                 external: Optional[ExternalIdLike] = None) -> Optional[Product]:
     """The product named by exactly one of its kernel `id`, its `code` or an
     `external` id, or None: ``catalog.get_product(code="P-100")``."""
-    kind, value = _one_key("get_product", {"id": id, "code": code, "external": external})
-    if kind == "id":
-        key = _wit.ProductKey_Id(value)
-    elif kind == "code":
-        key = _wit.ProductKey_Code(value)
-    else:
-        key = _wit.ProductKey_External(_external_to_wit(value))
+    key = _one_key("get_product", {"id": (id, _wit.ProductKey_Id),
+                                   "code": (code, _wit.ProductKey_Code),
+                                   "external": (external, _wit.ProductKey_External)})
     p = host(_wit.get_product, key)
     return None if p is None else _product(p)
 
@@ -133,15 +132,9 @@ def find_sku(*, id: Optional[str] = None, code: Optional[str] = None, gtin: Opti
     """The SKU named by exactly one of its kernel `id`, its `code`, its
     `gtin` or an `external` id, with the product it belongs to, or None:
     ``product, sku = catalog.find_sku(gtin="6901234567892")``."""
-    kind, value = _one_key("find_sku", {"id": id, "code": code, "gtin": gtin, "external": external})
-    if kind == "id":
-        key = _wit.SkuKey_Id(value)
-    elif kind == "code":
-        key = _wit.SkuKey_Code(value)
-    elif kind == "gtin":
-        key = _wit.SkuKey_Gtin(value)
-    else:
-        key = _wit.SkuKey_External(_external_to_wit(value))
+    key = _one_key("find_sku", {"id": (id, _wit.SkuKey_Id), "code": (code, _wit.SkuKey_Code),
+                                "gtin": (gtin, _wit.SkuKey_Gtin),
+                                "external": (external, _wit.SkuKey_External)})
     found = host(_wit.find_sku, key)
     if found is None:
         return None

@@ -17,7 +17,7 @@ from typing import Any, Dict, List, Optional, Sequence
 from wit_world.imports import org as _wit
 
 from ._json import dumps as _dumps
-from .catalog import ExternalId, ExternalIdLike, _external_from_wit, _external_to_wit, _one_key
+from .catalog import ExternalId, ExternalIdLike, _external_from_wit, _one_key
 from .errors import host
 
 #: The most nodes one `children` page or `upsert_nodes` call takes.
@@ -109,13 +109,8 @@ def get_node(*, id: Optional[str] = None, code: Optional[str] = None,
              external: Optional[ExternalIdLike] = None) -> Optional[Node]:
     """The node named by exactly one of its kernel `id`, its `code` or an
     `external` id, or None: ``org.get_node(code="CN-GD")``."""
-    kind, value = _one_key("get_node", {"id": id, "code": code, "external": external})
-    if kind == "id":
-        key = _wit.NodeKey_Id(value)
-    elif kind == "code":
-        key = _wit.NodeKey_Code(value)
-    else:
-        key = _wit.NodeKey_External(_external_to_wit(value))
+    key = _one_key("get_node", {"id": (id, _wit.NodeKey_Id), "code": (code, _wit.NodeKey_Code),
+                                "external": (external, _wit.NodeKey_External)})
     n = host(_wit.get_node, key)
     return None if n is None else _node(n)
 
