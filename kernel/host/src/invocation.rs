@@ -324,9 +324,21 @@ impl Host {
         };
         let mut store = Store::new(&inner.engine, state);
         store.limiter(|s| s as &mut dyn wasmtime::ResourceLimiter);
-        let ticks = (deadline.as_micros() / EPOCH_TICK.as_micros()).max(1) as u64;
-        store.set_epoch_deadline(ticks);
-        store.epoch_deadline_trap();
+        // The guest yields to the runtime at every epoch tick it runs
+        // through, and is interrupted at its deadline: a call that
+        // computes for long neither holds a runtime thread for it nor
+        // keeps the request's timeout from firing (host calls that do
+        // not wait, such as SQLite's writer, never yield on their own).
+        let mut ticks_left = (deadline.as_micros() / EPOCH_TICK.as_micros()).max(1) as u64;
+        store.set_epoch_deadline(1);
+        store.epoch_deadline_callback(move |_| {
+            ticks_left = ticks_left.saturating_sub(1);
+            Ok(if ticks_left == 0 {
+                wasmtime::UpdateDeadline::Interrupt
+            } else {
+                wasmtime::UpdateDeadline::YieldCustom(1, Box::pin(tokio::task::yield_now()))
+            })
+        });
 
         let instance = match act.component.pre.instantiate_async(&mut store).await {
             Ok(i) => i,

@@ -41,6 +41,40 @@ async fn a_plugin_that_loops_forever_is_stopped_at_its_deadline() {
     assert!(took < Duration::from_secs(5), "stopped only after {took:?}");
 }
 
+/// One runtime thread: a call computing to its deadline yields it at
+/// every epoch tick, so the thread's other tasks (another request, the
+/// request's own timeout) run meanwhile.
+#[tokio::test(flavor = "current_thread")]
+async fn a_plugin_that_loops_lets_other_tasks_run_on_its_thread() {
+    let f = Fixture::new(Backend::Sqlite).await;
+    let act = f.probe().await;
+    let done = std::cell::Cell::new(false);
+    let ticks = std::cell::Cell::new(0_u32);
+    let bad = async {
+        let r = call(&f.host, &act, "forever", json!({})).await;
+        done.set(true);
+        r
+    };
+    let ticker = async {
+        while !done.get() {
+            tokio::time::sleep(Duration::from_millis(10)).await;
+            ticks.set(ticks.get() + 1);
+        }
+    };
+    let start = Instant::now();
+    let (bad, ()) = tokio::join!(bad, ticker);
+    let took = start.elapsed();
+    let err = bad.expect_err("the loop must be stopped");
+    assert!(matches!(err, PluginError::Deadline { .. }), "{err:?}");
+    // A tick every 10 ms of the call, give or take the ticks' own delays.
+    let expected = (took.as_millis() / 10 / 2) as u32;
+    assert!(
+        ticks.get() >= expected.max(5),
+        "{} ticks beside a call of {took:?}",
+        ticks.get()
+    );
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn a_plugin_that_allocates_without_end_hits_its_memory_cap() {
     let f = Fixture::new(Backend::Sqlite).await;
