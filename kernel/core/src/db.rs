@@ -6,8 +6,10 @@
 //!
 //! SQLite has one writer at a time; rather than let concurrent writers fight
 //! over the file lock, the handle keeps a separate pool of exactly one writing
-//! connection, whose transactions start with `BEGIN IMMEDIATE`. On PostgreSQL
-//! reads and writes share one pool and the server arbitrates.
+//! connection, whose transactions start with `BEGIN IMMEDIATE`. That writer
+//! runs its statements in the calling task ([`inline`]); the readers use
+//! sqlx's SQLite driver. On PostgreSQL reads and writes share one pool and
+//! the server arbitrates.
 
 use std::path::Path;
 use std::str::FromStr;
@@ -19,6 +21,24 @@ use sqlx::{AnyPool, ConnectOptions as _, Executor as _};
 
 use crate::sealing::Sealer;
 use crate::{Error, Result};
+
+mod inline;
+
+/// Installs sqlx's `Any` drivers: PostgreSQL, SQLite, and the in-task
+/// SQLite writer. Must run before any other `Any` connection is made in
+/// the process; [`Db::connect`] calls it.
+pub fn install_drivers() {
+    static ONCE: std::sync::Once = std::sync::Once::new();
+    ONCE.call_once(|| {
+        if let Err(e) = sqlx::any::install_drivers(&[
+            sqlx::postgres::any::DRIVER,
+            sqlx::sqlite::any::DRIVER,
+            inline::DRIVER,
+        ]) {
+            tracing::error!(error = %e, "sqlx's Any drivers were installed before keel's");
+        }
+    });
+}
 
 /// A connection usable for the kernel's queries: a pooled connection or an
 /// open transaction (`&mut *tx`).
@@ -63,6 +83,7 @@ impl Default for DbOptions {
 pub struct Db {
     backend: Backend,
     reader: AnyPool,
+    point_reader: AnyPool,
     writer: AnyPool,
     sealer: Option<Sealer>,
 }
@@ -91,7 +112,7 @@ impl Db {
     /// Connects to `url`: `sqlite://path/to/file.db` (the file and its folder
     /// are created if missing) or `postgres://…`.
     pub async fn connect(url: &str, opts: &DbOptions) -> Result<Db> {
-        sqlx::any::install_default_drivers();
+        install_drivers();
         if let Some(rest) = url.strip_prefix("sqlite:") {
             Self::connect_sqlite(rest, opts).await
         } else if url.starts_with("postgres://") || url.starts_with("postgresql://") {
@@ -106,6 +127,7 @@ impl Db {
             Ok(Db {
                 backend: Backend::Postgres,
                 reader: pool.clone(),
+                point_reader: pool.clone(),
                 writer: pool,
                 sealer: None,
             })
@@ -154,10 +176,19 @@ impl Db {
                 })
             })
         };
-        let writer = pool(1)
-            .connect_with(options.clone())
+        let inline = |suffix: &str| {
+            AnyConnectOptions::from_str(&format!("{}://{path}{suffix}", inline::SCHEME))
+                .map_err(|e| Error::bad_input("database_url", e.to_string()))
+        };
+        let writer = pool_options(opts, 1)
+            .connect_with(inline("")?)
             .await
-            .context("opening the SQLite database")
+            .context("opening the SQLite database for writing (keel_core::db::install_drivers must run before any other sqlx Any connection)")
+            .map_err(Error::Internal)?;
+        let point_reader = pool_options(opts, opts.max_connections.max(2))
+            .connect_with(inline("?mode=ro")?)
+            .await
+            .context("opening the SQLite database for reading")
             .map_err(Error::Internal)?;
         let reader = pool(opts.max_connections.max(2))
             .connect_with(options)
@@ -167,6 +198,7 @@ impl Db {
         Ok(Db {
             backend: Backend::Sqlite,
             reader,
+            point_reader,
             writer,
             sealer: None,
         })
@@ -193,9 +225,10 @@ impl Db {
         self.backend
     }
 
-    /// Applies every pending migration of this backend.
+    /// Applies every pending migration of this backend (on SQLite through
+    /// a reader's connection: the writer's driver has no migrator).
     pub async fn migrate(&self) -> Result<()> {
-        self.migrator().run(&self.writer).await?;
+        self.migrator().run(&self.reader).await?;
         Ok(())
     }
 
@@ -222,6 +255,17 @@ impl Db {
         &self.reader
     }
 
+    /// The pool for short reads on a request's hot path (a plugin's host
+    /// calls: a record, a counter, a page). On SQLite its connections run
+    /// their statements in the calling task, like the writer, so a read
+    /// costs SQLite's work and no thread hand-off, and a long one would
+    /// hold a runtime thread: reads that may take long (whole lists,
+    /// exports, reports) use [`Db::reader`]. On PostgreSQL it is the one
+    /// pool.
+    pub fn point_reader(&self) -> &AnyPool {
+        &self.point_reader
+    }
+
     /// Starts a write transaction. Everything done through it commits
     /// together on [`sqlx::Transaction::commit`] and vanishes when dropped.
     pub async fn begin(&self) -> Result<Tx> {
@@ -246,6 +290,7 @@ impl Db {
     /// Closes every connection.
     pub async fn close(&self) {
         self.writer.close().await;
+        self.point_reader.close().await;
         self.reader.close().await;
     }
 }

@@ -101,7 +101,7 @@ impl State {
             Some(tx) => Ok(Reader::Tx(tx)),
             None => Ok(Reader::Pooled(
                 self.db
-                    .reader()
+                    .point_reader()
                     .acquire()
                     .await
                     .map_err(|e| wasmtime::Error::msg(e.to_string()))?,

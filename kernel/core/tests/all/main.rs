@@ -12,3 +12,4 @@ mod pools;
 mod records;
 mod schedules;
 mod secrets;
+mod writer;
