@@ -27,6 +27,16 @@
 //! timeout is zero and a `BEGIN` or `COMMIT` that finds the lock taken is
 //! retried after an asynchronous pause, up to the busy timeout.
 //!
+//! One cost moves onto the runtime thread with the writer: the commit
+//! that fills the write-ahead log past SQLite's automatic checkpoint
+//! (≈1,000 pages) copies it into the database file and syncs it, as it
+//! did on sqlx's thread; the benchmarks' p99 includes it.
+//!
+//! A transaction SQLite rolled back on its own after an error (a full
+//! disk, an I/O error, a `ROLLBACK` raised) is refused to the end: the
+//! caller's later statements and its commit fail instead of running
+//! outside any transaction.
+//!
 //! The driver has no native rows, values or statements: the `Database`
 //! face sqlx requires of a driver is made of uninhabited types, and every
 //! query goes through [`AnyConnectionBackend`].
@@ -109,8 +119,16 @@ impl InlineConnection {
         // Waiting for the lock is done here, asynchronously (`retrying`).
         db.busy_timeout(Duration::ZERO).map_err(error)?;
         if !options.read_only {
-            db.pragma_update(None, "journal_mode", "WAL")
+            let mode: String = db
+                .pragma_update_and_check(None, "journal_mode", "WAL", |row| row.get(0))
                 .map_err(error)?;
+            // The lock handling here (readers beside the one writer, a
+            // busy `BEGIN` retried) assumes write-ahead logging.
+            if !mode.eq_ignore_ascii_case("wal") {
+                return Err(SqlxError::Configuration(
+                    format!("SQLite refused write-ahead logging (journal mode {mode})").into(),
+                ));
+            }
         }
         db.execute_batch("PRAGMA synchronous = NORMAL; PRAGMA foreign_keys = ON;")
             .map_err(error)?;
@@ -122,20 +140,24 @@ impl InlineConnection {
         })
     }
 
-    /// Runs `sql`, trying again while another connection holds the write
-    /// lock and nothing has run yet, up to the busy timeout.
+    /// Runs `sql`; outside a transaction (a `BEGIN`, a point read) and for
+    /// a `COMMIT`, tries again while another connection holds the lock and
+    /// nothing has run yet, up to the busy timeout. Inside a transaction a
+    /// busy statement fails at once, as SQLite advises.
     async fn retrying(
         &mut self,
         sql: &str,
         args: &[AnyValueKind<'_>],
         persistent: bool,
         limit: Option<usize>,
+        commit: bool,
     ) -> Result<Vec<Output>, SqlxError> {
+        let retry = commit || self.depth == 0;
         let deadline = Instant::now() + self.busy_timeout;
         let mut pause = Duration::from_micros(50);
         loop {
             match self.run(sql, args, persistent, limit) {
-                Err(Failure::Busy(_)) if Instant::now() < deadline => {
+                Err(Failure::Busy(_)) if retry && Instant::now() < deadline => {
                     tokio::time::sleep(pause).await;
                     pause = (pause * 2).min(Duration::from_millis(5));
                 }
@@ -153,6 +175,15 @@ impl InlineConnection {
         persistent: bool,
         limit: Option<usize>,
     ) -> Result<Vec<Output>, Failure> {
+        if self.lost() {
+            // Not in autocommit mode: that would write outside the
+            // transaction the caller believes it is in.
+            return Err(Failure::Other(SqlxError::Protocol(
+                "SQLite rolled this transaction back after an error (a full disk, an I/O \
+                 error, a ROLLBACK raised): it can only be rolled back"
+                    .into(),
+            )));
+        }
         let mut out = Vec::new();
         if !sql.trim_end().trim_end_matches(';').contains(';') {
             // One statement (the kernel's queries): from the cache.
@@ -188,7 +219,7 @@ impl InlineConnection {
             Some(s) => s,
             None => begin_ansi_transaction_sql(self.depth),
         };
-        self.retrying(&sql, &[], true, None).await?;
+        self.retrying(&sql, &[], true, None, false).await?;
         if custom && self.db.is_autocommit() {
             return Err(SqlxError::BeginFailed);
         }
@@ -199,19 +230,37 @@ impl InlineConnection {
     async fn commit(&mut self) -> Result<(), SqlxError> {
         if self.depth > 0 {
             let sql = commit_ansi_transaction_sql(self.depth);
-            self.retrying(&sql, &[], true, None).await?;
+            // A lost transaction fails here (`run`) and is rolled back
+            // when the caller drops it.
+            self.retrying(&sql, &[], true, None, true).await?;
             self.depth -= 1;
         }
         Ok(())
     }
 
     fn rollback_now(&mut self) -> Result<(), SqlxError> {
-        if self.depth > 0 {
+        if self.lost() {
+            // SQLite already rolled everything back; a ROLLBACK would fail.
+            self.depth -= 1;
+        } else if self.depth > 0 {
             let sql = rollback_ansi_transaction_sql(self.depth);
             self.run(&sql, &[], true, None)?;
             self.depth -= 1;
         }
         Ok(())
+    }
+}
+
+impl InlineConnection {
+    /// True when the caller holds a transaction that SQLite has already
+    /// rolled back on its own, after an error.
+    fn lost(&self) -> bool {
+        self.depth > 0 && self.db.is_autocommit()
+    }
+
+    /// Fit to be handed out again: no transaction left open or lost.
+    pub(super) fn is_idle(&self) -> bool {
+        self.depth == 0 && self.db.is_autocommit()
     }
 }
 

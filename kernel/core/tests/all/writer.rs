@@ -148,17 +148,17 @@ async fn statements_report_rows_affected_returning_rows_and_bind_parameters_as_s
         .await
         .unwrap();
     assert_eq!(updated.rows_affected(), 3);
-    let none = sqlx::query("UPDATE probe SET i = 0 WHERE id = 999")
-        .execute(&mut *tx)
-        .await
-        .unwrap();
-    assert_eq!(none.rows_affected(), 0);
     // A read reports no rows affected, whatever ran before it.
     let read = sqlx::query("SELECT id FROM probe")
         .execute(&mut *tx)
         .await
         .unwrap();
     assert_eq!(read.rows_affected(), 0);
+    let none = sqlx::query("UPDATE probe SET i = 0 WHERE id = 999")
+        .execute(&mut *tx)
+        .await
+        .unwrap();
+    assert_eq!(none.rows_affected(), 0);
 
     // Several statements in one string run in order.
     let both =
@@ -313,4 +313,58 @@ async fn point_reads_see_what_was_committed_and_cannot_write() {
         .unwrap_err();
     assert!(refused.to_string().contains("readonly"), "{refused}");
     assert_eq!(ids().await, vec![1]);
+}
+
+/// SQLite rolls a whole transaction back on its own after some errors (a
+/// full disk, an I/O error, a `ROLLBACK` raised by a trigger): the caller's
+/// later statements must fail rather than run outside any transaction, its
+/// commit must fail, and the writer must serve the next transaction.
+#[tokio::test]
+async fn a_transaction_sqlite_rolled_back_on_its_own_fails_to_the_end_and_frees_the_writer() {
+    let test = TestDb::sqlite().await;
+    let db = &test.db;
+    with_table(db).await;
+    let mut tx = db.begin().await.unwrap();
+    sqlx::query(
+        "CREATE TRIGGER refuse BEFORE INSERT ON probe WHEN NEW.id = 666 \
+         BEGIN SELECT RAISE(ROLLBACK, 'refused by a trigger'); END",
+    )
+    .execute(&mut *tx)
+    .await
+    .unwrap();
+    tx.commit().await.unwrap();
+
+    let insert = |id: i64| sqlx::query("INSERT INTO probe (id) VALUES ($1)").bind(id);
+    let mut tx = db.begin().await.unwrap();
+    insert(1).execute(&mut *tx).await.unwrap();
+    {
+        let mut inner = tx.begin().await.unwrap();
+        let refused = insert(666).execute(&mut *inner).await.unwrap_err();
+        assert!(
+            refused.to_string().contains("refused by a trigger"),
+            "{refused}"
+        );
+        let after = insert(2).execute(&mut *inner).await.unwrap_err();
+        assert!(after.to_string().contains("rolled back"), "{after}");
+    }
+    let late = insert(3).execute(&mut *tx).await.unwrap_err();
+    assert!(late.to_string().contains("rolled back"), "{late}");
+    let commit = tx.commit().await.unwrap_err();
+    assert!(commit.to_string().contains("rolled back"), "{commit}");
+
+    let mut tx = db
+        .begin()
+        .await
+        .expect("the writer serves the next transaction");
+    insert(4).execute(&mut *tx).await.unwrap();
+    tx.commit().await.unwrap();
+    let ids: Vec<i64> = sqlx::query_scalar("SELECT id FROM probe ORDER BY id")
+        .fetch_all(db.reader())
+        .await
+        .unwrap();
+    assert_eq!(
+        ids,
+        vec![4],
+        "nothing of the lost transaction, nor after it"
+    );
 }

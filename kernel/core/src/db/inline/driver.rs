@@ -127,9 +127,19 @@ impl AnyConnectionBackend for InlineConnection {
     }
 
     /// The database is a library in this process: there is no peer that
-    /// could have gone away.
+    /// could have gone away. A connection still in a transaction (which
+    /// dropping a transaction never leaves) is not fit to be pooled.
     fn ping(&mut self) -> BoxFuture<'_, sqlx_core::Result<()>> {
-        Box::pin(async { Ok(()) })
+        let idle = self.is_idle();
+        Box::pin(async move {
+            if idle {
+                Ok(())
+            } else {
+                Err(SqlxError::Protocol(
+                    "the SQLite connection is still in a transaction".into(),
+                ))
+            }
+        })
     }
 
     fn begin(
@@ -175,10 +185,12 @@ impl AnyConnectionBackend for InlineConnection {
         arguments: Option<AnyArguments<'q>>,
     ) -> BoxStream<'q, sqlx_core::Result<Output>> {
         let args = arguments.map(|a| a.values.0).unwrap_or_default();
-        futures::stream::once(async move { self.retrying(query, &args, persistent, None).await })
-            .map_ok(|outputs| futures::stream::iter(outputs.into_iter().map(Ok)))
-            .try_flatten()
-            .boxed()
+        futures::stream::once(
+            async move { self.retrying(query, &args, persistent, None, false).await },
+        )
+        .map_ok(|outputs| futures::stream::iter(outputs.into_iter().map(Ok)))
+        .try_flatten()
+        .boxed()
     }
 
     fn fetch_optional<'q>(
@@ -189,8 +201,11 @@ impl AnyConnectionBackend for InlineConnection {
     ) -> BoxFuture<'q, sqlx_core::Result<Option<AnyRow>>> {
         let args = arguments.map(|a| a.values.0).unwrap_or_default();
         Box::pin(async move {
-            let outputs = self.retrying(query, &args, persistent, Some(1)).await?;
-            Ok(outputs.into_iter().find_map(Either::right))
+            let outputs = self
+                .retrying(query, &args, persistent, Some(1), false)
+                .await?;
+            // As sqlx's driver: a row only when the first statement gives one.
+            Ok(outputs.into_iter().next().and_then(Either::right))
         })
     }
 
