@@ -22,10 +22,11 @@
 //!
 //! Blocking: a statement runs on the runtime's thread, which is what makes
 //! it cheap; the writer's statements and point reads are short (the
-//! general readers, which may run long queries, stay on sqlx's driver). Waiting for the file's write lock
-//! held by another process never blocks the thread: the connection's busy
-//! timeout is zero and a `BEGIN` or `COMMIT` that finds the lock taken is
-//! retried after an asynchronous pause, up to the busy timeout.
+//! general readers, which may run long queries, stay on sqlx's driver).
+//! Waiting for the file's write lock held by another process never blocks
+//! the thread: the connection's busy timeout is zero and a `BEGIN` or
+//! `COMMIT` that finds the lock taken is retried after an asynchronous
+//! pause, up to the busy timeout.
 //!
 //! One cost moves onto the runtime thread with the writer: the commit
 //! that fills the write-ahead log past SQLite's automatic checkpoint
@@ -249,9 +250,7 @@ impl InlineConnection {
         }
         Ok(())
     }
-}
 
-impl InlineConnection {
     /// True when the caller holds a transaction that SQLite has already
     /// rolled back on its own, after an error.
     fn lost(&self) -> bool {

@@ -21,6 +21,19 @@ async fn with_table(db: &Db) {
     tx.commit().await.unwrap();
 }
 
+/// `INSERT` of a bare row `id` into the probe table.
+fn insert(id: i64) -> sqlx::query::Query<'static, sqlx::Any, sqlx::any::AnyArguments<'static>> {
+    sqlx::query("INSERT INTO probe (id) VALUES ($1)").bind(id)
+}
+
+/// The probe table's ids, read through `pool`.
+async fn ids(pool: &sqlx::AnyPool) -> Vec<i64> {
+    sqlx::query_scalar("SELECT id FROM probe ORDER BY id")
+        .fetch_all(pool)
+        .await
+        .unwrap()
+}
+
 type Probe = (
     i64,
     Option<i64>,
@@ -208,11 +221,7 @@ async fn a_unique_violation_is_reported_as_one_and_the_transaction_goes_on() {
         .await
         .unwrap();
     tx.commit().await.unwrap();
-    let ids: Vec<i64> = sqlx::query_scalar("SELECT id FROM probe ORDER BY id")
-        .fetch_all(db.reader())
-        .await
-        .unwrap();
-    assert_eq!(ids, vec![1, 3]);
+    assert_eq!(ids(db.reader()).await, vec![1, 3]);
 }
 
 #[tokio::test]
@@ -220,7 +229,6 @@ async fn savepoints_roll_back_alone_and_a_dropped_transaction_rolls_back_everyth
     let test = TestDb::sqlite().await;
     let db = &test.db;
     with_table(db).await;
-    let insert = |id: i64| sqlx::query("INSERT INTO probe (id) VALUES ($1)").bind(id);
 
     let mut tx = db.begin().await.unwrap();
     insert(1).execute(&mut *tx).await.unwrap();
@@ -244,11 +252,7 @@ async fn savepoints_roll_back_alone_and_a_dropped_transaction_rolls_back_everyth
     insert(5).execute(&mut *tx).await.unwrap();
     tx.commit().await.unwrap();
 
-    let ids: Vec<i64> = sqlx::query_scalar("SELECT id FROM probe ORDER BY id")
-        .fetch_all(db.reader())
-        .await
-        .unwrap();
-    assert_eq!(ids, vec![1, 3, 5]);
+    assert_eq!(ids(db.reader()).await, vec![1, 3, 5]);
 }
 
 /// One runtime thread: if waiting for the lock blocked it, the test's own
@@ -259,17 +263,12 @@ async fn waiting_for_another_process_s_write_lock_does_not_block_the_runtime() {
     with_table(&test.db).await;
     let other = test.another_process().await;
     let mut held = other.begin().await.unwrap();
-    sqlx::query("INSERT INTO probe (id) VALUES (1)")
-        .execute(&mut *held)
-        .await
-        .unwrap();
+    insert(1).execute(&mut *held).await.unwrap();
 
     let db = test.db.clone();
     let waiting = tokio::spawn(async move {
         let mut tx = db.begin().await?;
-        sqlx::query("INSERT INTO probe (id) VALUES (2)")
-            .execute(&mut *tx)
-            .await?;
+        insert(2).execute(&mut *tx).await?;
         tx.commit().await?;
         Ok::<_, anyhow::Error>(())
     });
@@ -281,11 +280,7 @@ async fn waiting_for_another_process_s_write_lock_does_not_block_the_runtime() {
         .expect("began once the lock was free")
         .unwrap()
         .unwrap();
-    let ids: Vec<i64> = sqlx::query_scalar("SELECT id FROM probe ORDER BY id")
-        .fetch_all(test.db.reader())
-        .await
-        .unwrap();
-    assert_eq!(ids, vec![1, 2]);
+    assert_eq!(ids(test.db.reader()).await, vec![1, 2]);
 }
 
 #[tokio::test]
@@ -293,26 +288,21 @@ async fn point_reads_see_what_was_committed_and_cannot_write() {
     let test = TestDb::sqlite().await;
     let db = &test.db;
     with_table(db).await;
-    let ids = || async {
-        sqlx::query_scalar::<_, i64>("SELECT id FROM probe ORDER BY id")
-            .fetch_all(db.point_reader())
-            .await
-            .unwrap()
-    };
     let mut tx = db.begin().await.unwrap();
-    sqlx::query("INSERT INTO probe (id) VALUES (1)")
-        .execute(&mut *tx)
-        .await
-        .unwrap();
-    assert_eq!(ids().await, Vec::<i64>::new(), "saw an uncommitted write");
+    insert(1).execute(&mut *tx).await.unwrap();
+    assert_eq!(
+        ids(db.point_reader()).await,
+        Vec::<i64>::new(),
+        "saw an uncommitted write"
+    );
     tx.commit().await.unwrap();
-    assert_eq!(ids().await, vec![1]);
+    assert_eq!(ids(db.point_reader()).await, vec![1]);
     let refused = sqlx::query("INSERT INTO probe (id) VALUES (2)")
         .execute(db.point_reader())
         .await
         .unwrap_err();
     assert!(refused.to_string().contains("readonly"), "{refused}");
-    assert_eq!(ids().await, vec![1]);
+    assert_eq!(ids(db.point_reader()).await, vec![1]);
 }
 
 /// SQLite rolls a whole transaction back on its own after some errors (a
@@ -334,7 +324,6 @@ async fn a_transaction_sqlite_rolled_back_on_its_own_fails_to_the_end_and_frees_
     .unwrap();
     tx.commit().await.unwrap();
 
-    let insert = |id: i64| sqlx::query("INSERT INTO probe (id) VALUES ($1)").bind(id);
     let mut tx = db.begin().await.unwrap();
     insert(1).execute(&mut *tx).await.unwrap();
     {
@@ -358,12 +347,8 @@ async fn a_transaction_sqlite_rolled_back_on_its_own_fails_to_the_end_and_frees_
         .expect("the writer serves the next transaction");
     insert(4).execute(&mut *tx).await.unwrap();
     tx.commit().await.unwrap();
-    let ids: Vec<i64> = sqlx::query_scalar("SELECT id FROM probe ORDER BY id")
-        .fetch_all(db.reader())
-        .await
-        .unwrap();
     assert_eq!(
-        ids,
+        ids(db.reader()).await,
         vec![4],
         "nothing of the lost transaction, nor after it"
     );
