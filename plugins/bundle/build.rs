@@ -9,7 +9,7 @@ use std::path::{Path, PathBuf};
 use std::process::Command;
 
 /// The first-party plugins: folder names under `plugins/`, crate names.
-const PLUGINS: &[(&str, &str)] = &[("codes", "codes"), ("rewards", "rewards")];
+const PLUGINS: &[(&str, &str)] = &[("codes", "codes"), ("rewards", "rewards"), ("cdp", "cdp")];
 const TARGET: &str = "wasm32-wasip2";
 
 fn main() {
@@ -30,6 +30,8 @@ fn main() {
         plugins.join("codes-core/Cargo.toml"),
         plugins.join("rewards-core/src"),
         plugins.join("rewards-core/Cargo.toml"),
+        plugins.join("cdp-core/src"),
+        plugins.join("cdp-core/Cargo.toml"),
         root.join("sdk/keel-sdk/src"),
         root.join("sdk/keel-sdk/Cargo.toml"),
         root.join("schemas/wit"),

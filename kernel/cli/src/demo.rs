@@ -18,17 +18,18 @@ pub struct Demo {
 }
 
 /// The plugins the demo enables, with their configuration.
-fn plugins(addr: SocketAddr) -> [(&'static str, Value); 2] {
+fn plugins(addr: SocketAddr) -> [(&'static str, Value); 3] {
     [
         (
             "codes",
             json!({"scan_base_url": format!("http://{addr}/t/demo/p/codes/")}),
         ),
         ("rewards", json!({})),
+        ("cdp", json!({})),
     ]
 }
 
-/// Enables (or upgrades to the bundled version) `codes` and `rewards` for
+/// Enables (or upgrades to the bundled version) `codes`, `rewards` and `cdp` for
 /// the demo tenant, and seeds it once.
 pub async fn prepare(kernel: &Kernel, tenant: &TenantId, addr: SocketAddr) -> Result<Demo> {
     let registry = kernel.registry();

@@ -4,6 +4,7 @@
 mod support;
 
 mod calls;
+mod cdp;
 mod codes;
 mod codes_upgrade;
 mod page;

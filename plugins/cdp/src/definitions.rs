@@ -1,0 +1,119 @@
+//! The tenant's computed traits (`definitions/traits`), replaced as a
+//! whole and checked on save.
+//!
+//! Each trait keeps a revision: a definition that changes gets a new one,
+//! and its state starts again from the change (`since`). Events taken in
+//! before that are not replayed into it.
+
+use std::collections::BTreeMap;
+
+use keel_cdp_core::traits::{TraitDef, parse_all};
+use keel_sdk::records::{self, Expect};
+use keel_sdk::{Context, Error, Result};
+use serde::{Deserialize, Serialize};
+use serde_json::Value;
+
+use crate::model::{now, rfc3339};
+
+const KEY: &str = "traits";
+
+/// A trait as stored.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub(crate) struct Declared {
+    pub def: TraitDef,
+    pub revision: u32,
+    pub since: String,
+}
+
+impl Declared {
+    /// Its state's key in a profile.
+    pub(crate) fn state_key(&self) -> String {
+        format!("{}@{}", self.def.name, self.revision)
+    }
+}
+
+#[derive(Debug, Clone, Default, Serialize, Deserialize)]
+pub(crate) struct Definitions {
+    pub traits: Vec<Declared>,
+    /// The last revision of each trait dropped: one declared again under
+    /// the same name starts after it, never on a stale state.
+    #[serde(default)]
+    pub retired: BTreeMap<String, u32>,
+}
+
+/// The tenant's traits (none until the brand declares some).
+pub(crate) fn load() -> Result<Definitions> {
+    Ok(records::get::<Definitions>("definitions", KEY)?
+        .map(|r| r.data)
+        .unwrap_or_default())
+}
+
+/// GraphQL `CdpTrait`.
+#[derive(Serialize)]
+#[serde(rename_all = "camelCase")]
+pub(crate) struct TraitOut {
+    name: String,
+    definition: TraitDef,
+    since: String,
+    revision: u32,
+}
+
+fn out(d: Definitions) -> Vec<TraitOut> {
+    d.traits
+        .into_iter()
+        .map(|t| TraitOut {
+            name: t.def.name.clone(),
+            definition: t.def,
+            since: t.since,
+            revision: t.revision,
+        })
+        .collect()
+}
+
+pub(crate) fn list(_ctx: &Context, _i: Value) -> Result<Vec<TraitOut>> {
+    Ok(out(load()?))
+}
+
+#[derive(Deserialize)]
+pub(crate) struct SetInput {
+    traits: Value,
+}
+
+/// Replaces the definitions: unchanged traits keep their revision and
+/// state; changed ones get the next revision.
+pub(crate) fn set(_ctx: &Context, i: SetInput) -> Result<Vec<TraitOut>> {
+    let defs = parse_all(&i.traits).map_err(|e| Error::invalid(e.to_string()))?;
+    let found = records::get::<Definitions>("definitions", KEY)?;
+    let (old, expect) = match found {
+        Some(r) => (r.data, Expect::Version(r.version)),
+        None => (Definitions::default(), Expect::Absent),
+    };
+    let at = rfc3339(now());
+    let mut retired = old.retired.clone();
+    for o in &old.traits {
+        if !defs.iter().any(|d| d.name == o.def.name) {
+            retired.insert(o.def.name.clone(), o.revision);
+        }
+    }
+    let traits = defs
+        .into_iter()
+        .map(
+            |def| match old.traits.iter().find(|o| o.def.name == def.name) {
+                Some(o) if o.def == def => o.clone(),
+                Some(o) => Declared {
+                    def,
+                    revision: o.revision + 1,
+                    since: at.clone(),
+                },
+                None => Declared {
+                    revision: retired.remove(&def.name).unwrap_or(0) + 1,
+                    def,
+                    since: at.clone(),
+                },
+            },
+        )
+        .collect();
+    let new = Definitions { traits, retired };
+    records::put("definitions", KEY, &new, expect)?;
+    Ok(out(new))
+}

@@ -1,0 +1,44 @@
+//! Keel's first-party `cdp` plugin: member operations (会员经营).
+//!
+//! Written only against `keel-sdk`; the arithmetic (trait definitions and
+//! their order-independent aggregates) lives in `keel-cdp-core`:
+//!
+//! - `ingest` — `cdpTrack` and `cdpIdentify`, batches resolved through One
+//!   ID with bad items reported by index, once per batch id;
+//! - `track` — taking an event in, once per `{source}:{messageId}`, into
+//!   the timeline and the computed traits;
+//! - `sources` — `code.scanned` and `rewards.awarded` from their owners;
+//! - `merge` — `person.merged`: profiles folded, a tombstone left;
+//! - `definitions` — the tenant's computed traits, checked on save;
+//! - `tags` — manual tags and their sizes;
+//! - `view` — the profile a marketer opens;
+//! - `model` — the profile record and shared checks.
+
+mod definitions;
+mod ingest;
+mod merge;
+mod model;
+mod sources;
+mod tags;
+mod track;
+mod view;
+
+use keel_sdk::plugin;
+
+plugin! {
+    operations: {
+        "cdpTraits" => definitions::list,
+        "setCdpTraits" => definitions::set,
+        "cdpTrack" => ingest::track,
+        "cdpIdentify" => ingest::identify,
+        "cdpProfile" => view::profile,
+        "cdpTags" => tags::list,
+        "tagPersons" => tags::tag,
+        "untagPersons" => tags::untag,
+    },
+    events: {
+        "person.merged" => merge::on_merged,
+        "code.scanned" => sources::on_event,
+        "rewards.awarded" => sources::on_event,
+    },
+}

@@ -1,0 +1,104 @@
+//! `person.merged`: the kernel folded one person into another, so the CDP
+//! folds their profiles — trait states combined (exact: every aggregate
+//! combines in any order), tags united, the merged one's timeline listed
+//! under the survivor — and leaves a tombstone that sends later writes for
+//! the merged id to the survivor.
+
+use keel_sdk::records::{self, Expect};
+use keel_sdk::{Error, Event, Result, log};
+use serde::Deserialize;
+
+use crate::definitions;
+use crate::model::{Profile, today, update};
+use crate::track::tidy;
+
+#[derive(Deserialize)]
+#[serde(rename_all = "camelCase")]
+struct Payload {
+    survivor_id: String,
+    merged_id: String,
+}
+
+#[derive(serde::Serialize, Deserialize)]
+struct Applied {
+    person: String,
+}
+
+pub(crate) fn on_merged(e: Event) -> Result<()> {
+    if e.producer != "kernel" {
+        log::warn(&format!(
+            "person.merged {} from {} ignored",
+            e.id, e.producer
+        ));
+        return Ok(());
+    }
+    let p: Payload = serde_json::from_value(e.payload)
+        .map_err(|err| Error::invalid(format!("person.merged payload: {err}")))?;
+    let marker = Applied {
+        person: p.survivor_id.clone(),
+    };
+    match records::put(
+        "applied",
+        &format!("merge:{}", e.id),
+        &marker,
+        Expect::Absent,
+    ) {
+        Ok(_) => {}
+        Err(Error::Conflict(_)) => return Ok(()),
+        Err(err) => return Err(err),
+    }
+    // The merged person's profile as it stands, tombstoned in the same
+    // versioned write: a concurrent intake either wrote before (and is
+    // folded here) or retries and follows the tombstone.
+    let Some(found) = records::get::<Profile>("profiles", &p.merged_id)? else {
+        // The CDP never saw it: its timeline (if any) still belongs to the survivor.
+        update(&p.survivor_id, |s| {
+            if !s.merged_from.contains(&p.merged_id) {
+                s.merged_from.push(p.merged_id.clone());
+            }
+        })?;
+        return Ok(());
+    };
+    if found.data.merged_into.is_some() {
+        return Ok(());
+    }
+    let merged = found.data;
+    let tombstone = Profile {
+        merged_into: Some(p.survivor_id.clone()),
+        ..Profile::default()
+    };
+    records::put(
+        "profiles",
+        &p.merged_id,
+        &tombstone,
+        Expect::Version(found.version),
+    )?;
+    let defs = definitions::load()?.traits;
+    let today = today();
+    let mut shared_tags = Vec::new();
+    update(&p.survivor_id, |s| {
+        for d in &defs {
+            if let Some(theirs) = merged.traits.get(&d.state_key()) {
+                s.traits
+                    .entry(d.state_key())
+                    .or_default()
+                    .merge(&d.def, theirs);
+            }
+        }
+        shared_tags = merged.tags.intersection(&s.tags).cloned().collect();
+        s.tags.extend(merged.tags.iter().cloned());
+        s.events += merged.events;
+        s.last_seen = s.last_seen.max(merged.last_seen);
+        for id in std::iter::once(&p.merged_id).chain(&merged.merged_from) {
+            if !s.merged_from.contains(id) {
+                s.merged_from.push(id.clone());
+            }
+        }
+        tidy(s, &defs, today);
+    })?;
+    // A tag both held now counts one person.
+    for t in shared_tags {
+        crate::tags::resize(&t, -1)?;
+    }
+    Ok(())
+}

@@ -1,0 +1,144 @@
+//! The profile record, input checks shared by the operations, and time.
+
+use std::collections::{BTreeMap, BTreeSet};
+
+use keel_cdp_core::aggregate::TraitState;
+use keel_sdk::records::{self, Expect, Record};
+use keel_sdk::{Error, Result};
+use serde::{Deserialize, Serialize};
+
+pub(crate) use keel_sdk::time::{now, parse_rfc3339, rfc3339};
+
+/// What the CDP keeps about one person (`profiles/{personId}`).
+#[derive(Debug, Clone, Default, Serialize, Deserialize)]
+pub(crate) struct Profile {
+    /// Each trait's state, by `{name}@{revision}`: a changed definition
+    /// starts a new state, and old ones are dropped on the next write.
+    #[serde(default)]
+    pub traits: BTreeMap<String, TraitState>,
+    #[serde(default)]
+    pub tags: BTreeSet<String>,
+    /// Persons merged into this one (their timelines are this one's).
+    #[serde(default)]
+    pub merged_from: Vec<String>,
+    /// Set when this person was merged into another: a tombstone.
+    #[serde(default)]
+    pub merged_into: Option<String>,
+    /// Events taken in.
+    #[serde(default)]
+    pub events: u64,
+    /// Microseconds since 1970 of the latest event.
+    #[serde(default)]
+    pub last_seen: Option<i64>,
+}
+
+/// The profile of `person`, following merges to the survivor: its id and
+/// record (none yet for a person the CDP has not seen).
+pub(crate) fn load(person: &str) -> Result<(String, Option<Record<Profile>>)> {
+    let mut id = person.to_owned();
+    // A chain of merges is short; a cycle would be a kernel bug.
+    for _ in 0..16 {
+        match records::get::<Profile>("profiles", &id)? {
+            Some(r) => match r.data.merged_into.clone() {
+                Some(next) => id = next,
+                None => return Ok((id, Some(r))),
+            },
+            None => return Ok((id, None)),
+        }
+    }
+    Err(Error::Internal(format!(
+        "profile {person}: merge chain too long"
+    )))
+}
+
+/// Applies `change` to the profile of `person` (or its survivor) with a
+/// versioned write, retried when another call wrote it first. The id of
+/// the profile written.
+pub(crate) fn update(person: &str, mut change: impl FnMut(&mut Profile)) -> Result<String> {
+    for _ in 0..8 {
+        let (id, found) = load(person)?;
+        let (mut profile, expect) = match found {
+            Some(r) => (r.data, Expect::Version(r.version)),
+            None => (Profile::default(), Expect::Absent),
+        };
+        change(&mut profile);
+        match records::put("profiles", &id, &profile, expect) {
+            Ok(_) => return Ok(id),
+            Err(Error::Conflict(_)) => continue,
+            Err(e) => return Err(e),
+        }
+    }
+    Err(Error::Conflict(format!(
+        "profile {person}: written by other calls meanwhile; retry"
+    )))
+}
+
+/// The person `id` names (its survivor's id if merged), or `None` when
+/// there is none — an id of another shape included.
+pub(crate) fn person(id: &str) -> Result<Option<keel_sdk::persons::Person>> {
+    if !is_token(id, 100) {
+        return Ok(None);
+    }
+    match keel_sdk::persons::get(id) {
+        Ok(p) => Ok(p),
+        Err(Error::NotFound(_) | Error::InvalidInput(_)) => Ok(None),
+        Err(e) => Err(e),
+    }
+}
+
+/// A person's identifiers as the GraphQL input gives them.
+#[derive(Debug, Clone, Deserialize)]
+pub(crate) struct Identifier {
+    pub kind: String,
+    pub value: String,
+}
+
+/// The most items of one ingest batch.
+pub(crate) const MAX_BATCH: usize = 1000;
+
+/// Checks a batch's id and size.
+pub(crate) fn check_batch(batch_id: &str, items: usize) -> Result<()> {
+    if !is_token(batch_id, 100) {
+        return Err(Error::invalid(
+            "batchId: 1-100 letters, digits and . _ : - (e.g. crm-2026-12-01-0001)",
+        ));
+    }
+    if items == 0 || items > MAX_BATCH {
+        return Err(Error::invalid(format!(
+            "at most {MAX_BATCH} items per batch, got {items}"
+        )));
+    }
+    Ok(())
+}
+
+/// 1..=`max` ASCII letters, digits and `. _ : -`.
+pub(crate) fn is_token(s: &str, max: usize) -> bool {
+    !s.is_empty()
+        && s.len() <= max
+        && s.bytes()
+            .all(|b| b.is_ascii_alphanumeric() || matches!(b, b'.' | b'_' | b':' | b'-'))
+}
+
+/// A tag: 1-40 characters, letters (any script), digits, `_` and `-`.
+pub(crate) fn check_tag(tag: &str) -> Result<()> {
+    let n = tag.chars().count();
+    if n == 0
+        || n > 40
+        || !tag
+            .chars()
+            .all(|c| c.is_alphanumeric() || matches!(c, '_' | '-'))
+    {
+        return Err(Error::invalid(format!(
+            "tag {tag:?}: 1-40 letters, digits, _ and -"
+        )));
+    }
+    Ok(())
+}
+
+/// The most persons one tag call names.
+pub(crate) const MAX_PERSONS: usize = 1000;
+
+/// Days since 1970 of now (UTC).
+pub(crate) fn today() -> i32 {
+    keel_cdp_core::traits::day_of(now().timestamp_micros())
+}

@@ -1,0 +1,134 @@
+//! Manual tags: batch tag and untag, and the tenant's tags with their
+//! sizes (counters `tag:{tag}`, exact under concurrency and merges).
+
+use keel_sdk::counters;
+use keel_sdk::records::{self, Expect};
+use keel_sdk::{Context, Error, Result};
+use serde::{Deserialize, Serialize};
+use serde_json::Value;
+
+use crate::model::{MAX_PERSONS, check_tag, now, rfc3339, update};
+
+/// The most tags one person holds.
+pub(crate) const MAX_TAGS_PER_PERSON: usize = 200;
+
+fn size_key(tag: &str) -> String {
+    format!("tag:{tag}")
+}
+
+#[derive(Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+struct TagRecord {
+    tag: String,
+    created_at: String,
+}
+
+/// Tags `person` (a survivor's id); true when newly tagged.
+pub(crate) fn add(tag: &str, person: &str) -> Result<bool> {
+    let mut added = false;
+    let mut full = false;
+    update(person, |p| {
+        full = !p.tags.contains(tag) && p.tags.len() >= MAX_TAGS_PER_PERSON;
+        added = !full && p.tags.insert(tag.to_owned());
+    })?;
+    if full {
+        return Err(Error::refused(
+            "TOO_MANY_TAGS",
+            format!("person {person} already holds {MAX_TAGS_PER_PERSON} tags"),
+        ));
+    }
+    if added {
+        let record = TagRecord {
+            tag: tag.to_owned(),
+            created_at: rfc3339(now()),
+        };
+        match records::put("tags", tag, &record, Expect::Absent) {
+            Ok(_) | Err(Error::Conflict(_)) => {}
+            Err(e) => return Err(e),
+        }
+        counters::add(&size_key(tag), 1, 0, i64::MAX, None)?;
+    }
+    Ok(added)
+}
+
+/// Changes a tag's size by `delta` (a merge folding two tagged persons).
+pub(crate) fn resize(tag: &str, delta: i64) -> Result<()> {
+    counters::add(&size_key(tag), delta, 0, i64::MAX, None)?;
+    Ok(())
+}
+
+#[derive(Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub(crate) struct TagInput {
+    tag: String,
+    person_ids: Vec<String>,
+}
+
+/// The persons named, each by its survivor's id; refused whole when one
+/// is unknown.
+fn persons_of(ids: &[String]) -> Result<Vec<String>> {
+    if ids.is_empty() || ids.len() > MAX_PERSONS {
+        return Err(Error::invalid(format!(
+            "personIds: 1-{MAX_PERSONS} persons"
+        )));
+    }
+    ids.iter()
+        .enumerate()
+        .map(|(i, id)| {
+            Ok(crate::model::person(id)?
+                .ok_or_else(|| Error::NotFound(format!("personIds[{i}]: no person {id}")))?
+                .id)
+        })
+        .collect()
+}
+
+/// `tagPersons`: the number newly tagged.
+pub(crate) fn tag(_ctx: &Context, i: TagInput) -> Result<u32> {
+    check_tag(&i.tag)?;
+    let mut n = 0;
+    for p in persons_of(&i.person_ids)? {
+        n += u32::from(add(&i.tag, &p)?);
+    }
+    Ok(n)
+}
+
+/// `untagPersons`: the number untagged.
+pub(crate) fn untag(_ctx: &Context, i: TagInput) -> Result<u32> {
+    check_tag(&i.tag)?;
+    let mut n = 0;
+    for p in persons_of(&i.person_ids)? {
+        let mut removed = false;
+        update(&p, |profile| removed = profile.tags.remove(&i.tag))?;
+        if removed {
+            resize(&i.tag, -1)?;
+            n += 1;
+        }
+    }
+    Ok(n)
+}
+
+/// GraphQL `CdpTag`.
+#[derive(Serialize)]
+pub(crate) struct TagOut {
+    tag: String,
+    persons: i64,
+}
+
+/// `cdpTags`: every tag in use, with how many persons hold it.
+pub(crate) fn list(_ctx: &Context, _i: Value) -> Result<Vec<TagOut>> {
+    let mut out = Vec::new();
+    let mut after: Option<String> = None;
+    loop {
+        let page = records::scan::<TagRecord>("tags", after.as_deref(), 1000)?;
+        for r in page.records {
+            out.push(TagOut {
+                persons: counters::get(&size_key(&r.data.tag))?,
+                tag: r.data.tag,
+            });
+        }
+        match page.next {
+            Some(n) if out.len() < 10_000 => after = Some(n),
+            _ => return Ok(out),
+        }
+    }
+}

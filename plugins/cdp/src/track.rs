@@ -1,0 +1,140 @@
+//! Taking events in: exactly once per `{source}:{messageId}`, into the
+//! person's timeline and computed traits, in the caller's transaction.
+//!
+//! Shared by the GraphQL batches (`ingest`) and the subscribers
+//! (`sources`). Every aggregate is order-independent (keel-cdp-core), so a
+//! late or out-of-order event lands where a recompute would put it.
+
+use std::collections::{BTreeMap, BTreeSet};
+
+use keel_cdp_core::traits::{Observed, day_of};
+use keel_sdk::records::{self, Expect};
+use keel_sdk::{Error, Result};
+use serde::{Deserialize, Serialize};
+use serde_json::Value;
+
+use crate::definitions::{self, Declared};
+use crate::model::{Profile, rfc3339, today, update};
+
+/// One event to take in, checked.
+#[derive(Debug, Clone)]
+pub(crate) struct Incoming {
+    pub source: String,
+    pub message_id: String,
+    pub event_type: String,
+    pub at_micros: i64,
+    pub properties: Value,
+}
+
+impl Incoming {
+    /// Its dedupe key, unique per event in the tenant.
+    pub(crate) fn key(&self) -> String {
+        format!("{}:{}", self.source, self.message_id)
+    }
+
+    /// Its timeline key: newest first in key order, then by dedupe key.
+    fn timeline_key(&self) -> String {
+        format!("{:016x}:{}", i64::MAX - self.at_micros, self.key())
+    }
+}
+
+/// A timeline entry (`timeline/{key}`).
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub(crate) struct Entry {
+    /// Indexed: the person at intake (a merged person's entries stay under
+    /// its id; the survivor's profile lists it in `merged_from`).
+    pub person: String,
+    #[serde(rename = "type")]
+    pub event_type: String,
+    pub source: String,
+    pub message_id: String,
+    pub occurred_at: String,
+    pub properties: Value,
+}
+
+#[derive(Serialize, Deserialize)]
+struct Applied {
+    person: String,
+}
+
+/// Takes in each `(person, event)`: `true` where it was new, `false` for a
+/// duplicate (already taken in, now or in an earlier call).
+pub(crate) fn take_in(items: &[(String, Incoming)]) -> Result<Vec<bool>> {
+    let mut fresh = Vec::with_capacity(items.len());
+    let mut timeline = Vec::new();
+    let mut by_person: BTreeMap<&str, Vec<&Incoming>> = BTreeMap::new();
+    for (person, e) in items {
+        let marker = Applied {
+            person: person.clone(),
+        };
+        let new = match records::put("applied", &e.key(), &marker, Expect::Absent) {
+            Ok(_) => true,
+            Err(Error::Conflict(_)) => false,
+            Err(err) => return Err(err),
+        };
+        fresh.push(new);
+        if !new {
+            continue;
+        }
+        let at = chrono::DateTime::from_timestamp_micros(e.at_micros)
+            .ok_or_else(|| Error::invalid("occurredAt: out of range"))?;
+        timeline.push((
+            e.timeline_key(),
+            Entry {
+                person: person.clone(),
+                event_type: e.event_type.clone(),
+                source: e.source.clone(),
+                message_id: e.message_id.clone(),
+                occurred_at: rfc3339(at),
+                properties: e.properties.clone(),
+            },
+        ));
+        by_person.entry(person).or_default().push(e);
+    }
+    if !timeline.is_empty() {
+        records::insert_batch("timeline", &timeline)?;
+    }
+    let defs = definitions::load()?.traits;
+    let today = today();
+    for (person, events) in by_person {
+        update(person, |p| fold(p, &defs, &events, today))?;
+    }
+    Ok(fresh)
+}
+
+/// Folds events into a profile: every trait that takes them, then the
+/// days no window reaches and the states of retired definitions dropped.
+pub(crate) fn fold(p: &mut Profile, defs: &[Declared], events: &[&Incoming], today: i32) {
+    for e in events {
+        let key = e.key();
+        let seen = Observed {
+            event_type: &e.event_type,
+            id: &key,
+            at_micros: e.at_micros,
+            properties: &e.properties,
+        };
+        for d in defs {
+            if let Some(part) = d.def.observe(&seen) {
+                p.traits
+                    .entry(d.state_key())
+                    .or_default()
+                    .add(&d.def, day_of(e.at_micros), part);
+            }
+        }
+        p.events += 1;
+        p.last_seen = p.last_seen.max(Some(e.at_micros));
+    }
+    tidy(p, defs, today);
+}
+
+/// Drops what no definition reads any more.
+pub(crate) fn tidy(p: &mut Profile, defs: &[Declared], today: i32) {
+    let live: BTreeSet<String> = defs.iter().map(Declared::state_key).collect();
+    p.traits.retain(|k, _| live.contains(k));
+    for d in defs {
+        if let Some(s) = p.traits.get_mut(&d.state_key()) {
+            s.prune(&d.def, today);
+        }
+    }
+}

@@ -1,0 +1,140 @@
+//! The profile a marketer opens: the kernel's identifiers and attributes,
+//! the traits as of today, tags, and the timeline, newest first, paged
+//! across the person and everyone merged into it.
+
+use keel_sdk::records;
+use keel_sdk::{Context, Error, Result};
+use serde::{Deserialize, Serialize};
+use serde_json::{Value, json};
+
+use crate::definitions;
+use crate::model::{load, rfc3339, today};
+use crate::track::Entry;
+
+#[derive(Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub(crate) struct ProfileInput {
+    person_id: String,
+    after: Option<String>,
+    limit: Option<i64>,
+}
+
+#[derive(Serialize)]
+pub(crate) struct TraitValue {
+    name: String,
+    value: Value,
+}
+
+#[derive(Serialize)]
+pub(crate) struct Identifier {
+    kind: String,
+    value: String,
+}
+
+#[derive(Serialize)]
+#[serde(rename_all = "camelCase")]
+pub(crate) struct TimelineEvent {
+    #[serde(rename = "type")]
+    event_type: String,
+    source: String,
+    message_id: String,
+    occurred_at: String,
+    properties: Value,
+}
+
+#[derive(Serialize)]
+pub(crate) struct Timeline {
+    events: Vec<TimelineEvent>,
+    next: Option<String>,
+}
+
+#[derive(Serialize)]
+#[serde(rename_all = "camelCase")]
+pub(crate) struct ProfileOut {
+    person_id: String,
+    merged_from: Vec<String>,
+    identifiers: Vec<Identifier>,
+    attributes: Value,
+    traits: Vec<TraitValue>,
+    tags: Vec<String>,
+    events: u64,
+    last_seen: Option<String>,
+    timeline: Timeline,
+}
+
+/// `cdpProfile`: `None` for an unknown person.
+pub(crate) fn profile(_ctx: &Context, i: ProfileInput) -> Result<Option<ProfileOut>> {
+    let limit = keel_sdk::paging::limit(i.limit, 50, 200)?;
+    if let Some(a) = &i.after
+        && (a.is_empty() || a.len() > 256)
+    {
+        return Err(Error::invalid("after: the previous page's next"));
+    }
+    let Some(person) = crate::model::person(&i.person_id)? else {
+        return Ok(None);
+    };
+    let (_, found) = load(&person.id)?;
+    let profile = found.map(|r| r.data).unwrap_or_default();
+    let today = today();
+    let traits = definitions::load()?
+        .traits
+        .iter()
+        .map(|d| TraitValue {
+            name: d.def.name.clone(),
+            value: profile
+                .traits
+                .get(&d.state_key())
+                .cloned()
+                .unwrap_or_default()
+                .value(&d.def, today),
+        })
+        .collect();
+    // Every id the person's entries may be under, merged from the pages of
+    // each (keys sort newest first).
+    let mut ids = vec![person.id.clone()];
+    ids.extend(profile.merged_from.iter().cloned());
+    let mut page: Vec<(String, Entry)> = Vec::new();
+    for id in &ids {
+        let p =
+            records::query::<Entry>("timeline", "person", &json!(id), i.after.as_deref(), limit)?;
+        page.extend(p.records.into_iter().map(|r| (r.key, r.data)));
+    }
+    page.sort_by(|a, b| a.0.cmp(&b.0));
+    let more = page.len() > limit as usize;
+    page.truncate(limit as usize);
+    let next = if more || page.len() == limit as usize {
+        page.last().map(|(k, _)| k.clone())
+    } else {
+        None
+    };
+    Ok(Some(ProfileOut {
+        person_id: person.id,
+        merged_from: profile.merged_from,
+        identifiers: person
+            .identifiers
+            .into_iter()
+            .map(|(kind, value)| Identifier { kind, value })
+            .collect(),
+        attributes: Value::Object(person.attributes),
+        traits,
+        tags: profile.tags.into_iter().collect(),
+        events: profile.events,
+        last_seen: profile
+            .last_seen
+            .and_then(chrono::DateTime::from_timestamp_micros)
+            .map(rfc3339),
+        timeline: Timeline {
+            events: page
+                .into_iter()
+                .map(|(_, e)| TimelineEvent {
+                    event_type: e.event_type,
+                    source: e.source,
+                    message_id: e.message_id,
+                    occurred_at: e.occurred_at,
+                    properties: e.properties,
+                })
+                .collect(),
+            next,
+        },
+    }))
+}
