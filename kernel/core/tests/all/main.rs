@@ -6,6 +6,7 @@ mod counters;
 mod events;
 mod org;
 mod org_scope;
+mod person_plans;
 mod persons;
 mod plugins;
 mod pools;
