@@ -3,6 +3,7 @@
 //!
 //! - [`traits`] — computed-trait definitions (`scans_30d`, `spend_total`,
 //!   `last_store`), validated on save with the place of each mistake;
+//! - [`segments`] — segment rules over traits, tags and attributes;
 //! - [`aggregate`] — what a trait keeps per person: partial aggregates
 //!   that combine in any order, so out-of-order events, late events and a
 //!   merge of two persons all give the value a recompute from the log
@@ -22,7 +23,10 @@
 //! ```
 
 pub mod aggregate;
+pub mod segments;
 pub mod traits;
 
+#[cfg(test)]
+mod segment_tests;
 #[cfg(test)]
 mod tests;

@@ -84,6 +84,18 @@ pub(crate) struct SetInput {
 pub(crate) fn set(_ctx: &Context, i: SetInput) -> Result<Vec<TraitOut>> {
     let defs = parse_all(&i.traits).map_err(|e| Error::invalid(e.to_string()))?;
     let found = records::get::<Definitions>("definitions", KEY)?;
+    if let Some(f) = &found {
+        for o in &f.data.traits {
+            if !defs.iter().any(|d| d.name == o.def.name)
+                && let Some(segment) = crate::segments::uses_trait(&o.def.name)?
+            {
+                return Err(Error::invalid(format!(
+                    "traits: {} is read by segment {segment}; change the segment first",
+                    o.def.name
+                )));
+            }
+        }
+    }
     let (old, expect) = match found {
         Some(r) => (r.data, Expect::Version(r.version)),
         None => (Definitions::default(), Expect::Absent),

@@ -169,6 +169,18 @@ fn resolve(who: &[Option<Who>]) -> Result<Vec<std::result::Result<String, String
             }
         }
     }
+    // Resolved in identifier order: concurrent batches creating the same
+    // persons on PostgreSQL take their locks in one order.
+    let mut by_ids: Vec<usize> = (0..sets.len()).collect();
+    by_ids.sort_by(|a, b| sets[*a].cmp(&sets[*b]));
+    let mut renumber = vec![0; sets.len()];
+    for (new, old) in by_ids.iter().enumerate() {
+        renumber[*old] = new;
+    }
+    let sets: Vec<Vec<(String, String)>> = by_ids.iter().map(|n| sets[*n].clone()).collect();
+    for n in set_of.iter_mut().flatten() {
+        *n = renumber[*n];
+    }
     // An item One ID refuses fails its whole batch call (behind a
     // savepoint): it is reported, the items before it are resolved again,
     // and the rest go on. Each item is resolved at most twice.
@@ -447,9 +459,14 @@ pub(crate) fn identify(_ctx: &Context, i: IdentifyInput) -> Result<Report> {
     }
     all_or_nothing(mode, "rows", &rejected)?;
     let people = resolve(&who)?;
+    let rules = crate::segments::Rules::load()?;
     let mut person_ids = vec![None; items.len()];
     let mut accepted = 0;
-    for (index, (p, r)) in people.into_iter().zip(rest).enumerate() {
+    // Rows in person order: concurrent batches on PostgreSQL lock persons
+    // and profiles in one order.
+    let mut rows: Vec<_> = people.into_iter().zip(rest).enumerate().collect();
+    rows.sort_by(|a, b| a.1.0.as_ref().ok().cmp(&b.1.0.as_ref().ok()));
+    for (index, (p, r)) in rows {
         let Some((patch, tags)) = r else { continue };
         let person = match p {
             Ok(p) => p,
@@ -469,11 +486,18 @@ pub(crate) fn identify(_ctx: &Context, i: IdentifyInput) -> Result<Report> {
             }
         }
         for t in &tags {
-            crate::tags::add(t, &person)?;
+            crate::tags::add(&rules, t, &person)?;
+        }
+        if tags.is_empty() {
+            // The person has a profile from now on (segments that match
+            // an empty profile include them), and segments that read
+            // attributes see the patch.
+            crate::segments::change(&rules, &person, "identify", |_| {})?;
         }
         person_ids[index] = Some(person);
         accepted += 1;
     }
+    rules.flush()?;
     rejected.sort_by_key(|r| r.index);
     all_or_nothing(mode, "rows", &rejected)?;
     let report = Report {

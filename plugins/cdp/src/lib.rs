@@ -11,6 +11,8 @@
 //! - `merge` — `person.merged`: profiles folded, a tombstone left;
 //! - `definitions` — the tenant's computed traits, checked on save;
 //! - `tags` — manual tags and their sizes;
+//! - `segments` — rules, membership kept with every profile write,
+//!   preview and members; `recompute` — the full recompute, a page a step;
 //! - `view` — the profile a marketer opens;
 //! - `model` — the profile record and shared checks.
 
@@ -18,6 +20,8 @@ mod definitions;
 mod ingest;
 mod merge;
 mod model;
+mod recompute;
+mod segments;
 mod sources;
 mod tags;
 mod track;
@@ -35,10 +39,17 @@ plugin! {
         "cdpTags" => tags::list,
         "tagPersons" => tags::tag,
         "untagPersons" => tags::untag,
+        "cdpSegments" => segments::list,
+        "saveSegment" => segments::save,
+        "previewSegment" => segments::preview,
+        "segmentMembers" => segments::members,
+        "recomputeSegments" => recompute::recompute,
+        "cdpRecomputeJob" => recompute::get,
     },
     events: {
         "person.merged" => merge::on_merged,
         "code.scanned" => sources::on_event,
         "rewards.awarded" => sources::on_event,
+        "cdp.recompute_step" => recompute::on_step,
     },
 }

@@ -8,9 +8,8 @@ use keel_sdk::records::{self, Expect};
 use keel_sdk::{Error, Event, Result, log};
 use serde::Deserialize;
 
-use crate::definitions;
-use crate::model::{Profile, today, update};
-use crate::track::tidy;
+use crate::model::Profile;
+use crate::segments::{Rules, change, leave};
 
 #[derive(Deserialize)]
 #[serde(rename_all = "camelCase")]
@@ -52,12 +51,13 @@ pub(crate) fn on_merged(e: Event) -> Result<()> {
     // folded here) or retries and follows the tombstone.
     let Some(found) = records::get::<Profile>("profiles", &p.merged_id)? else {
         // The CDP never saw it: its timeline (if any) still belongs to the survivor.
-        update(&p.survivor_id, |s| {
+        let rules = Rules::load()?;
+        change(&rules, &p.survivor_id, "merge", |s| {
             if !s.merged_from.contains(&p.merged_id) {
                 s.merged_from.push(p.merged_id.clone());
             }
         })?;
-        return Ok(());
+        return rules.flush();
     };
     if found.data.merged_into.is_some() {
         return Ok(());
@@ -73,11 +73,14 @@ pub(crate) fn on_merged(e: Event) -> Result<()> {
         &tombstone,
         Expect::Version(found.version),
     )?;
-    let defs = definitions::load()?.traits;
-    let today = today();
+    let rules = Rules::load()?;
+    rules.count("profiles".into(), -1);
+    for s in &merged.segments {
+        leave(&rules, s, &p.merged_id, "merged")?;
+    }
     let mut shared_tags = Vec::new();
-    update(&p.survivor_id, |s| {
-        for d in &defs {
+    change(&rules, &p.survivor_id, "merge", |s| {
+        for d in &rules.defs {
             if let Some(theirs) = merged.traits.get(&d.state_key()) {
                 s.traits
                     .entry(d.state_key())
@@ -94,11 +97,10 @@ pub(crate) fn on_merged(e: Event) -> Result<()> {
                 s.merged_from.push(id.clone());
             }
         }
-        tidy(s, &defs, today);
     })?;
     // A tag both held now counts one person.
     for t in shared_tags {
-        crate::tags::resize(&t, -1)?;
+        crate::tags::resize(&rules, &t, -1);
     }
-    Ok(())
+    rules.flush()
 }

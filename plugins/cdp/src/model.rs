@@ -30,6 +30,9 @@ pub(crate) struct Profile {
     /// Microseconds since 1970 of the latest event.
     #[serde(default)]
     pub last_seen: Option<i64>,
+    /// The segments the person is in, as of this write.
+    #[serde(default)]
+    pub segments: BTreeSet<String>,
 }
 
 /// The profile of `person`, following merges to the survivor: its id and
@@ -53,8 +56,8 @@ pub(crate) fn load(person: &str) -> Result<(String, Option<Record<Profile>>)> {
 
 /// Applies `change` to the profile of `person` (or its survivor) with a
 /// versioned write, retried when another call wrote it first. The id of
-/// the profile written.
-pub(crate) fn update(person: &str, mut change: impl FnMut(&mut Profile)) -> Result<String> {
+/// the profile written, and whether it was created.
+pub(crate) fn update(person: &str, mut change: impl FnMut(&mut Profile)) -> Result<(String, bool)> {
     for _ in 0..8 {
         let (id, found) = load(person)?;
         let (mut profile, expect) = match found {
@@ -63,7 +66,7 @@ pub(crate) fn update(person: &str, mut change: impl FnMut(&mut Profile)) -> Resu
         };
         change(&mut profile);
         match records::put("profiles", &id, &profile, expect) {
-            Ok(_) => return Ok(id),
+            Ok(_) => return Ok((id, expect == Expect::Absent)),
             Err(Error::Conflict(_)) => continue,
             Err(e) => return Err(e),
         }

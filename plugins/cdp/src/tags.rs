@@ -7,7 +7,8 @@ use keel_sdk::{Context, Error, Result};
 use serde::{Deserialize, Serialize};
 use serde_json::Value;
 
-use crate::model::{MAX_PERSONS, check_tag, now, rfc3339, update};
+use crate::model::{MAX_PERSONS, check_tag, now, rfc3339};
+use crate::segments::{Rules, change};
 
 /// The most tags one person holds.
 pub(crate) const MAX_TAGS_PER_PERSON: usize = 200;
@@ -24,10 +25,10 @@ struct TagRecord {
 }
 
 /// Tags `person` (a survivor's id); true when newly tagged.
-pub(crate) fn add(tag: &str, person: &str) -> Result<bool> {
+pub(crate) fn add(rules: &Rules, tag: &str, person: &str) -> Result<bool> {
     let mut added = false;
     let mut full = false;
-    update(person, |p| {
+    change(rules, person, "tag", |p| {
         full = !p.tags.contains(tag) && p.tags.len() >= MAX_TAGS_PER_PERSON;
         added = !full && p.tags.insert(tag.to_owned());
     })?;
@@ -46,15 +47,14 @@ pub(crate) fn add(tag: &str, person: &str) -> Result<bool> {
             Ok(_) | Err(Error::Conflict(_)) => {}
             Err(e) => return Err(e),
         }
-        counters::add(&size_key(tag), 1, 0, i64::MAX, None)?;
+        resize(rules, tag, 1);
     }
     Ok(added)
 }
 
-/// Changes a tag's size by `delta` (a merge folding two tagged persons).
-pub(crate) fn resize(tag: &str, delta: i64) -> Result<()> {
-    counters::add(&size_key(tag), delta, 0, i64::MAX, None)?;
-    Ok(())
+/// Changes a tag's size by `delta` when the call ends.
+pub(crate) fn resize(rules: &Rules, tag: &str, delta: i64) {
+    rules.count(size_key(tag), delta);
 }
 
 #[derive(Deserialize)]
@@ -85,25 +85,31 @@ fn persons_of(ids: &[String]) -> Result<Vec<String>> {
 /// `tagPersons`: the number newly tagged.
 pub(crate) fn tag(_ctx: &Context, i: TagInput) -> Result<u32> {
     check_tag(&i.tag)?;
+    let rules = Rules::load()?;
     let mut n = 0;
     for p in persons_of(&i.person_ids)? {
-        n += u32::from(add(&i.tag, &p)?);
+        n += u32::from(add(&rules, &i.tag, &p)?);
     }
+    rules.flush()?;
     Ok(n)
 }
 
 /// `untagPersons`: the number untagged.
 pub(crate) fn untag(_ctx: &Context, i: TagInput) -> Result<u32> {
     check_tag(&i.tag)?;
+    let rules = Rules::load()?;
     let mut n = 0;
     for p in persons_of(&i.person_ids)? {
         let mut removed = false;
-        update(&p, |profile| removed = profile.tags.remove(&i.tag))?;
+        change(&rules, &p, "tag", |profile| {
+            removed = profile.tags.remove(&i.tag)
+        })?;
         if removed {
-            resize(&i.tag, -1)?;
+            resize(&rules, &i.tag, -1);
             n += 1;
         }
     }
+    rules.flush()?;
     Ok(n)
 }
 

@@ -13,8 +13,9 @@ use keel_sdk::{Error, Result};
 use serde::{Deserialize, Serialize};
 use serde_json::Value;
 
-use crate::definitions::{self, Declared};
-use crate::model::{Profile, rfc3339, today, update};
+use crate::definitions::Declared;
+use crate::model::{Profile, rfc3339};
+use crate::segments::{Rules, change};
 
 /// One event to take in, checked.
 #[derive(Debug, Clone)]
@@ -61,10 +62,16 @@ struct Applied {
 /// Takes in each `(person, event)`: `true` where it was new, `false` for a
 /// duplicate (already taken in, now or in an earlier call).
 pub(crate) fn take_in(items: &[(String, Incoming)]) -> Result<Vec<bool>> {
-    let mut fresh = Vec::with_capacity(items.len());
+    // Markers are written in key order, profiles in person order and the
+    // counters last in key order: concurrent batches on PostgreSQL take
+    // their row locks in one order and cannot deadlock on them.
+    let mut order: Vec<usize> = (0..items.len()).collect();
+    order.sort_by_key(|i| items[*i].1.key());
+    let mut fresh = vec![false; items.len()];
     let mut timeline = Vec::new();
     let mut by_person: BTreeMap<&str, Vec<&Incoming>> = BTreeMap::new();
-    for (person, e) in items {
+    for i in order {
+        let (person, e) = &items[i];
         let marker = Applied {
             person: person.clone(),
         };
@@ -73,7 +80,7 @@ pub(crate) fn take_in(items: &[(String, Incoming)]) -> Result<Vec<bool>> {
             Err(Error::Conflict(_)) => false,
             Err(err) => return Err(err),
         };
-        fresh.push(new);
+        fresh[i] = new;
         if !new {
             continue;
         }
@@ -95,17 +102,16 @@ pub(crate) fn take_in(items: &[(String, Incoming)]) -> Result<Vec<bool>> {
     if !timeline.is_empty() {
         records::insert_batch("timeline", &timeline)?;
     }
-    let defs = definitions::load()?.traits;
-    let today = today();
+    let rules = Rules::load()?;
     for (person, events) in by_person {
-        update(person, |p| fold(p, &defs, &events, today))?;
+        change(&rules, person, "event", |p| fold(p, &rules.defs, &events))?;
     }
+    rules.flush()?;
     Ok(fresh)
 }
 
-/// Folds events into a profile: every trait that takes them, then the
-/// days no window reaches and the states of retired definitions dropped.
-pub(crate) fn fold(p: &mut Profile, defs: &[Declared], events: &[&Incoming], today: i32) {
+/// Folds events into a profile: every trait that takes them.
+pub(crate) fn fold(p: &mut Profile, defs: &[Declared], events: &[&Incoming]) {
     for e in events {
         let key = e.key();
         let seen = Observed {
@@ -125,10 +131,10 @@ pub(crate) fn fold(p: &mut Profile, defs: &[Declared], events: &[&Incoming], tod
         p.events += 1;
         p.last_seen = p.last_seen.max(Some(e.at_micros));
     }
-    tidy(p, defs, today);
 }
 
-/// Drops what no definition reads any more.
+/// Drops what no definition reads any more, and the days no window
+/// reaches.
 pub(crate) fn tidy(p: &mut Profile, defs: &[Declared], today: i32) {
     let live: BTreeSet<String> = defs.iter().map(Declared::state_key).collect();
     p.traits.retain(|k, _| live.contains(k));

@@ -52,6 +52,7 @@ pub(crate) struct Timeline {
 #[serde(rename_all = "camelCase")]
 pub(crate) struct ProfileOut {
     person_id: String,
+    segments: Vec<String>,
     merged_from: Vec<String>,
     identifiers: Vec<Identifier>,
     attributes: Value,
@@ -109,6 +110,7 @@ pub(crate) fn profile(_ctx: &Context, i: ProfileInput) -> Result<Option<ProfileO
     };
     Ok(Some(ProfileOut {
         person_id: person.id,
+        segments: profile.segments.into_iter().collect(),
         merged_from: profile.merged_from,
         identifiers: person
             .identifiers

@@ -13,7 +13,13 @@ use crate::codes::{activate, code_of, setup};
 use crate::rewards::scan;
 use crate::support::{Brand, Kernel, code, eventually, ok};
 
-pub const CDP_GRANTS: &[&str] = &["records", "counters", "persons-read", "persons-write"];
+pub const CDP_GRANTS: &[&str] = &[
+    "records",
+    "events",
+    "counters",
+    "persons-read",
+    "persons-write",
+];
 
 const TRACK: &str = "mutation($b: String!, $e: [CdpEventInput!]!, $m: CdpBatchMode) { cdpTrack(batchId: $b, events: $e, mode: $m) \
     { batchId accepted duplicates rejected { index message } personIds } }";

@@ -1,0 +1,121 @@
+use std::collections::{BTreeMap, BTreeSet};
+
+use serde_json::{Map, Value, json};
+
+use crate::segments::{Person, Rule};
+
+fn names() -> BTreeSet<String> {
+    ["spend_total", "last_store"].map(String::from).into()
+}
+
+fn person<'a>(
+    traits: &'a BTreeMap<String, Value>,
+    tags: &'a BTreeSet<String>,
+    attributes: &'a Map<String, Value>,
+) -> Person<'a> {
+    Person {
+        traits,
+        tags,
+        attributes,
+    }
+}
+
+#[test]
+fn a_rule_reads_traits_tags_and_attributes() {
+    let rule = Rule::parse(
+        &json!({"all": [
+            {"trait": {"name": "spend_total", "op": "gte", "value": 100}},
+            {"any": [{"tag": "vip"}, {"attribute": {"path": "home.city", "op": "eq", "value": "深圳"}}]},
+            {"not": {"tag": "blocked"}}
+        ]}),
+        &names(),
+    )
+    .unwrap();
+    let traits = BTreeMap::from([("spend_total".to_owned(), json!(120.5))]);
+    let vip: BTreeSet<String> = ["vip".to_owned()].into();
+    let none = BTreeSet::new();
+    let shenzhen = json!({"home": {"city": "深圳"}})
+        .as_object()
+        .unwrap()
+        .clone();
+    let empty = Map::new();
+    assert!(rule.eval(&person(&traits, &vip, &empty)));
+    assert!(rule.eval(&person(&traits, &none, &shenzhen)));
+    assert!(
+        !rule.eval(&person(&traits, &none, &empty)),
+        "neither vip nor in Shenzhen"
+    );
+    let blocked: BTreeSet<String> = ["vip".to_owned(), "blocked".to_owned()].into();
+    assert!(!rule.eval(&person(&traits, &blocked, &empty)));
+    let poor = BTreeMap::from([("spend_total".to_owned(), json!(99.99))]);
+    assert!(!rule.eval(&person(&poor, &vip, &empty)));
+    assert!(rule.reads_attributes());
+    let mut read = BTreeSet::new();
+    rule.traits(&mut read);
+    assert_eq!(read, ["spend_total".to_owned()].into());
+}
+
+#[test]
+fn comparisons_with_a_missing_value() {
+    let traits = BTreeMap::from([("last_store".to_owned(), Value::Null)]);
+    let (tags, attrs) = (BTreeSet::new(), Map::new());
+    let p = person(&traits, &tags, &attrs);
+    let check = |rule: Value| Rule::parse(&rule, &names()).unwrap().eval(&p);
+    assert!(!check(
+        json!({"trait": {"name": "last_store", "op": "exists"}})
+    ));
+    assert!(check(
+        json!({"trait": {"name": "last_store", "op": "ne", "value": "S1"}})
+    ));
+    assert!(!check(
+        json!({"trait": {"name": "last_store", "op": "eq", "value": "S1"}})
+    ));
+    assert!(!check(
+        json!({"trait": {"name": "spend_total", "op": "lt", "value": 1}})
+    ));
+    assert!(check(json!({"all": []})), "an empty all holds");
+    assert!(!check(json!({"any": []})), "an empty any does not");
+}
+
+#[test]
+fn a_bad_rule_names_its_place() {
+    let deep = (0..10).fold(json!({"tag": "x"}), |r, _| json!({"not": r}));
+    let wide: Vec<Value> = (0..101).map(|_| json!({"tag": "x"})).collect();
+    let cases = [
+        (json!([]), "rule"),
+        (json!({"all": [{"tag": "a"}], "any": []}), "rule"),
+        (json!({"all": {"tag": "a"}}), "rule.all"),
+        (json!({"all": [{"tag": ""}]}), "rule.all[0].tag"),
+        (
+            json!({"all": [{"trait": {"name": "nope", "op": "eq", "value": 1}}]}),
+            "rule.all[0].trait.name",
+        ),
+        (
+            json!({"any": [{"tag": "a"}, {"trait": {"name": "spend_total", "op": "about", "value": 1}}]}),
+            "rule.any[1].trait.op",
+        ),
+        (
+            json!({"trait": {"name": "spend_total", "op": "eq", "value": [1]}}),
+            "rule.trait.value",
+        ),
+        (
+            json!({"trait": {"name": "spend_total", "op": "exists", "value": 1}}),
+            "rule.trait.value",
+        ),
+        (
+            json!({"trait": {"name": "spend_total", "op": "eq", "value": 1, "colour": 2}}),
+            "rule.trait.colour",
+        ),
+        (
+            json!({"attribute": {"path": "a..b", "op": "eq", "value": 1}}),
+            "rule.attribute.path",
+        ),
+        (json!({"segment": "x"}), "rule.segment"),
+        (deep, "rule.not.not.not.not.not.not.not.not.not"),
+        (json!({"any": wide}), "rule"),
+    ];
+    for (input, path) in cases {
+        let e = Rule::parse(&input, &names()).unwrap_err();
+        assert_eq!(e.path, path, "{input}: {e}");
+    }
+}

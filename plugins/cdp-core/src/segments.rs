@@ -1,0 +1,293 @@
+//! Segment rules: data (JSON) in the `all`/`any`/`not` style of the rewards
+//! rules, checked on save with the place of each mistake, evaluated on a
+//! person's profile.
+//!
+//! ```json
+//! {"all": [
+//!   {"trait": {"name": "spend_total", "op": "gte", "value": 1000}},
+//!   {"any": [{"tag": "vip"}, {"attribute": {"path": "city", "op": "eq", "value": "深圳"}}]},
+//!   {"not": {"tag": "blocked"}}
+//! ]}
+//! ```
+
+use std::collections::{BTreeMap, BTreeSet};
+
+use serde_json::{Map, Value};
+
+use crate::traits::{DefError, lookup};
+
+/// The deepest nesting of a rule.
+pub const MAX_DEPTH: usize = 8;
+/// The most conditions of a rule.
+pub const MAX_LEAVES: usize = 100;
+
+/// A comparison of a leaf.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Op {
+    Eq,
+    Ne,
+    Gt,
+    Gte,
+    Lt,
+    Lte,
+    /// The value is present and not null (the leaf's `value` is left out).
+    Exists,
+}
+
+impl Op {
+    fn parse(s: &str) -> Option<Op> {
+        Some(match s {
+            "eq" => Op::Eq,
+            "ne" => Op::Ne,
+            "gt" => Op::Gt,
+            "gte" => Op::Gte,
+            "lt" => Op::Lt,
+            "lte" => Op::Lte,
+            "exists" => Op::Exists,
+            _ => return None,
+        })
+    }
+
+    /// Whether `got` (null when absent) compares so with `want`: numbers by
+    /// value, text and booleans for (in)equality, text also in order.
+    pub fn test(self, got: Option<&Value>, want: &Value) -> bool {
+        let got = got.filter(|v| !v.is_null());
+        if self == Op::Exists {
+            return got.is_some();
+        }
+        let Some(got) = got else {
+            return self == Op::Ne;
+        };
+        let ord = match (got.as_f64(), want.as_f64()) {
+            (Some(a), Some(b)) => a.partial_cmp(&b),
+            _ => match (got.as_str(), want.as_str()) {
+                (Some(a), Some(b)) => Some(a.cmp(b)),
+                _ => (got == want).then_some(std::cmp::Ordering::Equal),
+            },
+        };
+        use std::cmp::Ordering::*;
+        match self {
+            Op::Eq => ord == Some(Equal),
+            Op::Ne => ord != Some(Equal),
+            Op::Gt => ord == Some(Greater),
+            Op::Gte => matches!(ord, Some(Greater | Equal)),
+            Op::Lt => ord == Some(Less),
+            Op::Lte => matches!(ord, Some(Less | Equal)),
+            Op::Exists => unreachable!("handled above"),
+        }
+    }
+}
+
+/// One condition, or a combination of them.
+#[derive(Debug, Clone, PartialEq)]
+pub enum Rule {
+    /// Every rule holds (true when empty).
+    All(Vec<Rule>),
+    /// At least one rule holds.
+    Any(Vec<Rule>),
+    Not(Box<Rule>),
+    /// A computed trait's value, as of today.
+    Trait {
+        name: String,
+        op: Op,
+        value: Value,
+    },
+    /// The person holds the tag.
+    Tag(String),
+    /// The kernel's profile attribute at a dotted path.
+    Attribute {
+        path: String,
+        op: Op,
+        value: Value,
+    },
+}
+
+/// What a rule reads of one person.
+#[derive(Debug, Clone, Copy)]
+pub struct Person<'a> {
+    pub traits: &'a BTreeMap<String, Value>,
+    pub tags: &'a BTreeSet<String>,
+    pub attributes: &'a Map<String, Value>,
+}
+
+fn refuse(path: &str, message: impl Into<String>) -> DefError {
+    DefError {
+        path: path.to_owned(),
+        message: message.into(),
+    }
+}
+
+impl Rule {
+    /// Parses and checks a rule; `traits` are the tenant's trait names.
+    pub fn parse(v: &Value, traits: &BTreeSet<String>) -> Result<Rule, DefError> {
+        let mut leaves = 0;
+        let rule = parse_at(v, "rule", 0, traits, &mut leaves)?;
+        if leaves > MAX_LEAVES {
+            return Err(refuse(
+                "rule",
+                format!("at most {MAX_LEAVES} conditions, got {leaves}"),
+            ));
+        }
+        Ok(rule)
+    }
+
+    /// Whether the person matches.
+    pub fn eval(&self, p: &Person<'_>) -> bool {
+        match self {
+            Rule::All(rs) => rs.iter().all(|r| r.eval(p)),
+            Rule::Any(rs) => rs.iter().any(|r| r.eval(p)),
+            Rule::Not(r) => !r.eval(p),
+            Rule::Trait { name, op, value } => op.test(p.traits.get(name), value),
+            Rule::Tag(t) => p.tags.contains(t),
+            Rule::Attribute { path, op, value } => {
+                let root = p.attributes;
+                let mut parts = path.splitn(2, '.');
+                let first = parts.next().unwrap_or_default();
+                let got = root
+                    .get(first)
+                    .and_then(|v| parts.next().map_or(Some(v), |rest| lookup(v, rest)));
+                op.test(got, value)
+            }
+        }
+    }
+
+    /// The trait names it reads.
+    pub fn traits(&self, out: &mut BTreeSet<String>) {
+        match self {
+            Rule::All(rs) | Rule::Any(rs) => rs.iter().for_each(|r| r.traits(out)),
+            Rule::Not(r) => r.traits(out),
+            Rule::Trait { name, .. } => {
+                out.insert(name.clone());
+            }
+            Rule::Tag(_) | Rule::Attribute { .. } => {}
+        }
+    }
+
+    /// Whether it reads the kernel's attributes.
+    pub fn reads_attributes(&self) -> bool {
+        match self {
+            Rule::All(rs) | Rule::Any(rs) => rs.iter().any(Rule::reads_attributes),
+            Rule::Not(r) => r.reads_attributes(),
+            Rule::Attribute { .. } => true,
+            Rule::Trait { .. } | Rule::Tag(_) => false,
+        }
+    }
+}
+
+fn parse_at(
+    v: &Value,
+    path: &str,
+    depth: usize,
+    traits: &BTreeSet<String>,
+    leaves: &mut usize,
+) -> Result<Rule, DefError> {
+    if depth > MAX_DEPTH {
+        return Err(refuse(path, format!("nested deeper than {MAX_DEPTH}")));
+    }
+    let obj = v
+        .as_object()
+        .filter(|o| o.len() == 1)
+        .ok_or_else(|| refuse(path, "one of all, any, not, trait, tag, attribute"))?;
+    let (kind, body) = obj.iter().next().expect("one entry");
+    let here = format!("{path}.{kind}");
+    let list = |body: &Value, leaves: &mut usize| -> Result<Vec<Rule>, DefError> {
+        body.as_array()
+            .ok_or_else(|| refuse(&here, "a list of rules"))?
+            .iter()
+            .enumerate()
+            .map(|(i, r)| parse_at(r, &format!("{here}[{i}]"), depth + 1, traits, leaves))
+            .collect()
+    };
+    match kind.as_str() {
+        "all" => Ok(Rule::All(list(body, leaves)?)),
+        "any" => Ok(Rule::Any(list(body, leaves)?)),
+        "not" => Ok(Rule::Not(Box::new(parse_at(
+            body,
+            &here,
+            depth + 1,
+            traits,
+            leaves,
+        )?))),
+        "tag" => {
+            *leaves += 1;
+            let t = body
+                .as_str()
+                .filter(|t| !t.is_empty() && t.chars().count() <= 40)
+                .ok_or_else(|| refuse(&here, "a tag, 1-40 characters"))?;
+            Ok(Rule::Tag(t.to_owned()))
+        }
+        "trait" | "attribute" => {
+            *leaves += 1;
+            let b = body
+                .as_object()
+                .ok_or_else(|| refuse(&here, "an object: {name or path, op, value}"))?;
+            let key = if kind == "trait" { "name" } else { "path" };
+            for k in b.keys() {
+                if ![key, "op", "value"].contains(&k.as_str()) {
+                    return Err(refuse(&format!("{here}.{k}"), "unknown field"));
+                }
+            }
+            let target = b
+                .get(key)
+                .and_then(Value::as_str)
+                .ok_or_else(|| refuse(&format!("{here}.{key}"), "required text"))?;
+            if kind == "trait" && !traits.contains(target) {
+                return Err(refuse(
+                    &format!("{here}.name"),
+                    format!("no trait {target:?} is declared"),
+                ));
+            }
+            if kind == "attribute"
+                && (target.is_empty() || target.len() > 100 || target.split('.').any(str::is_empty))
+            {
+                return Err(refuse(
+                    &format!("{here}.path"),
+                    "attribute names joined by dots",
+                ));
+            }
+            let op = b
+                .get("op")
+                .and_then(Value::as_str)
+                .and_then(Op::parse)
+                .ok_or_else(|| {
+                    refuse(
+                        &format!("{here}.op"),
+                        "one of eq, ne, gt, gte, lt, lte, exists",
+                    )
+                })?;
+            let value = b.get("value").cloned().unwrap_or(Value::Null);
+            let scalar = value.is_string() || value.is_number() || value.is_boolean();
+            match (op, scalar) {
+                (Op::Exists, _) if !value.is_null() => {
+                    return Err(refuse(&format!("{here}.value"), "exists takes no value"));
+                }
+                (Op::Exists, _) => {}
+                (_, false) => {
+                    return Err(refuse(
+                        &format!("{here}.value"),
+                        "a string, number or boolean to compare with",
+                    ));
+                }
+                _ => {}
+            }
+            let target = target.to_owned();
+            Ok(if kind == "trait" {
+                Rule::Trait {
+                    name: target,
+                    op,
+                    value,
+                }
+            } else {
+                Rule::Attribute {
+                    path: target,
+                    op,
+                    value,
+                }
+            })
+        }
+        other => Err(refuse(
+            &format!("{path}.{other}"),
+            "one of all, any, not, trait, tag, attribute",
+        )),
+    }
+}

@@ -1,0 +1,425 @@
+//! Segments: rules over traits, tags and attributes (keel-cdp-core's
+//! `segments`), with membership kept on each profile and beside it.
+//!
+//! Every profile write goes through [`change`]: it applies the change,
+//! re-evaluates the person's segments from the profile it writes, and, in
+//! the same transaction, records the difference — `members/{segment}|{person}`
+//! (indexed on `segment`), the size counters `segment:{id}`, and
+//! `segment.entered` / `segment.left` for segments that emit them. The
+//! profile's versioned write orders concurrent changes of one person, so
+//! every difference is taken against the membership it replaces.
+//!
+//! What changes without an event — a windowed trait's days passing, an
+//! attribute written elsewhere, a rule saved — is caught by the recompute
+//! (`recompute`), nightly and after each save.
+
+use std::collections::{BTreeMap, BTreeSet};
+
+use keel_cdp_core::segments::{Person, Rule};
+use keel_sdk::records::{self, Expect};
+use keel_sdk::{Context, Error, Result, counters, events};
+use serde::{Deserialize, Serialize};
+use serde_json::{Map, Value, json};
+
+use crate::definitions::{self, Declared};
+use crate::model::{Profile, is_token, now, rfc3339, today, update};
+use crate::track::tidy;
+
+/// The most segments of a tenant.
+pub(crate) const MAX_SEGMENTS: usize = 100;
+
+/// A segment as stored (`segments/{id}`).
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub(crate) struct Segment {
+    pub id: String,
+    pub name: String,
+    pub rule: Value,
+    pub emit_events: bool,
+    pub updated_at: String,
+}
+
+/// What evaluating a profile needs, loaded once per call, and the size
+/// counters' changes the call makes.
+///
+/// The changes are added up and applied once per counter at the end of the
+/// call ([`Rules::flush`]), in key order: on PostgreSQL every call then takes
+/// the counters' row locks in the same order, last, and holds them briefly
+/// (two calls taking `profiles` and `segment:a` in opposite orders would
+/// deadlock).
+pub(crate) struct Rules {
+    pub defs: Vec<Declared>,
+    segments: Vec<(Segment, Rule)>,
+    attributes: bool,
+    today: i32,
+    deltas: std::cell::RefCell<BTreeMap<String, i64>>,
+}
+
+impl Rules {
+    pub(crate) fn load() -> Result<Rules> {
+        let defs = definitions::load()?.traits;
+        let names: BTreeSet<String> = defs.iter().map(|d| d.def.name.clone()).collect();
+        let mut segments = Vec::new();
+        for s in all()? {
+            // A rule is checked on save; one that no longer parses (a trait
+            // it read was dropped meanwhile) matches nobody.
+            let rule = Rule::parse(&s.rule, &names).unwrap_or(Rule::Any(vec![]));
+            segments.push((s, rule));
+        }
+        Ok(Rules {
+            attributes: segments.iter().any(|(_, r)| r.reads_attributes()),
+            defs,
+            segments,
+            today: today(),
+            deltas: Default::default(),
+        })
+    }
+
+    /// Adds `delta` to the size counter `key` when the call ends.
+    pub(crate) fn count(&self, key: String, delta: i64) {
+        *self.deltas.borrow_mut().entry(key).or_default() += delta;
+    }
+
+    /// Applies the counted changes, in key order. Every operation that
+    /// changes profiles calls it last.
+    pub(crate) fn flush(&self) -> Result<()> {
+        for (key, delta) in std::mem::take(&mut *self.deltas.borrow_mut()) {
+            if delta != 0 {
+                counters::add(&key, delta, 0, i64::MAX, None)?;
+            }
+        }
+        Ok(())
+    }
+
+    /// The segments the profile matches.
+    fn evaluate(&self, p: &Profile, attributes: &Map<String, Value>) -> BTreeSet<String> {
+        if self.segments.is_empty() {
+            return BTreeSet::new();
+        }
+        let traits: BTreeMap<String, Value> = self
+            .defs
+            .iter()
+            .map(|d| {
+                let state = p.traits.get(&d.state_key()).cloned().unwrap_or_default();
+                (d.def.name.clone(), state.value(&d.def, self.today))
+            })
+            .collect();
+        let person = Person {
+            traits: &traits,
+            tags: &p.tags,
+            attributes,
+        };
+        self.segments
+            .iter()
+            .filter(|(_, r)| r.eval(&person))
+            .map(|(s, _)| s.id.clone())
+            .collect()
+    }
+
+    fn emits(&self, id: &str) -> bool {
+        self.segments
+            .iter()
+            .any(|(s, _)| s.id == id && s.emit_events)
+    }
+}
+
+/// Changes the profile of `person` (or its survivor) with `change`, re-
+/// evaluates its segments in the same write and records the difference;
+/// `reason` says why (`event`, `tag`, `merge`, `recompute`). The id of the
+/// profile written.
+pub(crate) fn change(
+    rules: &Rules,
+    person: &str,
+    reason: &str,
+    mut change: impl FnMut(&mut Profile),
+) -> Result<String> {
+    let attributes = if rules.attributes {
+        crate::model::person(person)?
+            .map(|p| p.attributes)
+            .unwrap_or_default()
+    } else {
+        Map::new()
+    };
+    let mut diff = (BTreeSet::new(), BTreeSet::new());
+    let (id, created) = update(person, |p| {
+        change(p);
+        tidy(p, &rules.defs, rules.today);
+        let now_in = rules.evaluate(p, &attributes);
+        diff = (p.segments.clone(), now_in.clone());
+        p.segments = now_in;
+    })?;
+    if created {
+        rules.count("profiles".into(), 1);
+    }
+    let (before, after) = diff;
+    for s in after.difference(&before) {
+        enter(rules, s, &id, reason)?;
+    }
+    for s in before.difference(&after) {
+        leave(rules, s, &id, reason)?;
+    }
+    Ok(id)
+}
+
+fn member_key(segment: &str, person: &str) -> String {
+    format!("{segment}|{person}")
+}
+
+#[derive(Serialize, Deserialize)]
+struct Member {
+    /// Indexed.
+    segment: String,
+    person: String,
+    since: String,
+}
+
+fn enter(rules: &Rules, segment: &str, person: &str, reason: &str) -> Result<()> {
+    let m = Member {
+        segment: segment.to_owned(),
+        person: person.to_owned(),
+        since: rfc3339(now()),
+    };
+    records::put("members", &member_key(segment, person), &m, Expect::Any)?;
+    rules.count(format!("segment:{segment}"), 1);
+    if rules.emits(segment) {
+        events::emit(
+            "segment.entered",
+            Some(person),
+            &json!({"segment": segment, "reason": reason}),
+            None,
+        )?;
+    }
+    Ok(())
+}
+
+/// Takes `person` out of `segment` (a change, or a merge's tombstone).
+pub(crate) fn leave(rules: &Rules, segment: &str, person: &str, reason: &str) -> Result<()> {
+    records::delete("members", &member_key(segment, person), None)?;
+    rules.count(format!("segment:{segment}"), -1);
+    if rules.emits(segment) {
+        events::emit(
+            "segment.left",
+            Some(person),
+            &json!({"segment": segment, "reason": reason}),
+            None,
+        )?;
+    }
+    Ok(())
+}
+
+fn all() -> Result<Vec<Segment>> {
+    Ok(
+        records::scan::<Segment>("segments", None, MAX_SEGMENTS as u32 + 1)?
+            .records
+            .into_iter()
+            .map(|r| r.data)
+            .collect(),
+    )
+}
+
+/// GraphQL `CdpSegment`.
+#[derive(Serialize)]
+#[serde(rename_all = "camelCase")]
+pub(crate) struct SegmentOut {
+    #[serde(flatten)]
+    segment: Segment,
+    size: i64,
+}
+
+fn out(s: Segment) -> Result<SegmentOut> {
+    Ok(SegmentOut {
+        size: counters::get(&format!("segment:{}", s.id))?,
+        segment: s,
+    })
+}
+
+pub(crate) fn list(_ctx: &Context, _i: Value) -> Result<Vec<SegmentOut>> {
+    all()?.into_iter().map(out).collect()
+}
+
+#[derive(Deserialize)]
+pub(crate) struct SaveArgs {
+    input: SaveInput,
+}
+
+#[derive(Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub(crate) struct SaveInput {
+    id: String,
+    name: String,
+    rule: Value,
+    emit_events: Option<bool>,
+}
+
+fn check_rule(rule: &Value) -> Result<Rule> {
+    let names: BTreeSet<String> = definitions::load()?
+        .traits
+        .into_iter()
+        .map(|d| d.def.name)
+        .collect();
+    Rule::parse(rule, &names).map_err(|e| Error::invalid(e.to_string()))
+}
+
+/// `saveSegment`: creates or replaces a segment, then starts a recompute
+/// that brings every profile's membership up to date.
+pub(crate) fn save(ctx: &Context, args: SaveArgs) -> Result<SegmentOut> {
+    let i = args.input;
+    if !is_token(&i.id, 40) || i.id.contains(['|', ':', '.']) {
+        return Err(Error::invalid("id: 1-40 letters, digits, _ and -"));
+    }
+    let name = i.name.trim();
+    if name.is_empty() || name.chars().count() > 100 {
+        return Err(Error::invalid("name: 1-100 characters"));
+    }
+    check_rule(&i.rule)?;
+    let found = records::get::<Segment>("segments", &i.id)?;
+    if found.is_none() && all()?.len() >= MAX_SEGMENTS {
+        return Err(Error::refused(
+            "TOO_MANY_SEGMENTS",
+            format!("a tenant keeps at most {MAX_SEGMENTS} segments"),
+        ));
+    }
+    let s = Segment {
+        id: i.id.clone(),
+        name: name.to_owned(),
+        rule: i.rule,
+        emit_events: i.emit_events.unwrap_or(false),
+        updated_at: rfc3339(now()),
+    };
+    let expect = found.map_or(Expect::Absent, |r| Expect::Version(r.version));
+    records::put("segments", &i.id, &s, expect)?;
+    crate::recompute::start(ctx, "saved")?;
+    out(s)
+}
+
+#[derive(Deserialize)]
+pub(crate) struct PreviewInput {
+    rule: Value,
+    sample: Option<i64>,
+}
+
+/// GraphQL `CdpSegmentPreview`.
+#[derive(Serialize)]
+#[serde(rename_all = "camelCase")]
+pub(crate) struct Preview {
+    scanned: u32,
+    matched: u32,
+    profiles: i64,
+    estimate: i64,
+    person_ids: Vec<String>,
+}
+
+/// `previewSegment`: evaluates a rule, unsaved, on up to `sample` profiles
+/// (1,000 unless set, at most 5,000) and scales the share that matches to
+/// every profile. Writes nothing.
+pub(crate) fn preview(_ctx: &Context, i: PreviewInput) -> Result<Preview> {
+    let rule = check_rule(&i.rule)?;
+    let sample = keel_sdk::paging::limit(i.sample, 1000, 5000)?;
+    let mut rules = Rules::load()?;
+    rules.attributes = rule.reads_attributes();
+    rules.segments = vec![(
+        Segment {
+            id: "preview".into(),
+            name: String::new(),
+            rule: i.rule.clone(),
+            emit_events: false,
+            updated_at: String::new(),
+        },
+        rule,
+    )];
+    let (mut scanned, mut matched, mut person_ids) = (0u32, 0u32, Vec::new());
+    let mut after: Option<String> = None;
+    while scanned < sample {
+        let page =
+            records::scan::<Profile>("profiles", after.as_deref(), (sample - scanned).min(500))?;
+        for r in page.records {
+            if r.data.merged_into.is_some() {
+                continue;
+            }
+            scanned += 1;
+            let attributes = if rules.attributes {
+                crate::model::person(&r.key)?
+                    .map(|p| p.attributes)
+                    .unwrap_or_default()
+            } else {
+                Map::new()
+            };
+            if !rules.evaluate(&r.data, &attributes).is_empty() {
+                matched += 1;
+                if person_ids.len() < 20 {
+                    person_ids.push(r.key);
+                }
+            }
+        }
+        match page.next {
+            Some(n) => after = Some(n),
+            None => break,
+        }
+    }
+    let profiles = counters::get("profiles")?;
+    let estimate = if scanned == 0 {
+        0
+    } else {
+        (profiles as f64 * f64::from(matched) / f64::from(scanned)).round() as i64
+    };
+    Ok(Preview {
+        scanned,
+        matched,
+        profiles,
+        estimate,
+        person_ids,
+    })
+}
+
+#[derive(Deserialize)]
+pub(crate) struct MembersInput {
+    id: String,
+    after: Option<String>,
+    limit: Option<i64>,
+}
+
+#[derive(Serialize)]
+#[serde(rename_all = "camelCase")]
+pub(crate) struct MembersPage {
+    person_ids: Vec<String>,
+    next: Option<String>,
+}
+
+/// `segmentMembers`: the members, in pages.
+pub(crate) fn members(_ctx: &Context, i: MembersInput) -> Result<MembersPage> {
+    let limit = keel_sdk::paging::limit(i.limit, 100, 1000)?;
+    if records::get::<Segment>("segments", &i.id)?.is_none() {
+        return Err(Error::NotFound(format!("id: no segment {}", i.id)));
+    }
+    let page = records::query::<Member>(
+        "members",
+        "segment",
+        &json!(i.id),
+        i.after.as_deref(),
+        limit,
+    )?;
+    Ok(MembersPage {
+        person_ids: page.records.into_iter().map(|r| r.data.person).collect(),
+        next: page.next,
+    })
+}
+
+/// True when a segment reads the trait `name` (which then cannot be
+/// dropped).
+pub(crate) fn uses_trait(name: &str) -> Result<Option<String>> {
+    let names: BTreeSet<String> = definitions::load()?
+        .traits
+        .into_iter()
+        .map(|d| d.def.name)
+        .collect();
+    for s in all()? {
+        if let Ok(rule) = Rule::parse(&s.rule, &names) {
+            let mut read = BTreeSet::new();
+            rule.traits(&mut read);
+            if read.contains(name) {
+                return Ok(Some(s.id));
+            }
+        }
+    }
+    Ok(None)
+}
