@@ -325,6 +325,77 @@ fn check_event(v: &Value, now_micros: i64) -> std::result::Result<(Who, Incoming
     ))
 }
 
+/// A batch opened: its items checked one by one and their persons
+/// resolved, or the report of the same batch taken in before.
+enum Opened<T> {
+    Replayed(Report),
+    Fresh(Batch<T>),
+}
+
+/// The items of a batch: each good one with its person, each bad one in
+/// `rejected` (with `None` in its place).
+struct Batch<T> {
+    digest: String,
+    items: Vec<Option<(String, T)>>,
+    rejected: Vec<Rejected>,
+}
+
+/// Checks a batch's id and size, returns its report if it was taken in
+/// before, else checks each item with `check` and resolves the persons of
+/// the good ones. With `ALL_OR_NOTHING`, one bad item refuses the batch.
+fn open<T>(
+    kind: &str,
+    what: &str,
+    batch_id: &str,
+    list: &Value,
+    mode: Mode,
+    check: impl Fn(&Value) -> std::result::Result<(Who, T), String>,
+) -> Result<Opened<T>> {
+    let items = list
+        .as_array()
+        .ok_or_else(|| Error::invalid(format!("{what}: a list")))?;
+    check_batch(batch_id, items.len())?;
+    let digest = digest(list);
+    if let Some(report) = replay(kind, batch_id, &digest)? {
+        return Ok(Opened::Replayed(report));
+    }
+    let mut rejected = Vec::new();
+    let mut who = Vec::with_capacity(items.len());
+    let mut checked = Vec::with_capacity(items.len());
+    for (index, v) in items.iter().enumerate() {
+        match check(v) {
+            Ok((w, item)) => {
+                who.push(Some(w));
+                checked.push(Some(item));
+            }
+            Err(message) => {
+                rejected.push(Rejected { index, message });
+                who.push(None);
+                checked.push(None);
+            }
+        }
+    }
+    all_or_nothing(mode, what, &rejected)?;
+    let mut out = Vec::with_capacity(items.len());
+    for (index, (p, item)) in resolve(&who)?.into_iter().zip(checked).enumerate() {
+        out.push(match (p, item) {
+            (Ok(p), Some(item)) => Some((p, item)),
+            (Err(message), Some(_)) => {
+                rejected.push(Rejected { index, message });
+                None
+            }
+            (_, None) => None,
+        });
+    }
+    rejected.sort_by_key(|r| r.index);
+    all_or_nothing(mode, what, &rejected)?;
+    Ok(Opened::Fresh(Batch {
+        digest,
+        items: out,
+        rejected,
+    }))
+}
+
 #[derive(Deserialize)]
 #[serde(rename_all = "camelCase")]
 pub(crate) struct TrackInput {
@@ -335,58 +406,30 @@ pub(crate) struct TrackInput {
 
 /// `cdpTrack`.
 pub(crate) fn track(_ctx: &Context, i: TrackInput) -> Result<Report> {
-    let items = i
-        .events
-        .as_array()
-        .ok_or_else(|| Error::invalid("events: a list"))?;
-    check_batch(&i.batch_id, items.len())?;
-    let digest = digest(&i.events);
-    if let Some(report) = replay("track", &i.batch_id, &digest)? {
-        return Ok(report);
-    }
     let now_micros = now().timestamp_micros();
-    let mut rejected = Vec::new();
-    let mut who = Vec::with_capacity(items.len());
-    let mut events = Vec::with_capacity(items.len());
-    for (index, v) in items.iter().enumerate() {
-        match check_event(v, now_micros) {
-            Ok((w, e)) => {
-                who.push(Some(w));
-                events.push(Some(e));
-            }
-            Err(message) => {
-                rejected.push(Rejected { index, message });
-                who.push(None);
-                events.push(None);
-            }
-        }
-    }
-    all_or_nothing(i.mode.unwrap_or_default(), "events", &rejected)?;
-    let people = resolve(&who)?;
-    let mut taken = Vec::new();
-    let mut person_ids = vec![None; items.len()];
-    for (index, (p, e)) in people.into_iter().zip(events).enumerate() {
-        let Some(e) = e else { continue };
-        match p {
-            Ok(p) => {
-                person_ids[index] = Some(p.clone());
-                taken.push((p, e));
-            }
-            Err(message) => rejected.push(Rejected { index, message }),
-        }
-    }
-    rejected.sort_by_key(|r| r.index);
-    all_or_nothing(i.mode.unwrap_or_default(), "events", &rejected)?;
+    let mode = i.mode.unwrap_or_default();
+    let b = match open("track", "events", &i.batch_id, &i.events, mode, |v| {
+        check_event(v, now_micros)
+    })? {
+        Opened::Replayed(report) => return Ok(report),
+        Opened::Fresh(b) => b,
+    };
+    let person_ids: Vec<Option<String>> = b
+        .items
+        .iter()
+        .map(|i| i.as_ref().map(|(p, _)| p.clone()))
+        .collect();
+    let taken: Vec<(String, Incoming)> = b.items.into_iter().flatten().collect();
     let fresh = take_in(&taken)?;
     let accepted = fresh.iter().filter(|f| **f).count();
     let report = Report {
         batch_id: i.batch_id,
         accepted,
         duplicates: fresh.len() - accepted,
-        rejected,
+        rejected: b.rejected,
         person_ids,
     };
-    keep("track", digest, &report)?;
+    keep("track", b.digest, &report)?;
     Ok(report)
 }
 
@@ -398,7 +441,10 @@ struct RowIn {
 }
 
 /// Checks one row of `cdpIdentify`: its identifiers, patch and tags.
-fn check_row(v: &Value) -> std::result::Result<(Who, Value, Vec<String>), String> {
+/// A checked row: its attribute patch and tags.
+type Row = (Value, Vec<String>);
+
+fn check_row(v: &Value) -> std::result::Result<(Who, Row), String> {
     let r: RowIn = serde_json::from_value(v.clone()).map_err(|e| e.to_string())?;
     let ids = check_identifiers(&r.identifiers)?;
     let patch = match r.attributes {
@@ -418,7 +464,7 @@ fn check_row(v: &Value) -> std::result::Result<(Who, Value, Vec<String>), String
     for t in &tags {
         check_tag(t).map_err(|e| e.to_string())?;
     }
-    Ok((Who::Ids(ids), patch, tags))
+    Ok((Who::Ids(ids), (patch, tags)))
 }
 
 #[derive(Deserialize)]
@@ -431,50 +477,25 @@ pub(crate) struct IdentifyInput {
 
 /// `cdpIdentify`.
 pub(crate) fn identify(_ctx: &Context, i: IdentifyInput) -> Result<Report> {
-    let items = i
-        .rows
-        .as_array()
-        .ok_or_else(|| Error::invalid("rows: a list"))?;
-    check_batch(&i.batch_id, items.len())?;
-    let digest = digest(&i.rows);
-    if let Some(report) = replay("identify", &i.batch_id, &digest)? {
-        return Ok(report);
-    }
     let mode = i.mode.unwrap_or_default();
-    let mut rejected = Vec::new();
-    let mut who = Vec::with_capacity(items.len());
-    let mut rest = Vec::with_capacity(items.len());
-    for (index, v) in items.iter().enumerate() {
-        match check_row(v) {
-            Ok((w, patch, tags)) => {
-                who.push(Some(w));
-                rest.push(Some((patch, tags)));
-            }
-            Err(message) => {
-                rejected.push(Rejected { index, message });
-                who.push(None);
-                rest.push(None);
-            }
-        }
-    }
-    all_or_nothing(mode, "rows", &rejected)?;
-    let people = resolve(&who)?;
+    let b = match open("identify", "rows", &i.batch_id, &i.rows, mode, check_row)? {
+        Opened::Replayed(report) => return Ok(report),
+        Opened::Fresh(b) => b,
+    };
+    let (digest, mut rejected) = (b.digest, b.rejected);
     let rules = crate::segments::Rules::load()?;
-    let mut person_ids = vec![None; items.len()];
+    let mut person_ids = vec![None; b.items.len()];
     let mut accepted = 0;
     // Rows in person order: concurrent batches on PostgreSQL lock persons
     // and profiles in one order.
-    let mut rows: Vec<_> = people.into_iter().zip(rest).enumerate().collect();
-    rows.sort_by(|a, b| a.1.0.as_ref().ok().cmp(&b.1.0.as_ref().ok()));
-    for (index, (p, r)) in rows {
-        let Some((patch, tags)) = r else { continue };
-        let person = match p {
-            Ok(p) => p,
-            Err(message) => {
-                rejected.push(Rejected { index, message });
-                continue;
-            }
-        };
+    let mut rows: Vec<(usize, (String, Row))> = b
+        .items
+        .into_iter()
+        .enumerate()
+        .filter_map(|(index, r)| r.map(|r| (index, r)))
+        .collect();
+    rows.sort_by(|a, b| a.1.0.cmp(&b.1.0));
+    for (index, (person, (patch, tags))) in rows {
         if patch.as_object().is_some_and(|m| !m.is_empty()) {
             match persons::set_attributes(&person, &patch) {
                 Ok(_) => {}
