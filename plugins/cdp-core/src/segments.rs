@@ -18,8 +18,8 @@ use crate::traits::{DefError, lookup};
 
 /// The deepest nesting of a rule.
 pub const MAX_DEPTH: usize = 8;
-/// The most conditions of a rule.
-pub const MAX_LEAVES: usize = 100;
+/// The most nodes of a rule: conditions and `all`/`any`/`not` alike.
+pub const MAX_NODES: usize = 100;
 
 /// A comparison of a leaf.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -120,15 +120,7 @@ fn refuse(path: &str, message: impl Into<String>) -> DefError {
 impl Rule {
     /// Parses and checks a rule; `traits` are the tenant's trait names.
     pub fn parse(v: &Value, traits: &BTreeSet<String>) -> Result<Rule, DefError> {
-        let mut leaves = 0;
-        let rule = parse_at(v, "rule", 0, traits, &mut leaves)?;
-        if leaves > MAX_LEAVES {
-            return Err(refuse(
-                "rule",
-                format!("at most {MAX_LEAVES} conditions, got {leaves}"),
-            ));
-        }
-        Ok(rule)
+        parse_at(v, "rule", 0, traits, &mut 0)
     }
 
     /// Whether the person matches.
@@ -179,10 +171,17 @@ fn parse_at(
     path: &str,
     depth: usize,
     traits: &BTreeSet<String>,
-    leaves: &mut usize,
+    nodes: &mut usize,
 ) -> Result<Rule, DefError> {
     if depth > MAX_DEPTH {
         return Err(refuse(path, format!("nested deeper than {MAX_DEPTH}")));
+    }
+    *nodes += 1;
+    if *nodes > MAX_NODES {
+        return Err(refuse(
+            "rule",
+            format!("at most {MAX_NODES} nodes (conditions, all, any, not)"),
+        ));
     }
     let obj = v
         .as_object()
@@ -190,26 +189,25 @@ fn parse_at(
         .ok_or_else(|| refuse(path, "one of all, any, not, trait, tag, attribute"))?;
     let (kind, body) = obj.iter().next().expect("one entry");
     let here = format!("{path}.{kind}");
-    let list = |body: &Value, leaves: &mut usize| -> Result<Vec<Rule>, DefError> {
+    let list = |body: &Value, nodes: &mut usize| -> Result<Vec<Rule>, DefError> {
         body.as_array()
             .ok_or_else(|| refuse(&here, "a list of rules"))?
             .iter()
             .enumerate()
-            .map(|(i, r)| parse_at(r, &format!("{here}[{i}]"), depth + 1, traits, leaves))
+            .map(|(i, r)| parse_at(r, &format!("{here}[{i}]"), depth + 1, traits, nodes))
             .collect()
     };
     match kind.as_str() {
-        "all" => Ok(Rule::All(list(body, leaves)?)),
-        "any" => Ok(Rule::Any(list(body, leaves)?)),
+        "all" => Ok(Rule::All(list(body, nodes)?)),
+        "any" => Ok(Rule::Any(list(body, nodes)?)),
         "not" => Ok(Rule::Not(Box::new(parse_at(
             body,
             &here,
             depth + 1,
             traits,
-            leaves,
+            nodes,
         )?))),
         "tag" => {
-            *leaves += 1;
             let t = body
                 .as_str()
                 .filter(|t| !t.is_empty() && t.chars().count() <= 40)
@@ -217,7 +215,6 @@ fn parse_at(
             Ok(Rule::Tag(t.to_owned()))
         }
         "trait" | "attribute" => {
-            *leaves += 1;
             let b = body
                 .as_object()
                 .ok_or_else(|| refuse(&here, "an object: {name or path, op, value}"))?;

@@ -279,10 +279,10 @@ fn check_event(v: &Value, now_micros: i64) -> std::result::Result<(Who, Incoming
     {
         return Err("source: 1-40 lowercase letters, digits, _ and -".into());
     }
-    if source == "keel" {
-        return Err(
-            "source: keel is the CDP's own, for the events it takes from Keel's plugins".into(),
-        );
+    if source == "keel" || source == "merge" {
+        return Err(format!(
+            "source: {source} is the CDP's own (events from Keel's plugins, merges)"
+        ));
     }
     if !keel_cdp_core::traits::is_event_type(&e.event_type) {
         return Err(format!(
@@ -495,6 +495,11 @@ pub(crate) fn identify(_ctx: &Context, i: IdentifyInput) -> Result<Report> {
         .filter_map(|(index, r)| r.map(|r| (index, r)))
         .collect();
     rows.sort_by(|a, b| a.1.0.cmp(&b.1.0));
+    let tags: std::collections::BTreeSet<&String> =
+        rows.iter().flat_map(|(_, (_, (_, t)))| t).collect();
+    for t in tags {
+        crate::tags::register(t)?;
+    }
     for (index, (person, (patch, tags))) in rows {
         if patch.as_object().is_some_and(|m| !m.is_empty()) {
             match persons::set_attributes(&person, &patch) {

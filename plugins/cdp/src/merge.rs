@@ -50,7 +50,16 @@ pub(crate) fn on_merged(e: Event) -> Result<()> {
     // versioned write: a concurrent intake either wrote before (and is
     // folded here) or retries and follows the tombstone.
     let Some(found) = records::get::<Profile>("profiles", &p.merged_id)? else {
-        // The CDP never saw it: its timeline (if any) still belongs to the survivor.
+        // The CDP has no profile of the merged person: a tombstone now, so
+        // that an intake which resolved them before the merge and commits
+        // after it follows it to the survivor. If such an intake committed
+        // a profile first, the write conflicts, the delivery fails and is
+        // retried, and the retry folds that profile.
+        let tombstone = Profile {
+            merged_into: Some(p.survivor_id.clone()),
+            ..Profile::default()
+        };
+        records::put("profiles", &p.merged_id, &tombstone, Expect::Absent)?;
         let rules = Rules::load()?;
         change(&rules, &p.survivor_id, "merge", |s| {
             if !s.merged_from.contains(&p.merged_id) {

@@ -49,6 +49,8 @@ pub(crate) struct Segment {
 /// deadlock).
 pub(crate) struct Rules {
     pub defs: Vec<Declared>,
+    /// The last revision of each dropped trait.
+    pub retired: BTreeMap<String, u32>,
     segments: Vec<(Segment, Rule)>,
     attributes: bool,
     today: i32,
@@ -57,7 +59,8 @@ pub(crate) struct Rules {
 
 impl Rules {
     pub(crate) fn load() -> Result<Rules> {
-        let defs = definitions::load()?.traits;
+        let loaded = definitions::load()?;
+        let (defs, retired) = (loaded.traits, loaded.retired);
         let names: BTreeSet<String> = defs.iter().map(|d| d.def.name.clone()).collect();
         let mut segments = Vec::new();
         for s in all()? {
@@ -69,6 +72,7 @@ impl Rules {
         Ok(Rules {
             attributes: segments.iter().any(|(_, r)| r.reads_attributes()),
             defs,
+            retired,
             segments,
             today: today(),
             deltas: Default::default(),
@@ -84,8 +88,15 @@ impl Rules {
     /// changes profiles calls it last.
     pub(crate) fn flush(&self) -> Result<()> {
         for (key, delta) in std::mem::take(&mut *self.deltas.borrow_mut()) {
-            if delta != 0 {
-                counters::add(&key, delta, 0, i64::MAX, None)?;
+            if delta == 0 {
+                continue;
+            }
+            if let counters::Outcome::LimitReached(at) =
+                counters::add(&key, delta, 0, i64::MAX, None)?
+            {
+                keel_sdk::log::warn(&format!(
+                    "counter {key} at {at} cannot move by {delta}: it has drifted; the recompute does not repair sizes"
+                ));
             }
         }
         Ok(())
@@ -143,7 +154,7 @@ pub(crate) fn change(
     let mut diff = (BTreeSet::new(), BTreeSet::new());
     let (id, created) = update(person, |p| {
         change(p);
-        tidy(p, &rules.defs, rules.today);
+        tidy(p, rules, rules.today);
         let now_in = rules.evaluate(p, &attributes);
         diff = (p.segments.clone(), now_in.clone());
         p.segments = now_in;

@@ -39,17 +39,23 @@ pub(crate) fn add(rules: &Rules, tag: &str, person: &str) -> Result<bool> {
         ));
     }
     if added {
-        let record = TagRecord {
-            tag: tag.to_owned(),
-            created_at: rfc3339(now()),
-        };
-        match records::put("tags", tag, &record, Expect::Absent) {
-            Ok(_) | Err(Error::Conflict(_)) => {}
-            Err(e) => return Err(e),
-        }
         resize(rules, tag, 1);
     }
     Ok(added)
+}
+
+/// Records that the tag is in use, before any profile is written: calls
+/// tagging with a new tag then meet on this record first, not across
+/// profiles (on PostgreSQL, in opposite orders, a deadlock).
+pub(crate) fn register(tag: &str) -> Result<()> {
+    let record = TagRecord {
+        tag: tag.to_owned(),
+        created_at: rfc3339(now()),
+    };
+    match records::put("tags", tag, &record, Expect::Absent) {
+        Ok(_) | Err(Error::Conflict(_)) => Ok(()),
+        Err(e) => Err(e),
+    }
 }
 
 /// Changes a tag's size by `delta` when the call ends.
@@ -64,30 +70,37 @@ pub(crate) struct TagInput {
     person_ids: Vec<String>,
 }
 
-/// The persons named, each by its survivor's id; refused whole when one
-/// is unknown.
+/// The persons named, each by its survivor's id, in id order (profiles
+/// are locked in one order) and once each; refused whole when one is
+/// unknown.
 fn persons_of(ids: &[String]) -> Result<Vec<String>> {
     if ids.is_empty() || ids.len() > MAX_PERSONS {
         return Err(Error::invalid(format!(
             "personIds: 1-{MAX_PERSONS} persons"
         )));
     }
-    ids.iter()
+    let mut out = ids
+        .iter()
         .enumerate()
         .map(|(i, id)| {
             Ok(crate::model::person(id)?
                 .ok_or_else(|| Error::NotFound(format!("personIds[{i}]: no person {id}")))?
                 .id)
         })
-        .collect()
+        .collect::<Result<Vec<String>>>()?;
+    out.sort();
+    out.dedup();
+    Ok(out)
 }
 
 /// `tagPersons`: the number newly tagged.
 pub(crate) fn tag(_ctx: &Context, i: TagInput) -> Result<u32> {
     check_tag(&i.tag)?;
+    let persons = persons_of(&i.person_ids)?;
+    register(&i.tag)?;
     let rules = Rules::load()?;
     let mut n = 0;
-    for p in persons_of(&i.person_ids)? {
+    for p in persons {
         n += u32::from(add(&rules, &i.tag, &p)?);
     }
     rules.flush()?;

@@ -5,7 +5,7 @@
 //! (`sources`). Every aggregate is order-independent (keel-cdp-core), so a
 //! late or out-of-order event lands where a recompute would put it.
 
-use std::collections::{BTreeMap, BTreeSet};
+use std::collections::BTreeMap;
 
 use keel_cdp_core::traits::{Observed, day_of};
 use keel_sdk::records::{self, Expect};
@@ -134,11 +134,24 @@ pub(crate) fn fold(p: &mut Profile, defs: &[Declared], events: &[&Incoming]) {
 }
 
 /// Drops what no definition reads any more, and the days no window
-/// reaches.
-pub(crate) fn tidy(p: &mut Profile, defs: &[Declared], today: i32) {
-    let live: BTreeSet<String> = defs.iter().map(Declared::state_key).collect();
-    p.traits.retain(|k, _| live.contains(k));
-    for d in defs {
+/// reaches. A state is dropped only when this call knows a later revision
+/// of its trait, or the trait's retirement at or after it: a call that
+/// loaded the definitions before a change never drops the state the
+/// change started.
+pub(crate) fn tidy(p: &mut Profile, rules: &crate::segments::Rules, today: i32) {
+    p.traits.retain(|k, _| {
+        let Some((name, rev)) = k.rsplit_once('@') else {
+            return false;
+        };
+        let rev: u32 = rev.parse().unwrap_or(0);
+        let current = rules.defs.iter().find(|d| d.def.name == name);
+        match (current, rules.retired.get(name)) {
+            (Some(d), _) => rev >= d.revision,
+            (None, Some(last)) => rev > *last,
+            (None, None) => true,
+        }
+    });
+    for d in &rules.defs {
         if let Some(s) = p.traits.get_mut(&d.state_key()) {
             s.prune(&d.def, today);
         }

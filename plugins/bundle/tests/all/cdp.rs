@@ -421,6 +421,16 @@ on_both_backends! {
         let analyst = k.key(&b, &["analyst"], &[]).await;
         assert_eq!(code(&k.gql(&analyst, TRACK, json!({"b": "x", "e": [good("a1")]})).await), "FORBIDDEN");
         assert!(k.public(&b.slug, PROFILE, json!({"p": person})).await["errors"].is_array());
+        // A credential limited to an org node is refused: customer data is
+        // tenant-wide and the plugin does not enforce org scopes.
+        ok(&k.gql(&b.owner, "mutation { defineRegion(code: \"CN\", name: \"China\") { code } }", json!({})).await);
+        let r = k.gql(&b.owner, "{ orgNode(code: \"CN\") { id } }", json!({})).await;
+        let node = ok(&r)["orgNode"]["id"].as_str().unwrap().to_owned();
+        let r = k.gql(&b.owner, "mutation($i: CreateApiKeyInput!) { createApiKey(input: $i) { secret } }",
+            json!({"i": {"name": "regional", "roles": ["admin"], "orgScope": node}})).await;
+        let regional = ok(&r)["createApiKey"]["secret"].as_str().unwrap().to_owned();
+        assert_eq!(code(&k.gql(&regional, PROFILE, json!({"p": person})).await), "FORBIDDEN");
+        assert_eq!(code(&k.gql(&regional, TRACK, json!({"b": "x", "e": [good("a2")]})).await), "FORBIDDEN");
         let other = brand_with_cdp(&k, "other").await;
         assert_eq!(ok(&k.gql(&other.owner, PROFILE, json!({"p": person})).await)["cdpProfile"], Value::Null);
     }
