@@ -264,6 +264,26 @@ fn who(
     }
 }
 
+/// An optional JSON object of an item (`{}` when left out or null), at
+/// most `max` bytes of JSON; the error names `field` and says what it
+/// must be.
+fn object(
+    field: &str,
+    v: Option<Value>,
+    max: usize,
+    shape: &str,
+) -> std::result::Result<Value, String> {
+    let v = match v {
+        None | Some(Value::Null) => Value::Object(Default::default()),
+        Some(o @ Value::Object(_)) => o,
+        Some(_) => return Err(format!("{field}: {shape}")),
+    };
+    if v.to_string().len() > max {
+        return Err(format!("{field}: at most {max} bytes of JSON"));
+    }
+    Ok(v)
+}
+
 /// Checks one event of a batch.
 fn check_event(v: &Value, now_micros: i64) -> std::result::Result<(Who, Incoming), String> {
     let e: EventIn = serde_json::from_value(v.clone()).map_err(|e| e.to_string())?;
@@ -302,16 +322,7 @@ fn check_event(v: &Value, now_micros: i64) -> std::result::Result<(Who, Incoming
     if at < EPOCH_MICROS || at > now_micros + MAX_SKEW_MICROS {
         return Err("occurredAt: after 2000-01-01 and at most 24 hours ahead of now".into());
     }
-    let properties = match e.properties {
-        None | Some(Value::Null) => Value::Object(Default::default()),
-        Some(p @ Value::Object(_)) => p,
-        Some(_) => return Err("properties: a JSON object".into()),
-    };
-    if properties.to_string().len() > MAX_PROPERTIES {
-        return Err(format!(
-            "properties: at most {MAX_PROPERTIES} bytes of JSON"
-        ));
-    }
+    let properties = object("properties", e.properties, MAX_PROPERTIES, "a JSON object")?;
     let w = who(e.person_id, e.identifiers)?;
     Ok((
         w,
@@ -440,23 +451,19 @@ struct RowIn {
     tags: Option<Vec<String>>,
 }
 
-/// Checks one row of `cdpIdentify`: its identifiers, patch and tags.
 /// A checked row: its attribute patch and tags.
 type Row = (Value, Vec<String>);
 
+/// Checks one row of `cdpIdentify`: its identifiers, patch and tags.
 fn check_row(v: &Value) -> std::result::Result<(Who, Row), String> {
     let r: RowIn = serde_json::from_value(v.clone()).map_err(|e| e.to_string())?;
     let ids = check_identifiers(&r.identifiers)?;
-    let patch = match r.attributes {
-        None | Some(Value::Null) => Value::Object(Default::default()),
-        Some(p @ Value::Object(_)) => p,
-        Some(_) => return Err("attributes: a JSON object (a merge patch)".into()),
-    };
-    if patch.to_string().len() > MAX_ATTRIBUTES {
-        return Err(format!(
-            "attributes: at most {MAX_ATTRIBUTES} bytes of JSON"
-        ));
-    }
+    let patch = object(
+        "attributes",
+        r.attributes,
+        MAX_ATTRIBUTES,
+        "a JSON object (a merge patch)",
+    )?;
     let tags = r.tags.unwrap_or_default();
     if tags.len() > MAX_ROW_TAGS {
         return Err(format!("tags: at most {MAX_ROW_TAGS}"));

@@ -10,17 +10,13 @@ use serde::Deserialize;
 
 use crate::model::Profile;
 use crate::segments::{Rules, change, leave};
+use crate::track::mark;
 
 #[derive(Deserialize)]
 #[serde(rename_all = "camelCase")]
 struct Payload {
     survivor_id: String,
     merged_id: String,
-}
-
-#[derive(serde::Serialize, Deserialize)]
-struct Applied {
-    person: String,
 }
 
 pub(crate) fn on_merged(e: Event) -> Result<()> {
@@ -33,57 +29,34 @@ pub(crate) fn on_merged(e: Event) -> Result<()> {
     }
     let p: Payload = serde_json::from_value(e.payload)
         .map_err(|err| Error::invalid(format!("person.merged payload: {err}")))?;
-    let marker = Applied {
-        person: p.survivor_id.clone(),
-    };
-    match records::put(
-        "applied",
-        &format!("merge:{}", e.id),
-        &marker,
-        Expect::Absent,
-    ) {
-        Ok(_) => {}
-        Err(Error::Conflict(_)) => return Ok(()),
-        Err(err) => return Err(err),
-    }
-    // The merged person's profile as it stands, tombstoned in the same
-    // versioned write: a concurrent intake either wrote before (and is
-    // folded here) or retries and follows the tombstone.
-    let Some(found) = records::get::<Profile>("profiles", &p.merged_id)? else {
-        // The CDP has no profile of the merged person: a tombstone now, so
-        // that an intake which resolved them before the merge and commits
-        // after it follows it to the survivor. If such an intake committed
-        // a profile first, the write conflicts, the delivery fails and is
-        // retried, and the retry folds that profile.
-        let tombstone = Profile {
-            merged_into: Some(p.survivor_id.clone()),
-            ..Profile::default()
-        };
-        records::put("profiles", &p.merged_id, &tombstone, Expect::Absent)?;
-        let rules = Rules::load()?;
-        change(&rules, &p.survivor_id, "merge", |s| {
-            if !s.merged_from.contains(&p.merged_id) {
-                s.merged_from.push(p.merged_id.clone());
-            }
-        })?;
-        return rules.flush();
-    };
-    if found.data.merged_into.is_some() {
+    if !mark(&format!("merge:{}", e.id), &p.survivor_id)? {
         return Ok(());
     }
-    let merged = found.data;
+    // The merged person's profile as it stands, tombstoned in the same
+    // write: a concurrent intake either wrote before (and is folded here)
+    // or retries and follows the tombstone. When the CDP has no profile of
+    // the merged person, the tombstone is created: an intake which
+    // resolved them before the merge and commits after it follows it; if
+    // such an intake committed a profile first, the write conflicts, the
+    // delivery fails and is retried, and the retry folds that profile.
+    let found = records::get::<Profile>("profiles", &p.merged_id)?;
+    if found.as_ref().is_some_and(|f| f.data.merged_into.is_some()) {
+        return Ok(());
+    }
+    let (merged, expect) = match found {
+        Some(f) => (Some(f.data), Expect::Version(f.version)),
+        None => (None, Expect::Absent),
+    };
     let tombstone = Profile {
         merged_into: Some(p.survivor_id.clone()),
         ..Profile::default()
     };
-    records::put(
-        "profiles",
-        &p.merged_id,
-        &tombstone,
-        Expect::Version(found.version),
-    )?;
+    records::put("profiles", &p.merged_id, &tombstone, expect)?;
     let rules = Rules::load()?;
-    rules.count("profiles".into(), -1);
+    if merged.is_some() {
+        rules.count("profiles".into(), -1);
+    }
+    let merged = merged.unwrap_or_default();
     for s in &merged.segments {
         leave(&rules, s, &p.merged_id, "merged")?;
     }

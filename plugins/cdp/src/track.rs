@@ -59,6 +59,19 @@ struct Applied {
     person: String,
 }
 
+/// Marks `key` (an event, a merge) as taken in for `person`: true the
+/// first time, false when it was already (a duplicate, a redelivery).
+pub(crate) fn mark(key: &str, person: &str) -> Result<bool> {
+    let marker = Applied {
+        person: person.to_owned(),
+    };
+    match records::put("applied", key, &marker, Expect::Absent) {
+        Ok(_) => Ok(true),
+        Err(Error::Conflict(_)) => Ok(false),
+        Err(err) => Err(err),
+    }
+}
+
 /// Takes in each `(person, event)`: `true` where it was new, `false` for a
 /// duplicate (already taken in, now or in an earlier call).
 pub(crate) fn take_in(items: &[(String, Incoming)]) -> Result<Vec<bool>> {
@@ -72,14 +85,7 @@ pub(crate) fn take_in(items: &[(String, Incoming)]) -> Result<Vec<bool>> {
     let mut by_person: BTreeMap<&str, Vec<&Incoming>> = BTreeMap::new();
     for i in order {
         let (person, e) = &items[i];
-        let marker = Applied {
-            person: person.clone(),
-        };
-        let new = match records::put("applied", &e.key(), &marker, Expect::Absent) {
-            Ok(_) => true,
-            Err(Error::Conflict(_)) => false,
-            Err(err) => return Err(err),
-        };
+        let new = mark(&e.key(), person)?;
         fresh[i] = new;
         if !new {
             continue;
