@@ -3,7 +3,10 @@
 //!
 //! - [`traits`] — computed-trait definitions (`scans_30d`, `spend_total`,
 //!   `last_store`), validated on save with the place of each mistake;
-//! - [`segments`] — segment rules over traits, tags and attributes;
+//! - [`segments`] — segment rules over traits, tags, attributes, tiers and
+//!   consent;
+//! - [`tiers`] — the member-tier ladder: upgrade at once, downgrade when a
+//!   period ends;
 //! - [`aggregate`] — what a trait keeps per person: partial aggregates
 //!   that combine in any order, so out-of-order events, late events and a
 //!   merge of two persons all give the value a recompute from the log
@@ -24,9 +27,12 @@
 
 pub mod aggregate;
 pub mod segments;
+pub mod tiers;
 pub mod traits;
 
 #[cfg(test)]
 mod segment_tests;
 #[cfg(test)]
 mod tests;
+#[cfg(test)]
+mod tier_tests;

@@ -2,11 +2,16 @@ use std::collections::{BTreeMap, BTreeSet};
 
 use serde_json::{Map, Value, json};
 
-use crate::segments::{Person, Rule};
+use crate::segments::{Known, Person, Rule};
 
-fn names() -> BTreeSet<String> {
-    ["spend_total", "last_store"].map(String::from).into()
+fn names() -> Known {
+    Known {
+        traits: ["spend_total", "last_store"].map(String::from).into(),
+        tiers: ["member", "silver", "gold"].map(String::from).into(),
+    }
 }
+
+static NO_CONSENT: BTreeSet<String> = BTreeSet::new();
 
 fn person<'a>(
     traits: &'a BTreeMap<String, Value>,
@@ -17,6 +22,8 @@ fn person<'a>(
         traits,
         tags,
         attributes,
+        tier: None,
+        consent: &NO_CONSENT,
     }
 }
 
@@ -111,6 +118,10 @@ fn a_bad_rule_names_its_place() {
             "rule.attribute.path",
         ),
         (json!({"segment": "x"}), "rule.segment"),
+        (json!({"tier": {"atLeast": "bronze"}}), "rule.tier.atLeast"),
+        (json!({"tier": {"above": "gold"}}), "rule.tier.above"),
+        (json!({"tier": "gold"}), "rule.tier"),
+        (json!({"consent": "Marketing SMS"}), "rule.consent"),
         (deep, "rule.not.not.not.not.not.not.not.not.not"),
         (json!({"any": wide}), "rule"),
     ];
@@ -118,4 +129,38 @@ fn a_bad_rule_names_its_place() {
         let e = Rule::parse(&input, &names()).unwrap_err();
         assert_eq!(e.path, path, "{input}: {e}");
     }
+}
+
+#[test]
+fn tier_and_consent_leaves() {
+    let (traits, tags, attrs) = (BTreeMap::new(), BTreeSet::new(), Map::new());
+    let sms: BTreeSet<String> = ["marketing_sms".to_owned()].into();
+    let at = |tier: Option<usize>, consent: &BTreeSet<String>, rule: Value| {
+        let p = Person {
+            tier,
+            consent,
+            ..person(&traits, &tags, &attrs)
+        };
+        Rule::parse(&rule, &names()).unwrap().eval(&p)
+    };
+    let gold_up = json!({"tier": {"atLeast": "silver"}});
+    assert!(
+        !at(None, &sms, gold_up.clone()),
+        "no tier is below every level"
+    );
+    assert!(!at(Some(0), &sms, gold_up.clone()));
+    assert!(at(Some(1), &sms, gold_up.clone()));
+    assert!(at(Some(2), &sms, gold_up));
+    assert!(!at(Some(2), &sms, json!({"tier": {"is": "silver"}})));
+    assert!(at(Some(1), &sms, json!({"tier": {"is": "silver"}})));
+    assert!(at(None, &sms, json!({"consent": "marketing_sms"})));
+    assert!(!at(None, &NO_CONSENT, json!({"consent": "marketing_sms"})));
+    let mut named = BTreeSet::new();
+    Rule::parse(
+        &json!({"any": [{"tier": {"is": "gold"}}, {"not": {"tier": {"atLeast": "silver"}}}]}),
+        &names(),
+    )
+    .unwrap()
+    .tiers(&mut named);
+    assert_eq!(named, ["gold".to_owned(), "silver".to_owned()].into());
 }

@@ -6,7 +6,9 @@
 //! {"all": [
 //!   {"trait": {"name": "spend_total", "op": "gte", "value": 1000}},
 //!   {"any": [{"tag": "vip"}, {"attribute": {"path": "city", "op": "eq", "value": "深圳"}}]},
-//!   {"not": {"tag": "blocked"}}
+//!   {"not": {"tag": "blocked"}},
+//!   {"tier": {"atLeast": "gold"}},
+//!   {"consent": "marketing_sms"}
 //! ]}
 //! ```
 
@@ -100,6 +102,23 @@ pub enum Rule {
         op: Op,
         value: Value,
     },
+    /// The person's tier is this level (`is`) or above it (`atLeast`),
+    /// by rank on the ladder the rule was parsed against.
+    Tier {
+        id: String,
+        rank: usize,
+        at_least: bool,
+    },
+    /// The person granted consent for this purpose.
+    Consent(String),
+}
+
+/// What a rule may name: the tenant's traits and its ladder's levels,
+/// lowest first.
+#[derive(Debug, Clone, Default)]
+pub struct Known {
+    pub traits: BTreeSet<String>,
+    pub tiers: Vec<String>,
 }
 
 /// What a rule reads of one person.
@@ -108,6 +127,20 @@ pub struct Person<'a> {
     pub traits: &'a BTreeMap<String, Value>,
     pub tags: &'a BTreeSet<String>,
     pub attributes: &'a Map<String, Value>,
+    /// The rank of the person's tier on the ladder, if any.
+    pub tier: Option<usize>,
+    /// The purposes the person granted consent for.
+    pub consent: &'a BTreeSet<String>,
+}
+
+const LEAVES: &str = "one of all, any, not, trait, tag, attribute, tier, consent";
+
+/// A consent purpose: `[a-z][a-z0-9_]{0,39}` (e.g. `marketing_sms`).
+pub fn is_purpose(s: &str) -> bool {
+    let mut chars = s.chars();
+    matches!(chars.next(), Some('a'..='z'))
+        && s.len() <= 40
+        && chars.all(|c| matches!(c, 'a'..='z' | '0'..='9' | '_'))
 }
 
 fn refuse(path: &str, message: impl Into<String>) -> DefError {
@@ -118,9 +151,9 @@ fn refuse(path: &str, message: impl Into<String>) -> DefError {
 }
 
 impl Rule {
-    /// Parses and checks a rule; `traits` are the tenant's trait names.
-    pub fn parse(v: &Value, traits: &BTreeSet<String>) -> Result<Rule, DefError> {
-        parse_at(v, "rule", 0, traits, &mut 0)
+    /// Parses and checks a rule against what the tenant declared.
+    pub fn parse(v: &Value, known: &Known) -> Result<Rule, DefError> {
+        parse_at(v, "rule", 0, known, &mut 0)
     }
 
     /// Whether the person matches.
@@ -140,6 +173,24 @@ impl Rule {
                     .and_then(|v| parts.next().map_or(Some(v), |rest| lookup(v, rest)));
                 op.test(got, value)
             }
+            Rule::Tier { rank, at_least, .. } => match p.tier {
+                Some(r) if *at_least => r >= *rank,
+                Some(r) => r == *rank,
+                None => false,
+            },
+            Rule::Consent(purpose) => p.consent.contains(purpose),
+        }
+    }
+
+    /// The tier levels it names.
+    pub fn tiers(&self, out: &mut BTreeSet<String>) {
+        match self {
+            Rule::All(rs) | Rule::Any(rs) => rs.iter().for_each(|r| r.tiers(out)),
+            Rule::Not(r) => r.tiers(out),
+            Rule::Tier { id, .. } => {
+                out.insert(id.clone());
+            }
+            _ => {}
         }
     }
 
@@ -151,7 +202,7 @@ impl Rule {
             Rule::Trait { name, .. } => {
                 out.insert(name.clone());
             }
-            Rule::Tag(_) | Rule::Attribute { .. } => {}
+            _ => {}
         }
     }
 
@@ -161,7 +212,7 @@ impl Rule {
             Rule::All(rs) | Rule::Any(rs) => rs.iter().any(Rule::reads_attributes),
             Rule::Not(r) => r.reads_attributes(),
             Rule::Attribute { .. } => true,
-            Rule::Trait { .. } | Rule::Tag(_) => false,
+            _ => false,
         }
     }
 }
@@ -170,7 +221,7 @@ fn parse_at(
     v: &Value,
     path: &str,
     depth: usize,
-    traits: &BTreeSet<String>,
+    known: &Known,
     nodes: &mut usize,
 ) -> Result<Rule, DefError> {
     if depth > MAX_DEPTH {
@@ -186,7 +237,7 @@ fn parse_at(
     let obj = v
         .as_object()
         .filter(|o| o.len() == 1)
-        .ok_or_else(|| refuse(path, "one of all, any, not, trait, tag, attribute"))?;
+        .ok_or_else(|| refuse(path, LEAVES))?;
     let (kind, body) = obj.iter().next().expect("one entry");
     let here = format!("{path}.{kind}");
     let list = |body: &Value, nodes: &mut usize| -> Result<Vec<Rule>, DefError> {
@@ -194,7 +245,7 @@ fn parse_at(
             .ok_or_else(|| refuse(&here, "a list of rules"))?
             .iter()
             .enumerate()
-            .map(|(i, r)| parse_at(r, &format!("{here}[{i}]"), depth + 1, traits, nodes))
+            .map(|(i, r)| parse_at(r, &format!("{here}[{i}]"), depth + 1, known, nodes))
             .collect()
     };
     match kind.as_str() {
@@ -204,7 +255,7 @@ fn parse_at(
             body,
             &here,
             depth + 1,
-            traits,
+            known,
             nodes,
         )?))),
         "tag" => {
@@ -213,6 +264,37 @@ fn parse_at(
                 .filter(|t| !t.is_empty() && t.chars().count() <= 40)
                 .ok_or_else(|| refuse(&here, "a tag, 1-40 characters"))?;
             Ok(Rule::Tag(t.to_owned()))
+        }
+        "tier" => {
+            let b = body
+                .as_object()
+                .filter(|b| b.len() == 1)
+                .ok_or_else(|| refuse(&here, "{\"atLeast\": level} or {\"is\": level}"))?;
+            let (how, level) = b.iter().next().expect("one entry");
+            if how != "atLeast" && how != "is" {
+                return Err(refuse(&format!("{here}.{how}"), "atLeast or is"));
+            }
+            let id = level.as_str().unwrap_or_default();
+            let rank = known.tiers.iter().position(|t| t == id).ok_or_else(|| {
+                refuse(
+                    &format!("{here}.{how}"),
+                    format!("no tier level {level} is declared"),
+                )
+            })?;
+            Ok(Rule::Tier {
+                id: id.to_owned(),
+                rank,
+                at_least: how == "atLeast",
+            })
+        }
+        "consent" => {
+            let purpose = body.as_str().filter(|p| is_purpose(p)).ok_or_else(|| {
+                refuse(
+                    &here,
+                    "a purpose: lowercase letters, digits and _, starting with a letter, at most 40",
+                )
+            })?;
+            Ok(Rule::Consent(purpose.to_owned()))
         }
         "trait" | "attribute" => {
             let b = body
@@ -228,7 +310,7 @@ fn parse_at(
                 .get(key)
                 .and_then(Value::as_str)
                 .ok_or_else(|| refuse(&format!("{here}.{key}"), "required text"))?;
-            if kind == "trait" && !traits.contains(target) {
+            if kind == "trait" && !known.traits.contains(target) {
                 return Err(refuse(
                     &format!("{here}.name"),
                     format!("no trait {target:?} is declared"),
@@ -282,9 +364,6 @@ fn parse_at(
                 }
             })
         }
-        other => Err(refuse(
-            &format!("{path}.{other}"),
-            "one of all, any, not, trait, tag, attribute",
-        )),
+        other => Err(refuse(&format!("{path}.{other}"), LEAVES)),
     }
 }

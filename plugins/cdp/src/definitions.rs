@@ -7,6 +7,7 @@
 
 use std::collections::BTreeMap;
 
+use keel_cdp_core::tiers::Ladder;
 use keel_cdp_core::traits::{TraitDef, parse_all};
 use keel_sdk::records::{self, Expect};
 use keel_sdk::{Context, Error, Result};
@@ -15,7 +16,7 @@ use serde_json::Value;
 
 use crate::model::{now, rfc3339};
 
-const KEY: &str = "traits";
+pub(crate) const KEY: &str = "traits";
 
 /// A trait as stored.
 #[derive(Debug, Clone, Serialize, Deserialize)]
@@ -39,6 +40,23 @@ pub(crate) struct Definitions {
     /// the same name starts after it, never on a stale state.
     #[serde(default)]
     pub retired: BTreeMap<String, u32>,
+    /// The member-tier ladder (`tiers`), if the tenant declared one.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub ladder: Option<DeclaredLadder>,
+    /// The last ladder revision used: a ladder declared again starts
+    /// after it.
+    #[serde(default)]
+    pub ladder_revision: u32,
+}
+
+/// The ladder as stored. Its revision changes when what it counts (basis
+/// or period) changes; levels alone change without one, and profiles keep
+/// their totals.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub(crate) struct DeclaredLadder {
+    pub ladder: Ladder,
+    pub revision: u32,
+    pub since: String,
 }
 
 /// The tenant's traits (none until the brand declares some).
@@ -125,7 +143,11 @@ pub(crate) fn set(_ctx: &Context, i: SetInput) -> Result<Vec<TraitOut>> {
             },
         )
         .collect();
-    let new = Definitions { traits, retired };
+    let new = Definitions {
+        traits,
+        retired,
+        ..old
+    };
     records::put("definitions", KEY, &new, expect)?;
     Ok(out(new))
 }

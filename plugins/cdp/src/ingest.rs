@@ -13,7 +13,7 @@ use keel_sdk::{Context, Error, Result, persons};
 use serde::{Deserialize, Serialize};
 use serde_json::Value;
 
-use crate::model::{Identifier, check_batch, check_tag, is_token, now, parse_rfc3339};
+use crate::model::{Identifier, check_batch, check_tag, instant, is_token, now};
 use crate::track::{Incoming, take_in};
 
 /// The largest `properties` of one event, in bytes of JSON.
@@ -24,10 +24,6 @@ pub(crate) const MAX_ATTRIBUTES: usize = 16 * 1024;
 const MAX_IDENTIFIERS: usize = 20;
 /// The most tags one row sets.
 const MAX_ROW_TAGS: usize = 20;
-/// How far in the future an event may claim to have happened.
-const MAX_SKEW_MICROS: i64 = 24 * 3600 * 1_000_000;
-/// 2000-01-01: older events are refused.
-const EPOCH_MICROS: i64 = 946_684_800_000_000;
 
 /// Event types the CDP takes from their producers itself (`sources`), or
 /// that only the kernel emits: a batch cannot forge them.
@@ -316,12 +312,7 @@ fn check_event(v: &Value, now_micros: i64) -> std::result::Result<(Who, Incoming
             e.event_type
         ));
     }
-    let at = parse_rfc3339("occurredAt", &e.occurred_at)
-        .map_err(|e| e.to_string())?
-        .timestamp_micros();
-    if at < EPOCH_MICROS || at > now_micros + MAX_SKEW_MICROS {
-        return Err("occurredAt: after 2000-01-01 and at most 24 hours ahead of now".into());
-    }
+    let at = instant("occurredAt", &e.occurred_at, now_micros)?;
     let properties = object("properties", e.properties, MAX_PROPERTIES, "a JSON object")?;
     let w = who(e.person_id, e.identifiers)?;
     Ok((

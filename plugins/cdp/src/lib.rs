@@ -13,10 +13,15 @@
 //! - `tags` — manual tags and their sizes;
 //! - `segments` — rules, membership kept with every profile write,
 //!   preview and members; `recompute` — the full recompute, a page a step;
+//! - `tiers` — the member-tier ladder, each profile's standing, history;
+//! - `consent` — consent per purpose, its log, the consumer's own say;
+//! - `facts` — `memberFacts`, offered to other plugins;
 //! - `view` — the profile a marketer opens;
 //! - `model` — the profile record and shared checks.
 
+mod consent;
 mod definitions;
+mod facts;
 mod ingest;
 mod merge;
 mod model;
@@ -24,6 +29,7 @@ mod recompute;
 mod segments;
 mod sources;
 mod tags;
+mod tiers;
 mod track;
 mod view;
 
@@ -45,6 +51,12 @@ plugin! {
         "segmentMembers" => segments::members,
         "recomputeSegments" => recompute::recompute,
         "cdpRecomputeJob" => recompute::get,
+        "cdpTiers" => tiers::get,
+        "setCdpTiers" => tiers::set,
+        "setCdpConsent" => consent::set,
+        "setMyCdpConsent" => consent::set_mine,
+        "myCdpConsent" => consent::mine,
+        "memberFacts" => facts::member_facts,
     },
     events: {
         "person.merged" => merge::on_merged,

@@ -1,6 +1,7 @@
 //! `person.merged`: the kernel folded one person into another, so the CDP
-//! folds their profiles — trait states combined (exact: every aggregate
-//! combines in any order), tags united, the merged one's timeline listed
+//! folds their profiles — trait states and the tier basis combined (exact:
+//! every aggregate combines in any order), tags united, consent by the
+//! later statement (a withdrawal wins a tie), the merged one's timeline listed
 //! under the survivor — and leaves a tombstone that sends later writes for
 //! the merged id to the survivor.
 
@@ -68,6 +69,25 @@ pub(crate) fn on_merged(e: Event) -> Result<()> {
                     .entry(d.state_key())
                     .or_default()
                     .merge(&d.def, theirs);
+            }
+        }
+        if let Some(l) = &rules.ladder {
+            if s.tier_basis.revision < l.revision {
+                s.tier_basis = crate::model::TierBasis {
+                    revision: l.revision,
+                    ..Default::default()
+                };
+            }
+            if merged.tier_basis.revision == s.tier_basis.revision {
+                s.tier_basis.state.merge(&merged.tier_basis.state);
+            }
+        }
+        for (purpose, theirs) in &merged.consent {
+            if s.consent
+                .get(purpose)
+                .is_none_or(|ours| theirs.replaces(ours))
+            {
+                s.consent.insert(purpose.clone(), theirs.clone());
             }
         }
         shared_tags = merged.tags.intersection(&s.tags).cloned().collect();

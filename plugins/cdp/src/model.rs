@@ -3,6 +3,7 @@
 use std::collections::{BTreeMap, BTreeSet};
 
 use keel_cdp_core::aggregate::TraitState;
+use keel_cdp_core::tiers::TierState;
 use keel_sdk::records::{self, Expect, Record};
 use keel_sdk::{Error, Result};
 use serde::{Deserialize, Serialize};
@@ -33,6 +34,81 @@ pub(crate) struct Profile {
     /// The segments the person is in, as of this write.
     #[serde(default)]
     pub segments: BTreeSet<String>,
+    /// The tier ladder's basis per period, for the ladder revision it
+    /// counts for.
+    #[serde(default, skip_serializing_if = "TierBasis::is_empty")]
+    pub tier_basis: TierBasis,
+    /// The tier held, as of this write.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub tier: Option<Held>,
+    /// Consent by purpose: the latest statement of each.
+    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
+    pub consent: BTreeMap<String, Consent>,
+    /// Tier changes recorded: numbers `tier_history` keys.
+    #[serde(default, skip_serializing_if = "is_zero")]
+    pub tier_changes: u32,
+    /// Consent statements logged: numbers `consent_log` keys.
+    #[serde(default, skip_serializing_if = "is_zero")]
+    pub statements: u32,
+}
+
+fn is_zero(n: &u32) -> bool {
+    *n == 0
+}
+
+/// A history key of `person`: its `n`th entry, newest first in key order.
+pub(crate) fn history_key(person: &str, n: u32) -> String {
+    format!("{person}|{:08x}", u32::MAX - n)
+}
+
+/// The ladder's basis as a profile keeps it.
+#[derive(Debug, Clone, Default, Serialize, Deserialize)]
+pub(crate) struct TierBasis {
+    pub revision: u32,
+    pub state: TierState,
+}
+
+impl TierBasis {
+    fn is_empty(&self) -> bool {
+        self.revision == 0 && self.state.periods.is_empty()
+    }
+}
+
+/// A tier held since a time.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub(crate) struct Held {
+    pub id: String,
+    /// RFC 3339.
+    pub since: String,
+}
+
+/// One purpose's consent: the person's latest statement.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub(crate) struct Consent {
+    pub granted: bool,
+    /// Where it was given or withdrawn (`h5`, `crm`, `store`, …).
+    pub source: String,
+    /// Microseconds since 1970 of the statement.
+    pub at: i64,
+}
+
+impl Consent {
+    /// True when `self` replaces `other`: the later statement wins, and a
+    /// withdrawal wins a tie.
+    pub(crate) fn replaces(&self, other: &Consent) -> bool {
+        (self.at, !self.granted) > (other.at, !other.granted)
+    }
+}
+
+impl Profile {
+    /// The purposes granted now.
+    pub(crate) fn granted(&self) -> BTreeSet<String> {
+        self.consent
+            .iter()
+            .filter(|(_, c)| c.granted)
+            .map(|(p, _)| p.clone())
+            .collect()
+    }
 }
 
 /// The profile of `person`, following merges to the survivor: its id and
@@ -144,4 +220,23 @@ pub(crate) const MAX_PERSONS: usize = 1000;
 /// Days since 1970 of now (UTC).
 pub(crate) fn today() -> i32 {
     keel_cdp_core::traits::day_of(now().timestamp_micros())
+}
+
+/// How far in the future an event or a statement may claim to be.
+const MAX_SKEW_MICROS: i64 = 24 * 3600 * 1_000_000;
+/// 2000-01-01: older times are refused.
+const EPOCH_MICROS: i64 = 946_684_800_000_000;
+
+/// An RFC 3339 time given as `field`, in microseconds: after 2000 and at
+/// most 24 hours ahead of `now_micros`.
+pub(crate) fn instant(field: &str, s: &str, now_micros: i64) -> std::result::Result<i64, String> {
+    let at = parse_rfc3339(field, s)
+        .map_err(|e| e.to_string())?
+        .timestamp_micros();
+    if at < EPOCH_MICROS || at > now_micros + MAX_SKEW_MICROS {
+        return Err(format!(
+            "{field}: after 2000-01-01 and at most 24 hours ahead of now"
+        ));
+    }
+    Ok(at)
 }

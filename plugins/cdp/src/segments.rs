@@ -15,13 +15,13 @@
 
 use std::collections::{BTreeMap, BTreeSet};
 
-use keel_cdp_core::segments::{Person, Rule};
+use keel_cdp_core::segments::{Known, Person, Rule, is_purpose};
 use keel_sdk::records::{self, Expect};
 use keel_sdk::{Context, Error, Result, counters, events};
 use serde::{Deserialize, Serialize};
 use serde_json::{Map, Value, json};
 
-use crate::definitions::{self, Declared};
+use crate::definitions::{self, Declared, DeclaredLadder};
 use crate::model::{Profile, is_token, now, rfc3339, today, update};
 use crate::track::tidy;
 
@@ -36,6 +36,10 @@ pub(crate) struct Segment {
     pub name: String,
     pub rule: Value,
     pub emit_events: bool,
+    /// A consent purpose: only persons who granted it are members (a
+    /// marketing audience honours opt-outs).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub purpose: Option<String>,
     pub updated_at: String,
 }
 
@@ -51,6 +55,7 @@ pub(crate) struct Rules {
     pub defs: Vec<Declared>,
     /// The last revision of each dropped trait.
     pub retired: BTreeMap<String, u32>,
+    pub ladder: Option<DeclaredLadder>,
     segments: Vec<(Segment, Rule)>,
     attributes: bool,
     today: i32,
@@ -60,8 +65,7 @@ pub(crate) struct Rules {
 impl Rules {
     pub(crate) fn load() -> Result<Rules> {
         let loaded = definitions::load()?;
-        let (defs, retired) = (loaded.traits, loaded.retired);
-        let names: BTreeSet<String> = defs.iter().map(|d| d.def.name.clone()).collect();
+        let names = known(&loaded);
         let mut segments = Vec::new();
         for s in all()? {
             // A rule is checked on save; one that no longer parses (a trait
@@ -71,8 +75,9 @@ impl Rules {
         }
         Ok(Rules {
             attributes: segments.iter().any(|(_, r)| r.reads_attributes()),
-            defs,
-            retired,
+            defs: loaded.traits,
+            retired: loaded.retired,
+            ladder: loaded.ladder,
             segments,
             today: today(),
             deltas: Default::default(),
@@ -115,14 +120,22 @@ impl Rules {
                 (d.def.name.clone(), state.value(&d.def, self.today))
             })
             .collect();
+        let consent = p.granted();
         let person = Person {
             traits: &traits,
             tags: &p.tags,
             attributes,
+            tier: p
+                .tier
+                .as_ref()
+                .and_then(|h| self.ladder.as_ref()?.ladder.rank(&h.id)),
+            consent: &consent,
         };
         self.segments
             .iter()
-            .filter(|(_, r)| r.eval(&person))
+            .filter(|(s, r)| {
+                s.purpose.as_ref().is_none_or(|p| consent.contains(p)) && r.eval(&person)
+            })
             .map(|(s, _)| s.id.clone())
             .collect()
     }
@@ -152,15 +165,20 @@ pub(crate) fn change(
         Map::new()
     };
     let mut diff = (BTreeSet::new(), BTreeSet::new());
+    let mut tier = None;
     let (id, created) = update(person, |p| {
         change(p);
         tidy(p, rules, rules.today);
+        tier = crate::tiers::settle(p, rules.ladder.as_ref(), rules.today);
         let now_in = rules.evaluate(p, &attributes);
         diff = (p.segments.clone(), now_in.clone());
         p.segments = now_in;
     })?;
     if created {
         rules.count("profiles".into(), 1);
+    }
+    if let Some(t) = tier {
+        crate::tiers::record(&id, &t, reason)?;
     }
     let (before, after) = diff;
     for s in after.difference(&before) {
@@ -260,15 +278,23 @@ pub(crate) struct SaveInput {
     name: String,
     rule: Value,
     emit_events: Option<bool>,
+    purpose: Option<String>,
+}
+
+/// What a rule may name in the tenant's definitions.
+fn known(d: &definitions::Definitions) -> Known {
+    Known {
+        traits: d.traits.iter().map(|t| t.def.name.clone()).collect(),
+        tiers: d
+            .ladder
+            .iter()
+            .flat_map(|l| l.ladder.levels.iter().map(|l| l.id.clone()))
+            .collect(),
+    }
 }
 
 fn check_rule(rule: &Value) -> Result<Rule> {
-    let names: BTreeSet<String> = definitions::load()?
-        .traits
-        .into_iter()
-        .map(|d| d.def.name)
-        .collect();
-    Rule::parse(rule, &names).map_err(|e| Error::invalid(e.to_string()))
+    Rule::parse(rule, &known(&definitions::load()?)).map_err(|e| Error::invalid(e.to_string()))
 }
 
 /// `saveSegment`: creates or replaces a segment, then starts a recompute
@@ -283,6 +309,13 @@ pub(crate) fn save(ctx: &Context, args: SaveArgs) -> Result<SegmentOut> {
         return Err(Error::invalid("name: 1-100 characters"));
     }
     check_rule(&i.rule)?;
+    if let Some(p) = &i.purpose
+        && !is_purpose(p)
+    {
+        return Err(Error::invalid(
+            "purpose: a consent purpose (lowercase letters, digits and _, starting with a letter, at most 40)",
+        ));
+    }
     let found = records::get::<Segment>("segments", &i.id)?;
     if found.is_none() && all()?.len() >= MAX_SEGMENTS {
         return Err(Error::refused(
@@ -295,6 +328,7 @@ pub(crate) fn save(ctx: &Context, args: SaveArgs) -> Result<SegmentOut> {
         name: name.to_owned(),
         rule: i.rule,
         emit_events: i.emit_events.unwrap_or(false),
+        purpose: i.purpose,
         updated_at: rfc3339(now()),
     };
     let expect = found.map_or(Expect::Absent, |r| Expect::Version(r.version));
@@ -334,6 +368,7 @@ pub(crate) fn preview(_ctx: &Context, i: PreviewInput) -> Result<Preview> {
             name: String::new(),
             rule: i.rule.clone(),
             emit_events: false,
+            purpose: None,
             updated_at: String::new(),
         },
         rule,
@@ -418,11 +453,7 @@ pub(crate) fn members(_ctx: &Context, i: MembersInput) -> Result<MembersPage> {
 /// True when a segment reads the trait `name` (which then cannot be
 /// dropped).
 pub(crate) fn uses_trait(name: &str) -> Result<Option<String>> {
-    let names: BTreeSet<String> = definitions::load()?
-        .traits
-        .into_iter()
-        .map(|d| d.def.name)
-        .collect();
+    let names = known(&definitions::load()?);
     for s in all()? {
         if let Ok(rule) = Rule::parse(&s.rule, &names) {
             let mut read = BTreeSet::new();
@@ -433,4 +464,19 @@ pub(crate) fn uses_trait(name: &str) -> Result<Option<String>> {
         }
     }
     Ok(None)
+}
+
+/// The tier levels each segment's rule names, by segment id.
+pub(crate) fn tiers_read() -> Result<Vec<(String, BTreeSet<String>)>> {
+    let names = known(&definitions::load()?);
+    let mut out = Vec::new();
+    for s in all()? {
+        if let Ok(rule) = Rule::parse(&s.rule, &names) {
+            let read = crate::tiers::named(&rule);
+            if !read.is_empty() {
+                out.push((s.id, read));
+            }
+        }
+    }
+    Ok(out)
 }

@@ -110,14 +110,16 @@ pub(crate) fn take_in(items: &[(String, Incoming)]) -> Result<Vec<bool>> {
     }
     let rules = Rules::load()?;
     for (person, events) in by_person {
-        change(&rules, person, "event", |p| fold(p, &rules.defs, &events))?;
+        change(&rules, person, "event", |p| fold(p, &rules, &events))?;
     }
     rules.flush()?;
     Ok(fresh)
 }
 
-/// Folds events into a profile: every trait that takes them.
-pub(crate) fn fold(p: &mut Profile, defs: &[Declared], events: &[&Incoming]) {
+/// Folds events into a profile: every trait, and the tier ladder's basis,
+/// that takes them.
+pub(crate) fn fold(p: &mut Profile, rules: &Rules, events: &[&Incoming]) {
+    let defs: &[Declared] = &rules.defs;
     for e in events {
         let key = e.key();
         let seen = Observed {
@@ -133,6 +135,9 @@ pub(crate) fn fold(p: &mut Profile, defs: &[Declared], events: &[&Incoming]) {
                     .or_default()
                     .add(&d.def, day_of(e.at_micros), part);
             }
+        }
+        if let Some(ladder) = &rules.ladder {
+            crate::tiers::observe(p, ladder, &seen);
         }
         p.events += 1;
         p.last_seen = p.last_seen.max(Some(e.at_micros));

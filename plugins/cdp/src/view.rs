@@ -1,5 +1,6 @@
 //! The profile a marketer opens: the kernel's identifiers and attributes,
-//! the traits as of today, tags, and the timeline, newest first, paged
+//! the traits as of today, tags, the tier and its history, consent and its
+//! log, and the timeline, newest first, paged
 //! across the person and everyone merged into it.
 
 use keel_sdk::records;
@@ -60,6 +61,10 @@ pub(crate) struct ProfileOut {
     tags: Vec<String>,
     events: u64,
     last_seen: Option<String>,
+    tier: Option<crate::tiers::TierNow>,
+    tier_history: Vec<crate::tiers::History>,
+    consent: Vec<crate::consent::ConsentOut>,
+    consent_log: Vec<crate::consent::Logged>,
     timeline: Timeline,
 }
 
@@ -77,7 +82,8 @@ pub(crate) fn profile(_ctx: &Context, i: ProfileInput) -> Result<Option<ProfileO
     let (_, found) = load(&person.id)?;
     let profile = found.map(|r| r.data).unwrap_or_default();
     let today = today();
-    let traits = definitions::load()?
+    let defs = definitions::load()?;
+    let traits = defs
         .traits
         .iter()
         .map(|d| TraitValue {
@@ -109,6 +115,10 @@ pub(crate) fn profile(_ctx: &Context, i: ProfileInput) -> Result<Option<ProfileO
         None
     };
     Ok(Some(ProfileOut {
+        tier: crate::tiers::now_of(&profile, defs.ladder.as_ref(), today),
+        tier_history: crate::tiers::history(&person.id, 20)?,
+        consent: crate::consent::out(&profile.consent),
+        consent_log: crate::consent::log(&person.id, 20)?,
         person_id: person.id,
         segments: profile.segments.into_iter().collect(),
         merged_from: profile.merged_from,

@@ -34,13 +34,19 @@ const TAG: &str = "mutation($t: String!, $p: [String!]!) { tagPersons(tag: $t, p
 const UNTAG: &str =
     "mutation($t: String!, $p: [String!]!) { untagPersons(tag: $t, personIds: $p) }";
 
-async fn brand_with_cdp(k: &Kernel, slug: &str) -> Brand {
+pub(crate) async fn brand_with_cdp(k: &Kernel, slug: &str) -> Brand {
     let b = k.brand(slug, json!({})).await;
     k.enable(&b, "cdp", CDP_GRANTS, json!({}), &[]).await;
     b
 }
 
-async fn track(k: &Kernel, b: &Brand, batch: &str, events: &[Value], mode: Option<&str>) -> Value {
+pub(crate) async fn track(
+    k: &Kernel,
+    b: &Brand,
+    batch: &str,
+    events: &[Value],
+    mode: Option<&str>,
+) -> Value {
     k.gql(&b.owner, TRACK, json!({"b": batch, "e": events, "m": mode}))
         .await
 }
@@ -59,7 +65,7 @@ fn traits(p: &Value) -> BTreeMap<String, Value> {
         .collect()
 }
 
-async fn person_id(k: &Kernel, b: &Brand, kind: &str, value: &str) -> String {
+pub(crate) async fn person_id(k: &Kernel, b: &Brand, kind: &str, value: &str) -> String {
     let r = k
         .gql(
             &b.owner,

@@ -16,7 +16,7 @@ const SAVE: &str = "mutation($i: CdpSegmentInput!) { saveSegment(input: $i) { id
 const MEMBERS: &str = "query($id: String!, $a: String) { segmentMembers(id: $id, after: $a, limit: 37) { personIds next } }";
 
 /// Every member of a segment, through the paged query.
-async fn members(k: &Kernel, b: &Brand, id: &str) -> BTreeSet<String> {
+pub(crate) async fn members(k: &Kernel, b: &Brand, id: &str) -> BTreeSet<String> {
     let mut out = BTreeSet::new();
     let mut after: Option<String> = None;
     loop {
@@ -55,7 +55,7 @@ async fn sizes(k: &Kernel, b: &Brand) -> BTreeMap<String, i64> {
 }
 
 /// Runs a recompute and waits for it to finish.
-async fn recompute(k: &Kernel, b: &Brand) {
+pub(crate) async fn recompute(k: &Kernel, b: &Brand) {
     let r = k
         .gql(
             &b.owner,

@@ -5,6 +5,7 @@ mod support;
 
 mod calls;
 mod cdp;
+mod cdp_members;
 mod cdp_segments;
 mod codes;
 mod codes_upgrade;

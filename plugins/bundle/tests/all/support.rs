@@ -26,6 +26,9 @@ pub struct Kernel {
     _running: RunningKernel,
     test_db: std::sync::Arc<TestDb>,
     _cache: tempfile::TempDir,
+    /// The wall clock plugins read: the system's until a test sets it.
+    #[allow(dead_code, reason = "the benches leave the clock alone")]
+    pub clock: keel_host::clock::SetClock,
 }
 
 /// Everything `codes` asks for: it reads products from the kernel's
@@ -49,8 +52,13 @@ pub struct Brand {
 }
 
 /// `keel serve`'s kernel, tuned for tests.
-fn kernel_config(cache: &std::path::Path, gateway: GatewayConfig) -> KernelConfig {
+fn kernel_config(
+    cache: &std::path::Path,
+    gateway: GatewayConfig,
+    clock: &keel_host::clock::SetClock,
+) -> KernelConfig {
     let mut config = KernelConfig::new(cache);
+    config.host.wall_clock = Some(clock.clone());
     // Tests run a debug kernel and race thousands of calls on two cores: a
     // plugin call waiting its turn for SQLite's writer must not count as a
     // runaway plugin. The host's own tests check the 2 s default.
@@ -93,8 +101,9 @@ impl Kernel {
         config: GatewayConfig,
     ) -> Kernel {
         let cache = tempfile::tempdir().unwrap();
+        let clock = keel_host::clock::SetClock::default();
         let kernel =
-            keel_gateway::Kernel::assemble(db.clone(), kernel_config(cache.path(), config))
+            keel_gateway::Kernel::assemble(db.clone(), kernel_config(cache.path(), config, &clock))
                 .await
                 .unwrap();
         keel_plugins::install_all(kernel.registry()).await.unwrap();
@@ -110,6 +119,7 @@ impl Kernel {
             _running: running,
             test_db,
             _cache: cache,
+            clock,
         }
     }
 
