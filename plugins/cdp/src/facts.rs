@@ -1,5 +1,6 @@
 //! `memberFacts`: what other plugins of the tenant ask of a member — the
-//! tier and its points multiplier, segment membership, consent — in one
+//! tier and its points multiplier, segment membership, consent, whether
+//! they are blocked — in one
 //! call (contract 0.2's `[[calls]]`, granted by the tenant). Offered only
 //! to plugins: it is not in the SDL.
 //!
@@ -35,6 +36,9 @@ pub(crate) struct Facts {
     segments: Vec<String>,
     /// The purposes the person granted.
     consent: Vec<String>,
+    /// On the blocklist, by hand or by a blocking segment.
+    blocked: bool,
+    blocked_reason: Option<String>,
 }
 
 /// The most segments one call asks about.
@@ -68,7 +72,11 @@ pub(crate) fn member_facts(ctx: &Context, i: FactsInput) -> Result<Facts> {
         ),
         None => (Vec::new(), Vec::new()),
     };
+    let blocked_reason =
+        crate::blocklist::why(&id, profile.as_ref().and_then(|p| p.blocked_by.as_deref()))?;
     Ok(Facts {
+        blocked: blocked_reason.is_some(),
+        blocked_reason,
         person_id: id,
         known: profile.is_some(),
         multiplier_hundredths: tier

@@ -16,9 +16,11 @@
 //! - `tiers` — the member-tier ladder, each profile's standing, history;
 //! - `consent` — consent per purpose, its log, the consumer's own say;
 //! - `facts` — `memberFacts`, offered to other plugins;
+//! - `blocklist` — prize farmers blocked by hand or by a blocking segment;
 //! - `view` — the profile a marketer opens;
 //! - `model` — the profile record and shared checks.
 
+mod blocklist;
 mod consent;
 mod definitions;
 mod facts;
@@ -57,6 +59,9 @@ plugin! {
         "setMyCdpConsent" => consent::set_mine,
         "myCdpConsent" => consent::mine,
         "memberFacts" => facts::member_facts,
+        "blockPersons" => blocklist::block,
+        "unblockPersons" => blocklist::unblock,
+        "cdpBlocklist" => blocklist::list,
     },
     events: {
         "person.merged" => merge::on_merged,

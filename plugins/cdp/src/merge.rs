@@ -100,6 +100,7 @@ pub(crate) fn on_merged(e: Event) -> Result<()> {
             }
         }
     })?;
+    crate::blocklist::carry(&p.merged_id, &p.survivor_id)?;
     // A tag both held now counts one person.
     for t in shared_tags {
         crate::tags::resize(&rules, &t, -1);

@@ -44,6 +44,9 @@ pub(crate) struct Profile {
     /// Consent by purpose: the latest statement of each.
     #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
     pub consent: BTreeMap<String, Consent>,
+    /// The first segment with `blocks` the person is in, as of this write.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub blocked_by: Option<String>,
     /// Tier changes recorded: numbers `tier_history` keys.
     #[serde(default, skip_serializing_if = "is_zero")]
     pub tier_changes: u32,

@@ -40,6 +40,9 @@ pub(crate) struct Segment {
     /// marketing audience honours opt-outs).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub purpose: Option<String>,
+    /// Members are blocked from rewards (the blocklist by rule).
+    #[serde(default)]
+    pub blocks: bool,
     pub updated_at: String,
 }
 
@@ -140,6 +143,10 @@ impl Rules {
             .collect()
     }
 
+    fn blocks(&self, id: &str) -> bool {
+        self.segments.iter().any(|(s, _)| s.id == id && s.blocks)
+    }
+
     fn emits(&self, id: &str) -> bool {
         self.segments
             .iter()
@@ -171,6 +178,7 @@ pub(crate) fn change(
         tidy(p, rules, rules.today);
         tier = crate::tiers::settle(p, rules.ladder.as_ref(), rules.today);
         let now_in = rules.evaluate(p, &attributes);
+        p.blocked_by = now_in.iter().find(|s| rules.blocks(s)).cloned();
         diff = (p.segments.clone(), now_in.clone());
         p.segments = now_in;
     })?;
@@ -279,6 +287,7 @@ pub(crate) struct SaveInput {
     rule: Value,
     emit_events: Option<bool>,
     purpose: Option<String>,
+    blocks: Option<bool>,
 }
 
 /// What a rule may name in the tenant's definitions.
@@ -329,6 +338,7 @@ pub(crate) fn save(ctx: &Context, args: SaveArgs) -> Result<SegmentOut> {
         rule: i.rule,
         emit_events: i.emit_events.unwrap_or(false),
         purpose: i.purpose,
+        blocks: i.blocks.unwrap_or(false),
         updated_at: rfc3339(now()),
     };
     let expect = found.map_or(Expect::Absent, |r| Expect::Version(r.version));
@@ -369,6 +379,7 @@ pub(crate) fn preview(_ctx: &Context, i: PreviewInput) -> Result<Preview> {
             rule: i.rule.clone(),
             emit_events: false,
             purpose: None,
+            blocks: false,
             updated_at: String::new(),
         },
         rule,

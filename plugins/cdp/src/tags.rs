@@ -73,7 +73,7 @@ pub(crate) struct TagInput {
 /// The persons named, each by its survivor's id, in id order (profiles
 /// are locked in one order) and once each; refused whole when one is
 /// unknown.
-fn persons_of(ids: &[String]) -> Result<Vec<String>> {
+pub(crate) fn persons_of(ids: &[String]) -> Result<Vec<String>> {
     if ids.is_empty() || ids.len() > MAX_PERSONS {
         return Err(Error::invalid(format!(
             "personIds: 1-{MAX_PERSONS} persons"

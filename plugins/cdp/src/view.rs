@@ -65,6 +65,8 @@ pub(crate) struct ProfileOut {
     tier_history: Vec<crate::tiers::History>,
     consent: Vec<crate::consent::ConsentOut>,
     consent_log: Vec<crate::consent::Logged>,
+    /// Why the person is blocked, if they are.
+    blocked: Option<String>,
     timeline: Timeline,
 }
 
@@ -119,6 +121,7 @@ pub(crate) fn profile(_ctx: &Context, i: ProfileInput) -> Result<Option<ProfileO
         tier_history: crate::tiers::history(&person.id, 20)?,
         consent: crate::consent::out(&profile.consent),
         consent_log: crate::consent::log(&person.id, 20)?,
+        blocked: crate::blocklist::why(&person.id, profile.blocked_by.as_deref())?,
         person_id: person.id,
         segments: profile.segments.into_iter().collect(),
         merged_from: profile.merged_from,

@@ -5,9 +5,13 @@
 //!   {"product": ["WINE-750"]},
 //!   {"region": ["CN-GD"]},
 //!   {"first_scan": true},
-//!   {"not": {"profile": {"path": "tags", "contains": "blocked"}}}
+//!   {"not": {"profile": {"path": "tags", "contains": "blocked"}}},
+//!   {"any": [{"tier": ["gold", "platinum"]}, {"segment": ["vip_shenzhen"]}]}
 //! ]}
 //! ```
+//!
+//! `tier` and `segment` read the person's member facts, which the rewards
+//! plugin asks of the `cdp` plugin only when an open campaign needs them.
 
 use keel_codes_core::geo::Boundary;
 use serde::{Deserialize, Serialize};
@@ -61,6 +65,11 @@ pub enum Rule {
         #[serde(flatten)]
         test: ProfileTest,
     },
+    /// The person's member tier (the `cdp` plugin's ladder) is one of
+    /// these levels.
+    Tier(Vec<String>),
+    /// The person is in one of these segments of the `cdp` plugin.
+    Segment(Vec<String>),
 }
 
 fn china() -> i32 {
@@ -96,6 +105,16 @@ pub struct Facts {
     pub person_scan_n: Option<u64>,
     /// The person's profile attributes (a JSON object), if any.
     pub profile: Option<Value>,
+    /// The person's member facts, when a rule reads them and the `cdp`
+    /// plugin answered.
+    pub member: Option<Member>,
+}
+
+/// What the `cdp` plugin says of a person.
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct Member {
+    pub tier: Option<String>,
+    pub segments: Vec<String>,
 }
 
 /// Most conditions in one rule, and its deepest nesting.
@@ -157,6 +176,8 @@ impl Rule {
             Rule::Lot(l) => non_empty("lot", l),
             Rule::Batch(l) => non_empty("batch", l),
             Rule::Region(l) => non_empty("region", l),
+            Rule::Tier(l) => non_empty("tier", l),
+            Rule::Segment(l) => non_empty("segment", l),
             Rule::Serials { batch, from, to } => {
                 if batch.is_empty() || *from < 1 || to < from {
                     return Err(format!("{at}.serials: needs a batch and 1 <= from <= to"));
@@ -265,6 +286,15 @@ impl Rule {
                 }
             }
             Rule::FirstScan(want) => f.first_scan == *want,
+            Rule::Tier(l) => f
+                .member
+                .as_ref()
+                .and_then(|m| m.tier.as_ref())
+                .is_some_and(|t| l.contains(t)),
+            Rule::Segment(l) => f
+                .member
+                .as_ref()
+                .is_some_and(|m| m.segments.iter().any(|s| l.contains(s))),
             Rule::NthScan { min, max } => f
                 .person_scan_n
                 .is_some_and(|n| min.is_none_or(|m| n >= m) && max.is_none_or(|m| n <= m)),
@@ -284,6 +314,34 @@ impl Rule {
                     ProfileTest::Lte(x) => v.and_then(Value::as_f64).is_some_and(|n| n <= *x),
                 }
             }
+        }
+    }
+}
+
+impl Rule {
+    /// The segments it names, and whether it reads member facts at all
+    /// (`tier` or `segment`).
+    pub fn member_needs(&self, segments: &mut Vec<String>) -> bool {
+        match self {
+            Rule::All(rs) | Rule::Any(rs) => {
+                // Every child, so that every segment named is collected.
+                let mut needs = false;
+                for r in rs {
+                    needs |= r.member_needs(segments);
+                }
+                needs
+            }
+            Rule::Not(r) => r.member_needs(segments),
+            Rule::Segment(l) => {
+                for s in l {
+                    if !segments.contains(s) {
+                        segments.push(s.clone());
+                    }
+                }
+                true
+            }
+            Rule::Tier(_) => true,
+            _ => false,
         }
     }
 }

@@ -1,7 +1,7 @@
 use serde_json::{Value, json};
 
 use crate::prizes::{self, Prize, PrizeKind, simulate};
-use crate::rules::{Facts, Rule, micros};
+use crate::rules::{Facts, Member, Rule, micros};
 
 /// 2026-11-10T12:30:00Z, a Tuesday: 20:30 in China.
 fn scan() -> Facts {
@@ -18,6 +18,45 @@ fn scan() -> Facts {
         profile: Some(
             json!({"tier": "gold", "tags": ["koc", "wine"], "age": 35, "loyalty": {"level": 4}}),
         ),
+        member: None,
+    }
+}
+
+#[test]
+fn tier_and_segment_read_the_member_facts() {
+    let member = |tier: Option<&str>, segments: &[&str]| Facts {
+        member: Some(Member {
+            tier: tier.map(str::to_owned),
+            segments: segments.iter().map(|s| (*s).to_owned()).collect(),
+        }),
+        ..scan()
+    };
+    let rule = |v: Value| Rule::parse(&v).unwrap();
+    let gold = rule(json!({"tier": ["gold", "platinum"]}));
+    assert!(gold.eval(&member(Some("gold"), &[])));
+    assert!(!gold.eval(&member(Some("silver"), &["vip"])));
+    assert!(!gold.eval(&member(None, &[])));
+    assert!(!gold.eval(&scan()), "no member facts: not gold");
+    let vip = rule(json!({"segment": ["vip", "lapsed"]}));
+    assert!(vip.eval(&member(None, &["x", "lapsed"])));
+    assert!(!vip.eval(&member(Some("gold"), &["x"])));
+    let mut named = Vec::new();
+    let both = rule(
+        json!({"all": [{"not": {"segment": ["vip"]}}, {"any": [{"tier": ["gold"]}, {"segment": ["vip", "new"]}]}]}),
+    );
+    assert!(both.member_needs(&mut named));
+    assert_eq!(named, ["vip", "new"]);
+    let mut none = Vec::new();
+    assert!(
+        !rule(json!({"all": [{"region": ["CN"]}, {"first_scan": true}]})).member_needs(&mut none)
+    );
+    assert!(none.is_empty());
+    for (bad, place) in [
+        (json!({"tier": []}), "rule.tier"),
+        (json!({"all": [{"segment": [" "]}]}), "rule.all[0].segment"),
+    ] {
+        let e = Rule::parse(&bad).unwrap_err();
+        assert!(e.starts_with(place), "{bad}: {e}");
     }
 }
 

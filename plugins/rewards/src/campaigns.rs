@@ -58,6 +58,9 @@ pub(crate) struct Campaign {
     /// that node's regions, and only callers at or above it reach it.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub limited_to: Option<Limit>,
+    /// Points prizes are multiplied by the winner's CDP tier multiplier.
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub tier_multiplier: bool,
     pub created_at: String,
 }
 
@@ -120,6 +123,7 @@ pub(crate) struct CampaignOut {
     spent_cents: i64,
     limits: Limits,
     limited_to: Option<Limit>,
+    tier_multiplier: bool,
     created_at: String,
 }
 
@@ -140,6 +144,7 @@ pub(crate) fn out(c: Campaign) -> Result<CampaignOut> {
         budget_cents: c.budget_cents,
         limits: c.limits,
         limited_to: c.limited_to,
+        tier_multiplier: c.tier_multiplier,
         created_at: c.created_at,
     })
 }
@@ -160,6 +165,7 @@ pub(crate) struct CampaignInput {
     limits: Option<Limits>,
     /// An org node's code or id.
     limited_to: Option<String>,
+    tier_multiplier: Option<bool>,
 }
 
 /// GraphQL's JSON scalar may arrive as text.
@@ -210,7 +216,11 @@ fn build(id: String, status: Status, created_at: String, i: CampaignInput) -> Re
         }
     }
     let rule = json_arg("rule", i.rule)?;
-    Rule::parse(&rule).map_err(Error::invalid)?;
+    let parsed = Rule::parse(&rule).map_err(Error::invalid)?;
+    let tier_multiplier = i.tier_multiplier.unwrap_or(false);
+    if parsed.member_needs(&mut Vec::new()) || tier_multiplier {
+        crate::members::check_available()?;
+    }
     let prizes: Vec<Prize> = serde_json::from_value(json_arg("prizes", i.prizes)?)
         .map_err(|e| Error::invalid(format!("prizes: {e}")))?;
     if let Some(b) = i.budget_cents
@@ -267,6 +277,7 @@ fn build(id: String, status: Status, created_at: String, i: CampaignInput) -> Re
         budget_cents: i.budget_cents,
         limits,
         limited_to: None,
+        tier_multiplier,
         created_at,
     })
 }

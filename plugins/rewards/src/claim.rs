@@ -43,6 +43,7 @@ pub(crate) enum ClaimOutcome {
     PersonLimit,
     SoldOut,
     BudgetExhausted,
+    Blocked,
 }
 
 impl ClaimOutcome {
@@ -60,6 +61,7 @@ impl ClaimOutcome {
             PersonLimit => "You have reached the most prizes you can win for now.",
             SoldOut => "This prize is all gone.",
             BudgetExhausted => "The campaign's prizes are all given out.",
+            Blocked => "This account cannot take part in the campaigns.",
         }
     }
 
@@ -70,7 +72,9 @@ impl ClaimOutcome {
         match self {
             Won => 9,
             NoPrize => 8,
-            PersonLimit | SoldOut | BudgetExhausted | CodeAlreadyWon | PersonRequired => 7,
+            PersonLimit | SoldOut | BudgetExhausted | CodeAlreadyWon | PersonRequired | Blocked => {
+                7
+            }
             NotEligible => 2,
             _ => 1,
         }
@@ -400,6 +404,18 @@ fn judge(
         return Ok(bare(&scan.scan_id, ClaimOutcome::NoCampaign, dry));
     }
     open.sort_by(|a, b| b.priority.cmp(&a.priority).then_with(|| a.id.cmp(&b.id)));
+    // Member facts only when an open campaign reads them.
+    let mut segments = Vec::new();
+    let mut wanted = crate::model::config()?.honour_blocklist == Some(true);
+    for c in &open {
+        wanted |= c.rule()?.member_needs(&mut segments) || c.tier_multiplier;
+    }
+    let member = match (&person, wanted) {
+        (Some(p), true) => crate::members::ask(&p.id, &segments)?,
+        _ => None,
+    };
+    let multiplier = member.as_ref().map_or(100, |a| a.multiplier);
+    let blocked = member.as_ref().is_some_and(|a| a.blocked);
     let facts = Facts {
         sku: scan.sku.clone(),
         lot: scan.lot.clone(),
@@ -411,6 +427,7 @@ fn judge(
         first_scan: scan.first_scan,
         person_scan_n: person.as_ref().and_then(|p| p.scan_n),
         profile: person.as_ref().map(|p| p.profile.clone()),
+        member: member.map(|a| a.member),
     };
     let mut awards = Vec::new();
     let mut checks = Vec::new();
@@ -425,9 +442,11 @@ fn judge(
         let judged = region.judged_by(c)?;
         let outcome = if !judged {
             ClaimOutcome::NotEligible
+        } else if blocked {
+            ClaimOutcome::Blocked
         } else if c.rule()?.eval(&facts) {
-            let (outcome, award) =
-                try_campaign(c, scan, person.as_ref().map(|p| p.id.as_str()), dry, at)?;
+            let who = person.as_ref().map(|p| p.id.as_str());
+            let (outcome, award) = try_campaign(c, scan, who, multiplier, dry, at)?;
             if let Some(a) = award {
                 awards.push(a);
                 if let Some(g) = &c.group {
@@ -466,6 +485,7 @@ fn try_campaign(
     c: &Campaign,
     scan: &Scan,
     person: Option<&str>,
+    multiplier: u32,
     dry: bool,
     at: crate::model::Time,
 ) -> Result<(ClaimOutcome, Option<Award>)> {
@@ -564,7 +584,11 @@ fn try_campaign(
         }
         PrizeKind::Points { points } => {
             award.kind = "POINTS".into();
-            award.points = Some(*points);
+            award.points = Some(if c.tier_multiplier {
+                points * i64::from(multiplier) / 100
+            } else {
+                *points
+            });
         }
         PrizeKind::Coupon => {
             award.kind = "COUPON".into();

@@ -16,11 +16,14 @@
 //!   their own transaction (a checkout and its order commit together);
 //! - `reports` — per campaign, day and region, and the day's awards;
 //! - `scope` — campaigns limited to an org node, and callers limited to
-//!   one: a scoped marketer reaches only its node's campaigns.
+//!   one: a scoped marketer reaches only its node's campaigns;
+//! - `members` — member facts (tier, multiplier, segments) asked of the
+//!   `cdp` plugin, once per claim, only when a campaign reads them.
 
 mod campaigns;
 mod claim;
 mod emits;
+mod members;
 mod model;
 mod payouts;
 mod redeem;

@@ -8,6 +8,8 @@ pub(crate) struct Config {
     pub payout_url: Option<String>,
     pub payout_max_attempts: Option<i64>,
     pub payout_retry_seconds: Option<i64>,
+    /// Refuse persons on the CDP's blocklist (asked on every claim).
+    pub honour_blocklist: Option<bool>,
 }
 
 pub(crate) fn config() -> Result<Config> {

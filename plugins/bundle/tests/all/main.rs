@@ -6,6 +6,7 @@ mod support;
 mod calls;
 mod cdp;
 mod cdp_members;
+mod cdp_rewards;
 mod cdp_segments;
 mod codes;
 mod codes_upgrade;

@@ -72,7 +72,7 @@ pub async fn claim(k: &Kernel, b: &Brand, scan_id: &str) -> Value {
 }
 
 /// A brand with codes and rewards, `n` activated unit codes and regions.
-async fn shop(
+pub(crate) async fn shop(
     k: &Kernel,
     slug: &str,
     n: u32,
