@@ -64,6 +64,8 @@ pub mod objects {
     /// Granting or taking away the `owner` role.
     pub const OWNERS: &str = "owners";
     pub const PERSONS: &str = "persons";
+    /// Erasing persons (personal-information rights): admins and owners.
+    pub const PRIVACY: &str = "privacy";
     pub const EVENTS: &str = "events";
     pub const COUNTERS: &str = "counters";
     pub const RECORDS: &str = "records";

@@ -9,6 +9,7 @@
 //!   the timeline and the computed traits;
 //! - `sources` — `code.scanned` and `rewards.awarded` from their owners;
 //! - `merge` — `person.merged`: profiles folded, a tombstone left;
+//! - `erase` — `person.erased`: everything held of the person deleted;
 //! - `definitions` — the tenant's computed traits, checked on save;
 //! - `tags` — manual tags and their sizes;
 //! - `segments` — rules, membership kept with every profile write,
@@ -23,6 +24,7 @@
 mod blocklist;
 mod consent;
 mod definitions;
+mod erase;
 mod facts;
 mod ingest;
 mod merge;
@@ -68,5 +70,7 @@ plugin! {
         "code.scanned" => sources::on_event,
         "rewards.awarded" => sources::on_event,
         "cdp.recompute_step" => recompute::on_step,
+        "person.erased" => erase::on_erased,
+        "cdp.erase_step" => erase::on_step,
     },
 }

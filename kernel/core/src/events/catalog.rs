@@ -138,6 +138,10 @@ fn org_staff(description: &'static str, event_type: &'static str) -> KernelEvent
     }
 }
 
+const ERASED: &str = "A person was erased (personal-information rights): the kernel deleted their \
+     identifiers, emptied their attributes and anonymised their events. Every plugin erases what \
+     it holds under these ids: records, copies of identifiers or attributes.";
+
 /// Every event type the kernel appends, by type.
 pub fn kernel_event_types() -> Vec<KernelEventType> {
     let merged = "Two persons turned out to be one: the merged person's identifiers, \
@@ -165,6 +169,22 @@ pub fn kernel_event_types() -> Vec<KernelEventType> {
                                 "value": string("The normalised value."),
                             },
                         },
+                    },
+                }),
+            ),
+        },
+        KernelEventType {
+            event_type: "person.erased",
+            description: ERASED,
+            schema: object(
+                ERASED,
+                &["personId", "erasedIds"],
+                json!({
+                    "personId": string("The live person erased (also the event's person)."),
+                    "erasedIds": {
+                        "type": "array",
+                        "description": "It and every person merged into it: the ids a plugin may hold records under.",
+                        "items": {"type": "string"},
                     },
                 }),
             ),

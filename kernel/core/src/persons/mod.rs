@@ -8,6 +8,7 @@
 //! JSON that modules read and write.
 
 mod batch;
+mod erase;
 mod identifiers;
 mod merge;
 
@@ -19,6 +20,7 @@ use sqlx::Row as _;
 use crate::db::Conn;
 use crate::{Error, Result, TenantId, Timestamp, now};
 pub use batch::{MAX_BATCH, identify_batch};
+pub use erase::{Erased, erase};
 pub use identifiers::{Identifier, KINDS, check_limits, max_values};
 pub use merge::{MergeRecord, Merged, merge, merges};
 

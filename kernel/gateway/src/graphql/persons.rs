@@ -150,6 +150,28 @@ pub(crate) struct MergePersonsInput {
 }
 
 #[derive(InputObject)]
+pub(crate) struct ErasePersonInput {
+    person_id: ID,
+    /// Kept in the audit record: the request's ticket number, not personal data.
+    reason: String,
+}
+
+/// What an erasure removed.
+#[derive(SimpleObject)]
+pub(crate) struct PersonErasure {
+    /// The audit record's id.
+    id: ID,
+    /// The live person erased.
+    person_id: ID,
+    /// It and every person merged into it.
+    persons: Vec<ID>,
+    /// Identifiers deleted.
+    identifiers: i64,
+    /// Events anonymised.
+    events: i64,
+}
+
+#[derive(InputObject)]
 pub(crate) struct SetPersonAttributesInput {
     person_id: ID,
     /// A JSON merge patch (`null` removes a key).
@@ -349,6 +371,33 @@ impl PersonMutation {
         enqueue(ctx, &mut tx, &tenant, [&merged.event]).await?;
         commit(tx).await?;
         Ok(merged.person.into())
+    }
+
+    /// Erases a person (personal-information rights) and everyone merged
+    /// into them: identifiers deleted, attributes emptied, events
+    /// anonymised, an audit record kept, and `person.erased` emitted so
+    /// every plugin erases what it holds. Needs the `privacy` right
+    /// (admins and owners).
+    async fn erase_person(
+        &self,
+        ctx: &Context<'_>,
+        input: ErasePersonInput,
+    ) -> async_graphql::Result<PersonErasure> {
+        let tenant = authorize(ctx, objects::PRIVACY, Action::Write).await?;
+        let actor = principal(ctx)?.label();
+        let mut tx = services(ctx).db.begin().await.gql()?;
+        let erased = persons::erase(&mut tx, &tenant, &input.person_id, &input.reason, &actor)
+            .await
+            .gql()?;
+        enqueue(ctx, &mut tx, &tenant, [&erased.event]).await?;
+        commit(tx).await?;
+        Ok(PersonErasure {
+            id: erased.id.into(),
+            person_id: erased.person_id.into(),
+            persons: erased.persons.into_iter().map(Into::into).collect(),
+            identifiers: erased.identifiers as i64,
+            events: erased.events as i64,
+        })
     }
 
     /// Applies a JSON merge patch to a person's profile attributes.
