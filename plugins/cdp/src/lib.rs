@@ -18,6 +18,8 @@
 //! - `consent` — consent per purpose, its log, the consumer's own say;
 //! - `facts` — `memberFacts`, offered to other plugins;
 //! - `blocklist` — prize farmers blocked by hand or by a blocking segment;
+//! - `exports` — files: a segment's audience as CSV, a person's data as
+//!   JSON lines;
 //! - `view` — the profile a marketer opens;
 //! - `model` — the profile record and shared checks.
 
@@ -25,6 +27,7 @@ mod blocklist;
 mod consent;
 mod definitions;
 mod erase;
+mod exports;
 mod facts;
 mod ingest;
 mod merge;
@@ -51,6 +54,7 @@ plugin! {
         "untagPersons" => tags::untag,
         "cdpSegments" => segments::list,
         "saveSegment" => segments::save,
+        "deleteSegment" => segments::delete,
         "previewSegment" => segments::preview,
         "segmentMembers" => segments::members,
         "recomputeSegments" => recompute::recompute,
@@ -64,6 +68,8 @@ plugin! {
         "blockPersons" => blocklist::block,
         "unblockPersons" => blocklist::unblock,
         "cdpBlocklist" => blocklist::list,
+        "audienceChunk" => exports::audience_chunk,
+        "personExportChunk" => exports::person_chunk,
     },
     events: {
         "person.merged" => merge::on_merged,

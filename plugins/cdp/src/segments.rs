@@ -348,6 +348,22 @@ pub(crate) fn save(ctx: &Context, args: SaveArgs) -> Result<SegmentOut> {
 }
 
 #[derive(Deserialize)]
+pub(crate) struct DeleteInput {
+    id: String,
+}
+
+/// `deleteSegment`: removes a segment, then starts the recompute that
+/// takes every member out of it (their membership records go, its size
+/// falls to 0; no `segment.left` is emitted for a segment that no longer
+/// exists). A rewards campaign naming it no longer matches anyone.
+pub(crate) fn delete(ctx: &Context, i: DeleteInput) -> Result<crate::recompute::Job> {
+    let found = records::get::<Segment>("segments", &i.id)?
+        .ok_or_else(|| Error::NotFound(format!("id: no segment {}", i.id)))?;
+    records::delete("segments", &i.id, Some(found.version))?;
+    crate::recompute::start(ctx, "deleted")
+}
+
+#[derive(Deserialize)]
 pub(crate) struct PreviewInput {
     rule: Value,
     sample: Option<i64>,

@@ -139,8 +139,9 @@ fn org_staff(description: &'static str, event_type: &'static str) -> KernelEvent
 }
 
 const ERASED: &str = "A person was erased (personal-information rights): the kernel deleted their \
-     identifiers, emptied their attributes and anonymised their events. Every plugin erases what \
-     it holds under these ids: records, copies of identifiers or attributes.";
+     identifiers, emptied their attributes and anonymised their events (which keep their type and \
+     time, with no person and the payload {\"erased\": true} whatever their type's schema). Every \
+     plugin erases what it holds under these ids: records, copies of identifiers or attributes.";
 
 /// Every event type the kernel appends, by type.
 pub fn kernel_event_types() -> Vec<KernelEventType> {

@@ -236,6 +236,12 @@ on_both_backends! {
         let store = &out.nodes[1].node.id;
         org::add_staff(&mut tx, t, org::Scope::Tenant, store, &ids[0], "guide", "key:test").await.unwrap();
         org::remove_staff(&mut tx, t, org::Scope::Tenant, store, &ids[0], "guide", "key:test").await.unwrap();
+        let gone = persons::Identify {
+            identifiers: vec![("phone".into(), "+8613800000003".into())],
+            ..Default::default()
+        };
+        let gone = persons::identify(&mut tx, t, gone, "key:test").await.unwrap().person.id;
+        persons::erase(&mut tx, t, &gone, "ticket 7", "key:test").await.unwrap();
         tx.commit().await.unwrap();
 
         let mut seen = std::collections::BTreeSet::new();

@@ -1,4 +1,5 @@
-//! Erasing a person end to end, on SQLite and PostgreSQL: after the
+//! A person's data exported, then erased end to end, on SQLite and
+//! PostgreSQL: after the
 //! kernel's `erasePerson` and the CDP's `person.erased`, none of the
 //! person's identifiers or attributes is left anywhere in the database —
 //! checked by searching every column of every raw table — while another
@@ -109,6 +110,27 @@ on_both_backends! {
         for needle in erased.iter().chain(&kept) {
             assert!(!occurrences(&k, needle).await.is_empty(), "{needle} is in the database before");
         }
+
+        // The person's own copy of what the CDP holds (access, portability):
+        // the profile, then their events and consent statements.
+        let (status, body) = k.download(&b.owner, "/files/cdp/person", json!({"personId": a})).await;
+        assert_eq!(status, 200, "{body}");
+        let lines: Vec<Value> = body.lines().map(|l| serde_json::from_str(l).unwrap()).collect();
+        assert_eq!(lines[0]["kind"], "profile");
+        assert_eq!(lines[0]["attributes"]["name"], erased[2]);
+        assert!(lines[0]["identifiers"].as_array().unwrap().iter().any(|i| i["value"] == erased[4]), "merged in: {}", lines[0]);
+        // Their page view, scan and win (across the merged ids), then consent.
+        let kinds: Vec<&str> = lines[1..].iter().map(|l| l["kind"].as_str().unwrap()).collect();
+        assert_eq!(kinds, ["event", "event", "event", "consent"], "{body}");
+        let mut types: Vec<&str> = lines[1..4].iter().map(|l| l["type"].as_str().unwrap()).collect();
+        types.sort();
+        assert_eq!(types, ["code.scanned", "page.viewed", "rewards.awarded"]);
+        assert!(lines.iter().any(|l| l["properties"]["note"] == erased[2]), "{body}");
+        let (status, _) = k.download(&b.owner, "/files/cdp/person", json!({"personId": "P-nobody"})).await;
+        assert_eq!(status, 404);
+        let analyst = k.key(&b, &["analyst"], &[]).await;
+        let (status, _) = k.download(&analyst, "/files/cdp/person", json!({"personId": a})).await;
+        assert_eq!(status, 403, "a read-only key cannot export personal data");
 
         // Refused: a marketer (no privacy right), a bad reason, nobody.
         let marketer = k.key(&b, &["marketer"], &[]).await;

@@ -202,6 +202,14 @@ on_both_backends! {
         assert_eq!(log, vec![(true, false), (false, true), (true, true)], "newest first");
         assert!(p["consentLog"][0]["by"].as_str().unwrap().starts_with("key:"), "{p}");
 
+        // The audience file honours the opt-out too.
+        let (status, csv) = k.download(&b.owner, "/files/cdp/audience", json!({"segment": "sms"})).await;
+        assert_eq!(status, 200, "{csv}");
+        let rows: Vec<&str> = csv.lines().collect();
+        assert_eq!(rows, ["person_id,phone,email,wechat_openid,member_no,tier", &format!("{c1},,,,C1,")]);
+        let (status, _) = k.download(&b.owner, "/files/cdp/audience", json!({"segment": "nope"})).await;
+        assert_eq!(status, 404);
+
         // A withdrawal at the same instant as a grant wins the tie.
         ok(&k.gql(&b.owner, CONSENT, json!({"s": [say(&c1, false, "2026-11-02T00:00:00Z")]})).await);
         assert!(members(&k, &b, "sms").await.is_empty());
@@ -244,6 +252,20 @@ on_both_backends! {
         let after = member(&k, &b, &c2).await;
         assert_eq!(after["consent"], before["consent"]);
         assert_eq!(after["consentLog"], before["consentLog"]);
+        // Deleting the segment takes everyone out of it.
+        let del = "mutation($id: String!) { deleteSegment(id: $id) { id } }";
+        let r = k.gql(&b.owner, del, json!({"id": "sms"})).await;
+        let job = ok(&r)["deleteSegment"]["id"].as_str().unwrap().to_owned();
+        crate::support::eventually(60, || async {
+            let r = k.gql(&b.owner, "query($id: String!) { cdpRecomputeJob(id: $id) { status } }", json!({"id": job})).await;
+            (ok(&r)["cdpRecomputeJob"]["status"] == "DONE").then_some(())
+        }).await.expect("the recompute after a delete finishes");
+        let r = k.gql(&b.owner, "query($p: String!) { cdpProfile(personId: $p) { segments } }", json!({"p": c3})).await;
+        assert_eq!(ok(&r)["cdpProfile"]["segments"], json!([]));
+        assert_eq!(ok(&k.gql(&b.owner, "{ cdpSegments { id } }", json!({})).await)["cdpSegments"], json!([]));
+        assert_eq!(code(&k.gql(&b.owner, "{ segmentMembers(id: \"sms\") { personIds } }", json!({})).await), "NOT_FOUND");
+        assert_eq!(code(&k.gql(&b.owner, del, json!({"id": "sms"})).await), "NOT_FOUND");
+
         let r = k.gql(&b.owner, SAVE, json!({"i": {"id": "x", "name": "X", "rule": {"consent": "SMS!"}}})).await;
         assert!(message(&r).contains("rule.consent"), "{r}");
         let r = k.gql(&b.owner, SAVE, json!({"i": {"id": "x", "name": "X", "rule": {"all": []}, "purpose": "SMS!"}})).await;
