@@ -6,7 +6,7 @@
 //! `blocklist/{person}` with who blocked them and when) or by rule: a
 //! segment saved with `blocks: true` blocks its members — e.g. persons
 //! whose `scans_1d` trait passes 50 — for as long as they match. A merge
-//! carries a manual block over to the survivor.
+//! moves a manual block over to the survivor.
 
 use keel_sdk::records::{self, Expect};
 use keel_sdk::{Context, Error, Result};
@@ -120,7 +120,11 @@ pub(crate) fn carry(merged: &str, survivor: &str) -> Result<()> {
         ..b.data
     };
     match records::put("blocklist", survivor, &moved, Expect::Absent) {
-        Ok(_) | Err(Error::Conflict(_)) => Ok(()),
-        Err(e) => Err(e),
+        Ok(_) | Err(Error::Conflict(_)) => {}
+        Err(e) => return Err(e),
     }
+    // The merged id resolves to the survivor: its own entry could never
+    // be lifted.
+    records::delete("blocklist", merged, None)?;
+    Ok(())
 }

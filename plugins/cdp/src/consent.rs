@@ -102,8 +102,10 @@ pub(crate) fn set(ctx: &Context, i: SetInput) -> Result<u32> {
         if !is_token(&s.source, 40) {
             return Err(bad("source: 1-40 letters, digits and . _ : -".into()));
         }
+        // A statement dated ahead (clocks differ) counts as made now: a
+        // grant dated tomorrow must not outrank a withdrawal made today.
         let at = match &s.at {
-            Some(at) => instant("at", at, now_micros).map_err(bad)?,
+            Some(at) => instant("at", at, now_micros).map_err(bad)?.min(now_micros),
             None => now_micros,
         };
         let person = crate::model::person(&s.person_id)?.ok_or_else(|| {
@@ -218,6 +220,14 @@ pub(crate) struct MineInput {
 /// consent for a purpose, now. Their consent afterwards.
 pub(crate) fn set_mine(ctx: &Context, i: MineInput) -> Result<Vec<ConsentOut>> {
     check_purpose(&i.purpose).map_err(Error::invalid)?;
+    let offered = consumer_purposes()?;
+    if !offered.contains(&i.purpose) {
+        return Err(Error::invalid(format!(
+            "purpose: {} is not one a consumer states here (this brand offers: {})",
+            i.purpose,
+            offered.join(", ")
+        )));
+    }
     let person = signed_in(ctx)?;
     let rules = Rules::load()?;
     let statement = Consent {
@@ -253,4 +263,25 @@ fn signed_in(ctx: &Context) -> Result<String> {
 pub(crate) fn log(person: &str, limit: u32) -> Result<Vec<Logged>> {
     let page = records::query::<Logged>("consent_log", "person", &json!(person), None, limit)?;
     Ok(page.records.into_iter().map(|r| r.data).collect())
+}
+
+#[derive(Deserialize, Default)]
+struct Config {
+    consumer_purposes: Option<Vec<String>>,
+}
+
+/// The purposes a consumer may state with `setMyCdpConsent`: the
+/// tenant's `consumer_purposes`, or the common marketing ones.
+fn consumer_purposes() -> Result<Vec<String>> {
+    let c: Config = keel_sdk::config::get().unwrap_or_default();
+    Ok(c.consumer_purposes.unwrap_or_else(|| {
+        [
+            "marketing_sms",
+            "marketing_wechat",
+            "marketing_email",
+            "profiling",
+        ]
+        .map(String::from)
+        .to_vec()
+    }))
 }

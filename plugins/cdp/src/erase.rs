@@ -1,7 +1,7 @@
 //! `person.erased`: the kernel erased a person (personal-information
 //! rights), so the CDP erases what it holds of them and of everyone merged
 //! into them: profiles (traits, tags, tier, consent), segment memberships
-//! (sizes kept exact), the blocklist entry, and — in steps, 500 records a
+//! (sizes kept exact, no `segment.left`), the blocklist entry, and — in steps, 500 records a
 //! step, through the self-subscribed `cdp.erase_step` — their timeline,
 //! consent log and tier history. A step trusts only the erasure's record
 //! (`erasures/{eventId}`), never its event's payload.
@@ -12,7 +12,7 @@ use serde::{Deserialize, Serialize};
 use serde_json::json;
 
 use crate::model::Profile;
-use crate::segments::{Rules, leave};
+use crate::segments::{Rules, drop_member};
 
 /// Collections indexed on `person` that an erasure empties, in order.
 const BY_PERSON: [&str; 3] = ["timeline", "consent_log", "tier_history"];
@@ -29,6 +29,10 @@ struct Payload {
 #[derive(Serialize, Deserialize)]
 struct Erasure {
     ids: Vec<String>,
+    /// Steps emitted: keys each step's event, so a redelivered step does
+    /// not start a second chain.
+    #[serde(default)]
+    steps: u32,
 }
 
 pub(crate) fn on_erased(e: Event) -> Result<()> {
@@ -44,7 +48,10 @@ pub(crate) fn on_erased(e: Event) -> Result<()> {
     if p.erased_ids.is_empty() || p.erased_ids.len() > 1000 {
         return Err(Error::invalid("person.erased: 1-1000 erased ids"));
     }
-    let job = Erasure { ids: p.erased_ids };
+    let job = Erasure {
+        ids: p.erased_ids,
+        steps: 0,
+    };
     match records::put("erasures", &e.id, &job, Expect::Absent) {
         Ok(_) => {}
         // A redelivery: the first delivery did this part and started the steps.
@@ -58,7 +65,7 @@ pub(crate) fn on_erased(e: Event) -> Result<()> {
         };
         let profile = found.data;
         for s in &profile.segments {
-            leave(&rules, s, id, "erased")?;
+            drop_member(&rules, s, id)?;
         }
         for t in &profile.tags {
             crate::tags::resize(&rules, t, -1);
@@ -118,7 +125,18 @@ fn step(id: &str) -> Result<()> {
                 }
             }
             if budget == 0 {
-                events::emit("cdp.erase_step", None, &json!({"erasure": id}), None)?;
+                let n = job.data.steps + 1;
+                let next = Erasure {
+                    ids: job.data.ids.clone(),
+                    steps: n,
+                };
+                records::put("erasures", id, &next, Expect::Version(job.version))?;
+                events::emit(
+                    "cdp.erase_step",
+                    None,
+                    &json!({"erasure": id}),
+                    Some(&format!("{id}:{n}")),
+                )?;
                 return Ok(());
             }
         }

@@ -19,6 +19,9 @@ use crate::model::load;
 
 /// Members (or records) per chunk.
 const PAGE: u32 = 500;
+/// Bytes of `data` after which a chunk ends (the host caps a call's
+/// output at 1 MiB, and `data` is escaped inside JSON).
+const BUDGET: usize = 384 * 1024;
 
 /// One piece of a file (the kernel's download protocol).
 #[derive(Serialize)]
@@ -44,12 +47,9 @@ const KINDS: [&str; 4] = ["phone", "email", "wechat_openid", "member_no"];
 
 /// `audience`: a segment's members, `person_id,phone,email,wechat_openid,member_no,tier`.
 pub(crate) fn audience_chunk(_ctx: &Context, i: AudienceInput) -> Result<FileChunk> {
-    if records::get::<Value>("segments", &i.segment)?.is_none() {
-        return Err(Error::NotFound(format!(
-            "segment: no segment {}",
-            i.segment
-        )));
-    }
+    let segment = records::get::<crate::segments::Segment>("segments", &i.segment)?
+        .ok_or_else(|| Error::NotFound(format!("segment: no segment {}", i.segment)))?
+        .data;
     let page = records::query::<Member>(
         "members",
         "segment",
@@ -68,6 +68,19 @@ pub(crate) fn audience_chunk(_ctx: &Context, i: AudienceInput) -> Result<FileChu
             continue;
         };
         let (_, profile) = load(&person.id)?;
+        let Some(profile) = profile.map(|p| p.data) else {
+            continue;
+        };
+        // Membership records can trail a rule just saved (the recompute
+        // has not passed yet): the profile and its consent have the last
+        // word, so nobody who withdrew is ever exported.
+        let consented = segment
+            .purpose
+            .as_ref()
+            .is_none_or(|p| profile.consent.get(p).is_some_and(|c| c.granted));
+        if !profile.segments.contains(&segment.id) || !consented {
+            continue;
+        }
         let mut row = vec![cell(&person.id)];
         for kind in KINDS {
             let v = person
@@ -78,10 +91,7 @@ pub(crate) fn audience_chunk(_ctx: &Context, i: AudienceInput) -> Result<FileChu
                 .unwrap_or_default();
             row.push(cell(v));
         }
-        let tier = profile
-            .and_then(|p| p.data.tier)
-            .map(|t| t.id)
-            .unwrap_or_default();
+        let tier = profile.tier.map(|t| t.id).unwrap_or_default();
         row.push(cell(&tier));
         data.push_str(&row.join(","));
         data.push('\n');
@@ -174,6 +184,7 @@ pub(crate) fn person_chunk(ctx: &Context, i: PersonInput) -> Result<FileChunk> {
         after.as_deref(),
         PAGE,
     )?;
+    let mut cut = None;
     for r in page.records {
         let mut line = r.data;
         if let Some(o) = line.as_object_mut() {
@@ -181,8 +192,12 @@ pub(crate) fn person_chunk(ctx: &Context, i: PersonInput) -> Result<FileChunk> {
         }
         data.push_str(&line.to_string());
         data.push('\n');
+        if data.len() > BUDGET {
+            cut = Some(r.key);
+            break;
+        }
     }
-    let next = match page.next {
+    let next = match cut.or(page.next) {
         Some(k) => Some(format!("{section}:{index}:{k}")),
         None if index + 1 < ids.len() => Some(format!("{section}:{}:", index + 1)),
         None if section + 1 < SECTIONS.len() => Some(format!("{}:0:", section + 1)),

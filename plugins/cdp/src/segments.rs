@@ -231,8 +231,7 @@ fn enter(rules: &Rules, segment: &str, person: &str, reason: &str) -> Result<()>
 
 /// Takes `person` out of `segment` (a change, or a merge's tombstone).
 pub(crate) fn leave(rules: &Rules, segment: &str, person: &str, reason: &str) -> Result<()> {
-    records::delete("members", &member_key(segment, person), None)?;
-    rules.count(format!("segment:{segment}"), -1);
+    drop_member(rules, segment, person)?;
     if rules.emits(segment) {
         events::emit(
             "segment.left",
@@ -241,6 +240,13 @@ pub(crate) fn leave(rules: &Rules, segment: &str, person: &str, reason: &str) ->
             None,
         )?;
     }
+    Ok(())
+}
+
+/// Takes `person` out of `segment` without an event (an erasure).
+pub(crate) fn drop_member(rules: &Rules, segment: &str, person: &str) -> Result<()> {
+    records::delete("members", &member_key(segment, person), None)?;
+    rules.count(format!("segment:{segment}"), -1);
     Ok(())
 }
 

@@ -406,7 +406,8 @@ fn judge(
     open.sort_by(|a, b| b.priority.cmp(&a.priority).then_with(|| a.id.cmp(&b.id)));
     // Member facts only when an open campaign reads them.
     let mut segments = Vec::new();
-    let mut wanted = crate::model::config()?.honour_blocklist == Some(true);
+    let honour_blocklist = crate::model::config()?.honour_blocklist == Some(true);
+    let mut wanted = honour_blocklist;
     for c in &open {
         wanted |= c.rule()?.member_needs(&mut segments) || c.tier_multiplier;
     }
@@ -415,7 +416,7 @@ fn judge(
         _ => None,
     };
     let multiplier = member.as_ref().map_or(100, |a| a.multiplier);
-    let blocked = member.as_ref().is_some_and(|a| a.blocked);
+    let blocked = honour_blocklist && member.as_ref().is_some_and(|a| a.blocked);
     let facts = Facts {
         sku: scan.sku.clone(),
         lot: scan.lot.clone(),

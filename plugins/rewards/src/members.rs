@@ -43,10 +43,13 @@ pub(crate) struct Asked {
 /// The person's member facts (membership only of `segments`), points
 /// multiplier and block; `None` when the CDP cannot be asked.
 pub(crate) fn ask(person: &str, segments: &[String]) -> Result<Option<Asked>> {
+    // The CDP answers about at most 100 segments by name; beyond that,
+    // every segment the person is in.
+    let named = (segments.len() <= 100).then_some(segments);
     let asked = plugins::call::<_, Facts>(
         "cdp",
         "memberFacts",
-        &json!({"personId": person, "segments": segments}),
+        &json!({"personId": person, "segments": named}),
     );
     match asked {
         Ok(f) => Ok(Some(Asked {

@@ -5,9 +5,11 @@
 //! it: their identifiers are deleted, their attributes emptied, the merges
 //! between them deleted (they held identifiers and reasons), and their
 //! events anonymised — payload replaced by `{"erased": true}` and the
-//! person unlinked — with deliveries still pending for those events given
-//! up (a subscriber would get nothing to act on). The person rows stay, as
-//! opaque ids other records point at, marked `erased_at`. An audit record
+//! person unlinked. An erasure waits for the person's events still being
+//! delivered (a payout in flight must reach its subscriber first): it is
+//! refused with `CONFLICT` until they are delivered or dead. The person
+//! rows stay, as opaque ids other records point at, marked `erased_at`:
+//! the kernel no longer finds them (`get`, links, merges, attributes). An audit record
 //! keeps who asked, why and how much was removed, and `person.erased` is
 //! emitted so that every plugin erases what it holds (the hook each must
 //! honour: records under the person's id, copies of identifiers or
@@ -52,14 +54,53 @@ pub async fn erase(
             "1-200 characters, no control characters (e.g. the request's ticket number)",
         ));
     }
-    let persons = super::lineage(conn, tenant, id).await?;
-    let live = persons[0].clone();
-    // Lock the live person first: a merge or another erasure of it waits.
-    sqlx::query("UPDATE persons SET updated_at = updated_at WHERE tenant_id = $1 AND id = $2")
+    // Lock the live person, then make sure it still is: a merge into or
+    // out of it (which locks both rows) either committed before — and is
+    // seen here — or waits for this erasure.
+    let mut live = None;
+    for _ in 0..4 {
+        let candidate = super::resolve_live(conn, tenant, id)
+            .await?
+            .ok_or_else(|| Error::not_found("person", id))?;
+        sqlx::query("UPDATE persons SET updated_at = updated_at WHERE tenant_id = $1 AND id = $2")
+            .bind(tenant.as_str())
+            .bind(&candidate)
+            .execute(&mut *conn)
+            .await?;
+        if super::resolve_live(conn, tenant, &candidate)
+            .await?
+            .as_deref()
+            == Some(candidate.as_str())
+        {
+            live = Some(candidate);
+            break;
+        }
+    }
+    let live = live.ok_or_else(|| {
+        Error::Conflict(format!("person {id:?} is being merged meanwhile; retry"))
+    })?;
+    let persons = super::lineage(conn, tenant, &live).await?;
+    if persons.len() >= 1000 {
+        return Err(Error::Conflict(format!(
+            "person {live:?} has 1,000 or more persons merged into it: erase them in parts"
+        )));
+    }
+    for p in &persons {
+        let pending: i64 = sqlx::query_scalar(
+            "SELECT COUNT(*) FROM outbox o JOIN events e ON e.id = o.event_id \
+             WHERE o.tenant_id = $1 AND e.tenant_id = $1 AND e.person_id = $2 \
+             AND o.delivered_at IS NULL AND o.dead_at IS NULL",
+        )
         .bind(tenant.as_str())
-        .bind(&live)
-        .execute(&mut *conn)
+        .bind(p)
+        .fetch_one(&mut *conn)
         .await?;
+        if pending > 0 {
+            return Err(Error::Conflict(format!(
+                "{pending} events of person {p:?} are still being delivered to plugins; retry once they are"
+            )));
+        }
+    }
     let t = now();
     let (mut identifiers, mut anonymised) = (0u64, 0u64);
     for p in &persons {
@@ -81,16 +122,6 @@ pub async fn erase(
         sqlx::query(
             "DELETE FROM person_merges WHERE tenant_id = $1 AND (survivor_id = $2 OR merged_id = $2)",
         )
-        .bind(tenant.as_str())
-        .bind(p)
-        .execute(&mut *conn)
-        .await?;
-        sqlx::query(
-            "UPDATE outbox SET dead_at = $1, last_error = 'its person was erased' \
-             WHERE tenant_id = $2 AND delivered_at IS NULL AND dead_at IS NULL \
-             AND event_id IN (SELECT id FROM events WHERE tenant_id = $2 AND person_id = $3)",
-        )
-        .bind(t.0)
         .bind(tenant.as_str())
         .bind(p)
         .execute(&mut *conn)

@@ -132,7 +132,8 @@ async fn load(conn: &mut Conn, tenant: &TenantId, id: &str) -> Result<Person> {
 }
 
 /// The row `id` with its identifiers, in one statement, and the person it
-/// was merged into, if any.
+/// was merged into, if any; `None` for an erased person too, so nothing
+/// reads, links to, merges or writes attributes of one.
 async fn fetch(
     conn: &mut Conn,
     tenant: &TenantId,
@@ -142,7 +143,7 @@ async fn fetch(
         "SELECT p.id, p.merged_into, p.attributes, p.created_at, p.updated_at, i.kind, i.value \
          FROM persons p LEFT JOIN person_identifiers i \
            ON i.tenant_id = p.tenant_id AND i.person_id = p.id \
-         WHERE p.tenant_id = $1 AND p.id = $2 \
+         WHERE p.tenant_id = $1 AND p.id = $2 AND p.erased_at IS NULL \
          ORDER BY i.kind, i.created_at, i.value",
     )
     .bind(tenant.as_str())

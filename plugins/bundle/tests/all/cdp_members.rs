@@ -231,6 +231,8 @@ on_both_backends! {
         assert_eq!(members(&k, &b, "sms").await, BTreeSet::from([c3.clone()]));
         let r = k.public_as(&b.slug, None, mine, json!({})).await;
         assert!(r.get("errors").is_some(), "anonymous: {r}");
+        let r = k.public_as(&b.slug, Some("o-c3"), &mine.replace("marketing_sms", "anything_else"), json!({})).await;
+        assert!(r["errors"][0]["message"].as_str().unwrap_or_default().contains("not one a consumer states"), "{r}");
         let r = k.public_as(&b.slug, None, &mine.replace("marketing_sms", "x\\u0000"), json!({})).await;
         assert!(r.get("errors").is_some(), "{r}");
 
