@@ -408,8 +408,12 @@ fn judge(
     let mut segments = Vec::new();
     let honour_blocklist = crate::model::config()?.honour_blocklist == Some(true);
     let mut wanted = honour_blocklist;
-    for c in &open {
-        wanted |= c.rule()?.member_needs(&mut segments) || c.tier_multiplier;
+    let rules = open
+        .iter()
+        .map(Campaign::rule)
+        .collect::<Result<Vec<_>>>()?;
+    for (c, rule) in open.iter().zip(&rules) {
+        wanted |= rule.member_needs(&mut segments) || c.tier_multiplier;
     }
     let member = match (&person, wanted) {
         (Some(p), true) => crate::members::ask(&p.id, &segments)?,
@@ -434,7 +438,7 @@ fn judge(
     let mut checks = Vec::new();
     let mut won_groups: Vec<String> = Vec::new();
     let mut region = ScanRegion::new(scan.region.as_deref());
-    for c in &open {
+    for (c, rule) in open.iter().zip(&rules) {
         if c.group.as_ref().is_some_and(|g| won_groups.contains(g)) {
             continue;
         }
@@ -445,7 +449,7 @@ fn judge(
             ClaimOutcome::NotEligible
         } else if blocked {
             ClaimOutcome::Blocked
-        } else if c.rule()?.eval(&facts) {
+        } else if rule.eval(&facts) {
             let who = person.as_ref().map(|p| p.id.as_str());
             let (outcome, award) = try_campaign(c, scan, who, multiplier, dry, at)?;
             if let Some(a) = award {
