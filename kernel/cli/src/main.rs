@@ -5,6 +5,7 @@ mod demo;
 mod dev;
 mod download;
 mod harness;
+mod import;
 mod master_key;
 mod project;
 mod python;
@@ -84,6 +85,13 @@ struct Cli {
 }
 
 #[derive(Debug, Subcommand)]
+enum ImportCommand {
+    /// A CSV of members into the cdp plugin (identifiers, attributes, tags),
+    /// in resumable batches, with bad rows written beside the file.
+    Members(import::ImportArgs),
+}
+
+#[derive(Debug, Subcommand)]
 enum Command {
     /// Apply migrations and serve HTTP (GraphQL, health, metrics).
     Serve(ServeArgs),
@@ -106,6 +114,9 @@ enum Command {
     Plugin(PluginCommand),
     /// Download a plugin's file from a running kernel.
     Download(download::DownloadArgs),
+    /// Import data into a running kernel's plugins.
+    #[command(subcommand)]
+    Import(ImportCommand),
     /// Manage the master key that seals secrets at rest.
     #[command(subcommand)]
     Secrets(master_key::SecretsCommand),
@@ -319,6 +330,7 @@ async fn main() -> Result<()> {
         Command::Operator(cmd) => operator(&cfg, cmd).await,
         Command::Plugin(cmd) => plugin(&cfg, cmd).await,
         Command::Download(args) => download::run(args).await,
+        Command::Import(ImportCommand::Members(args)) => import::run(args).await,
         Command::Secrets(cmd) => master_key::run(&cfg, cmd).await,
     }
 }

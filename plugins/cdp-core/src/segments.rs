@@ -137,10 +137,7 @@ const LEAVES: &str = "one of all, any, not, trait, tag, attribute, tier, consent
 
 /// A consent purpose: `[a-z][a-z0-9_]{0,39}` (e.g. `marketing_sms`).
 pub fn is_purpose(s: &str) -> bool {
-    let mut chars = s.chars();
-    matches!(chars.next(), Some('a'..='z'))
-        && s.len() <= 40
-        && chars.all(|c| matches!(c, 'a'..='z' | '0'..='9' | '_'))
+    crate::traits::is_name(s)
 }
 
 fn refuse(path: &str, message: impl Into<String>) -> DefError {

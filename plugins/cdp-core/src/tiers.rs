@@ -25,7 +25,7 @@ use serde::{Deserialize, Serialize};
 use serde_json::Value;
 
 use crate::aggregate::{Part, SCALE, scaled};
-use crate::traits::{Agg, DefError, Observed, TraitDef};
+use crate::traits::{Agg, DefError, Observed, TraitDef, is_name};
 
 /// The most levels of a ladder.
 pub const MAX_LEVELS: usize = 10;
@@ -93,13 +93,6 @@ fn refuse(path: impl Into<String>, message: impl Into<String>) -> DefError {
     }
 }
 
-fn is_id(s: &str) -> bool {
-    let mut chars = s.chars();
-    matches!(chars.next(), Some('a'..='z'))
-        && s.len() <= 40
-        && chars.all(|c| matches!(c, 'a'..='z' | '0'..='9' | '_'))
-}
-
 impl Ladder {
     /// Parses and checks a ladder; an error names its place
     /// (`tiers.levels[1].min`).
@@ -126,7 +119,7 @@ impl Ladder {
         let mut below: Option<i128> = None;
         for (i, l) in self.levels.iter().enumerate() {
             let at = format!("tiers.levels[{i}]");
-            if !is_id(&l.id) {
+            if !is_name(&l.id) {
                 return Err(refuse(
                     format!("{at}.id"),
                     format!(

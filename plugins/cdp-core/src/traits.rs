@@ -121,7 +121,9 @@ pub fn day_of(micros: i64) -> i32 {
     micros.div_euclid(86_400_000_000) as i32
 }
 
-fn is_name(s: &str) -> bool {
+/// A name the brand gives (a trait, a tier level, a consent purpose):
+/// `[a-z][a-z0-9_]{0,39}`.
+pub fn is_name(s: &str) -> bool {
     let mut chars = s.chars();
     matches!(chars.next(), Some('a'..='z'))
         && s.len() <= 40

@@ -78,9 +78,7 @@ pub(crate) fn out(consent: &BTreeMap<String, Consent>) -> Vec<ConsentOut> {
             purpose: purpose.clone(),
             granted: c.granted,
             source: c.source.clone(),
-            at: chrono::DateTime::from_timestamp_micros(c.at)
-                .map(rfc3339)
-                .unwrap_or_default(),
+            at: c.stated_at(),
         })
         .collect()
 }
@@ -185,9 +183,7 @@ fn apply(rules: &Rules, person: &str, statements: &[(String, Consent)], by: &str
             purpose: purpose.clone(),
             granted: c.granted,
             source: c.source.clone(),
-            at: chrono::DateTime::from_timestamp_micros(c.at)
-                .map(rfc3339)
-                .unwrap_or_default(),
+            at: c.stated_at(),
             recorded_at: rfc3339(recorded_at),
             by: by.to_owned(),
             taken: took,

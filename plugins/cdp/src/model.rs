@@ -96,6 +96,13 @@ pub(crate) struct Consent {
 }
 
 impl Consent {
+    /// When it was stated, RFC 3339.
+    pub(crate) fn stated_at(&self) -> String {
+        chrono::DateTime::from_timestamp_micros(self.at)
+            .map(rfc3339)
+            .unwrap_or_default()
+    }
+
     /// True when `self` replaces `other`: the later statement wins, and a
     /// withdrawal wins a tie.
     pub(crate) fn replaces(&self, other: &Consent) -> bool {

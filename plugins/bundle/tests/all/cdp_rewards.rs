@@ -9,16 +9,7 @@ use serde_json::{Value, json};
 
 use crate::cdp::{CDP_GRANTS, person_id, track};
 use crate::rewards::{CREATE, campaign, claim, points, running, scan, shop};
-use crate::support::{Kernel, ok};
-
-const REWARDS_CAPS: &[&str] = &[
-    "records",
-    "events",
-    "counters",
-    "persons-read",
-    "http",
-    "org-read",
-];
+use crate::support::{Kernel, REWARDS_GRANTS, ok};
 
 fn spent(id: &str, openid: &str, total: i64) -> Value {
     json!({"messageId": id, "source": "shop", "type": "order.paid", "occurredAt": chrono::Utc::now().to_rfc3339(),
@@ -67,7 +58,7 @@ on_both_backends! {
         let version = ok(&r)["plugins"].as_array().unwrap().iter()
             .find(|p| p["name"] == "rewards").unwrap()["version"].clone();
         let r = k.gql(&b.owner, "mutation($v: String!, $c: [String!]) { upgradePlugin(name: \"rewards\", version: $v, capabilities: $c, calls: [\"cdp.memberFacts\"]) { calls } }",
-            json!({"v": version, "c": REWARDS_CAPS})).await;
+            json!({"v": version, "c": REWARDS_GRANTS})).await;
         assert_eq!(ok(&r)["upgradePlugin"]["calls"], json!(["cdp.memberFacts"]));
         // Clients cannot ask it: it is offered to plugins only.
         let r = k.gql(&b.owner, "{ memberFacts(personId: \"x\") { tier } }", json!({})).await;

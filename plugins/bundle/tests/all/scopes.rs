@@ -41,15 +41,7 @@ fn tree() -> Value {
 /// `n` activated unit codes.
 async fn brand(k: &Kernel, n: u32) -> (Brand, Vec<String>) {
     let b = k.brand("acme", json!({})).await;
-    let caps = [
-        "records",
-        "events",
-        "counters",
-        "persons-read",
-        "http",
-        "org-read",
-    ];
-    k.enable(&b, "rewards", &caps, json!({}), &[]).await;
+    k.enable_rewards(&b, json!({}), &[]).await;
     let s = setup(k, &b, n).await;
     ok(&activate(k, &b, &s.units).await);
     ok(&k.gql(&b.owner, UPSERT, json!({"n": tree()})).await);

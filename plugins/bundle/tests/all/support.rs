@@ -45,6 +45,16 @@ pub const CODES_GRANTS: &[&str] = &[
     "org-write",
 ];
 
+/// Every capability `rewards` asks for.
+pub const REWARDS_GRANTS: &[&str] = &[
+    "records",
+    "events",
+    "counters",
+    "persons-read",
+    "http",
+    "org-read",
+];
+
 /// A tenant and its owner's key.
 pub struct Brand {
     pub slug: String,
@@ -236,15 +246,8 @@ impl Kernel {
 
     /// Enables `rewards` with every grant it asks for.
     pub async fn enable_rewards(&self, brand: &Brand, config: Value, hosts: &[String]) {
-        let caps = [
-            "records",
-            "events",
-            "counters",
-            "persons-read",
-            "http",
-            "org-read",
-        ];
-        self.enable(brand, "rewards", &caps, config, hosts).await;
+        self.enable(brand, "rewards", REWARDS_GRANTS, config, hosts)
+            .await;
     }
 
     /// An API key of `brand` with roles and scopes.
