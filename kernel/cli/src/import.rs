@@ -197,45 +197,31 @@ async fn import(args: &ImportArgs) -> Result<Totals> {
     let mut records = reader.records();
     loop {
         let next = records.next().transpose().context("reading a CSV row")?;
-        if let Some(record) = &next {
-            let r = row(&columns, record);
-            let size = r.to_string().len();
-            if !batch.rows.is_empty() && (batch.rows.len() == ROWS || batch.bytes + size > BYTES) {
-                send(
-                    &client,
-                    &endpoint,
-                    &args.key,
-                    &format!("import-{id}-{n}"),
-                    &mut batch,
-                    &headers,
-                    &rejected_file,
-                    &mut rejected,
-                    &mut totals,
-                )
-                .await?;
-                n += 1;
-            }
-            batch.rows.push(r);
-            batch.records.push(record.clone());
-            batch.bytes += size;
-            bar.set_position(record.position().map_or(0, |p| p.byte()));
-        } else {
-            if !batch.rows.is_empty() {
-                send(
-                    &client,
-                    &endpoint,
-                    &args.key,
-                    &format!("import-{id}-{n}"),
-                    &mut batch,
-                    &headers,
-                    &rejected_file,
-                    &mut rejected,
-                    &mut totals,
-                )
-                .await?;
-            }
-            break;
+        let r = next.as_ref().map(|record| row(&columns, record));
+        let size = r.as_ref().map_or(0, |r| r.to_string().len());
+        let full = batch.rows.len() == ROWS || batch.bytes + size > BYTES;
+        if !batch.rows.is_empty() && (next.is_none() || full) {
+            send(
+                &client,
+                &endpoint,
+                &args.key,
+                &format!("import-{id}-{n}"),
+                &mut batch,
+                &headers,
+                &rejected_file,
+                &mut rejected,
+                &mut totals,
+            )
+            .await?;
+            n += 1;
         }
+        let (Some(record), Some(r)) = (next, r) else {
+            break;
+        };
+        bar.set_position(record.position().map_or(0, |p| p.byte()));
+        batch.rows.push(r);
+        batch.records.push(record);
+        batch.bytes += size;
     }
     bar.finish_and_clear();
     if let Some(mut w) = rejected {

@@ -5,6 +5,7 @@ mod support;
 
 mod calls;
 mod cdp;
+mod cdp_attacks;
 mod cdp_erasure;
 mod cdp_members;
 mod cdp_rewards;
