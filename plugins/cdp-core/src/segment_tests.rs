@@ -2,12 +2,13 @@ use std::collections::{BTreeMap, BTreeSet};
 
 use serde_json::{Map, Value, json};
 
-use crate::segments::{Known, Person, Rule};
+use crate::segments::{Known, Person, Rule, order};
 
 fn names() -> Known {
     Known {
         traits: ["spend_total", "last_store"].map(String::from).into(),
         tiers: ["member", "silver", "gold"].map(String::from).into(),
+        segments: ["buyers"].map(String::from).into(),
     }
 }
 
@@ -24,6 +25,7 @@ fn person<'a>(
         attributes,
         tier: None,
         consent: &NO_CONSENT,
+        segments: &NO_CONSENT,
     }
 }
 
@@ -118,6 +120,8 @@ fn a_bad_rule_names_its_place() {
             "rule.attribute.path",
         ),
         (json!({"segment": "x"}), "rule.segment"),
+        (json!({"segment": 1}), "rule.segment"),
+        (json!({"colour": "x"}), "rule.colour"),
         (json!({"tier": {"atLeast": "bronze"}}), "rule.tier.atLeast"),
         (json!({"tier": {"above": "gold"}}), "rule.tier.above"),
         (json!({"tier": "gold"}), "rule.tier"),
@@ -163,4 +167,45 @@ fn tier_and_consent_leaves() {
     .unwrap()
     .tiers(&mut named);
     assert_eq!(named, ["gold".to_owned(), "silver".to_owned()].into());
+}
+
+#[test]
+fn a_segment_may_read_others_evaluated_first_never_in_a_cycle() {
+    let (traits, tags, attrs) = (BTreeMap::new(), BTreeSet::new(), Map::new());
+    let buyers: BTreeSet<String> = ["buyers".to_owned()].into();
+    let p = Person {
+        segments: &buyers,
+        ..person(&traits, &tags, &attrs)
+    };
+    let rule = Rule::parse(&json!({"not": {"segment": "buyers"}}), &names()).unwrap();
+    assert!(!rule.eval(&p));
+    assert!(rule.eval(&person(&traits, &tags, &attrs)));
+    let mut named = BTreeSet::new();
+    rule.segments(&mut named);
+    assert_eq!(named, buyers);
+
+    let dep = |id: &str, on: &[&str]| {
+        (
+            id.to_owned(),
+            on.iter()
+                .map(|s| (*s).to_owned())
+                .collect::<BTreeSet<String>>(),
+        )
+    };
+    let deps = vec![
+        dep("c", &["b"]),
+        dep("b", &["a"]),
+        dep("a", &[]),
+        dep("d", &["zzz"]),
+    ];
+    let o = order(&deps).unwrap();
+    let pos = |id: &str| o.iter().position(|i| deps[*i].0 == id).unwrap();
+    assert!(pos("a") < pos("b") && pos("b") < pos("c"), "{o:?}");
+    assert_eq!(o.len(), 4);
+    let cyclic = vec![dep("a", &["b"]), dep("b", &["c"]), dep("c", &["a"])];
+    assert_eq!(
+        order(&cyclic).unwrap_err(),
+        "segments in a cycle: a → b → c → a"
+    );
+    assert!(order(&[dep("self", &["self"])]).is_err());
 }

@@ -111,6 +111,9 @@ pub enum Rule {
     },
     /// The person granted consent for this purpose.
     Consent(String),
+    /// The person is in another segment (evaluated before this one; no
+    /// cycles).
+    Segment(String),
 }
 
 /// What a rule may name: the tenant's traits and its ladder's levels,
@@ -119,6 +122,8 @@ pub enum Rule {
 pub struct Known {
     pub traits: BTreeSet<String>,
     pub tiers: Vec<String>,
+    /// The tenant's segment ids (a rule may name one, itself excepted).
+    pub segments: BTreeSet<String>,
 }
 
 /// What a rule reads of one person.
@@ -131,9 +136,11 @@ pub struct Person<'a> {
     pub tier: Option<usize>,
     /// The purposes the person granted consent for.
     pub consent: &'a BTreeSet<String>,
+    /// The segments the person is in, of those evaluated before.
+    pub segments: &'a BTreeSet<String>,
 }
 
-const LEAVES: &str = "one of all, any, not, trait, tag, attribute, tier, consent";
+const LEAVES: &str = "one of all, any, not, trait, tag, attribute, tier, consent, segment";
 
 /// A consent purpose: `[a-z][a-z0-9_]{0,39}` (e.g. `marketing_sms`).
 pub fn is_purpose(s: &str) -> bool {
@@ -176,6 +183,19 @@ impl Rule {
                 None => false,
             },
             Rule::Consent(purpose) => p.consent.contains(purpose),
+            Rule::Segment(id) => p.segments.contains(id),
+        }
+    }
+
+    /// The segments it names.
+    pub fn segments(&self, out: &mut BTreeSet<String>) {
+        match self {
+            Rule::All(rs) | Rule::Any(rs) => rs.iter().for_each(|r| r.segments(out)),
+            Rule::Not(r) => r.segments(out),
+            Rule::Segment(id) => {
+                out.insert(id.clone());
+            }
+            _ => {}
         }
     }
 
@@ -284,6 +304,15 @@ fn parse_at(
                 at_least: how == "atLeast",
             })
         }
+        "segment" => {
+            let id = body
+                .as_str()
+                .ok_or_else(|| refuse(&here, "a segment's id"))?;
+            if !known.segments.contains(id) {
+                return Err(refuse(&here, format!("no segment {id:?}")));
+            }
+            Ok(Rule::Segment(id.to_owned()))
+        }
         "consent" => {
             let purpose = body.as_str().filter(|p| is_purpose(p)).ok_or_else(|| {
                 refuse(
@@ -363,4 +392,48 @@ fn parse_at(
         }
         other => Err(refuse(&format!("{path}.{other}"), LEAVES)),
     }
+}
+
+/// An order to evaluate segments in, each after the segments it names:
+/// indices into `deps` (each segment's id and the ids its rule names).
+/// A cycle is refused with its path (`a → b → a`); names of unknown
+/// segments are ignored.
+pub fn order(deps: &[(String, BTreeSet<String>)]) -> Result<Vec<usize>, String> {
+    // 0 = not visited, 1 = on the current path, 2 = done.
+    fn visit(
+        i: usize,
+        deps: &[(String, BTreeSet<String>)],
+        state: &mut [u8],
+        path: &mut Vec<usize>,
+        out: &mut Vec<usize>,
+    ) -> Result<(), String> {
+        match state[i] {
+            2 => return Ok(()),
+            1 => {
+                let from = path.iter().position(|p| *p == i).unwrap_or(0);
+                let mut names: Vec<&str> =
+                    path[from..].iter().map(|p| deps[*p].0.as_str()).collect();
+                names.push(&deps[i].0);
+                return Err(format!("segments in a cycle: {}", names.join(" → ")));
+            }
+            _ => {}
+        }
+        state[i] = 1;
+        path.push(i);
+        for name in &deps[i].1 {
+            if let Some(j) = deps.iter().position(|(id, _)| id == name) {
+                visit(j, deps, state, path, out)?;
+            }
+        }
+        path.pop();
+        state[i] = 2;
+        out.push(i);
+        Ok(())
+    }
+    let mut state = vec![0u8; deps.len()];
+    let mut out = Vec::with_capacity(deps.len());
+    for i in 0..deps.len() {
+        visit(i, deps, &mut state, &mut Vec::new(), &mut out)?;
+    }
+    Ok(out)
 }

@@ -15,7 +15,7 @@
 
 use std::collections::{BTreeMap, BTreeSet};
 
-use keel_cdp_core::segments::{Known, Person, Rule, is_purpose};
+use keel_cdp_core::segments::{Known, Person, Rule, is_purpose, order};
 use keel_sdk::records::{self, Expect};
 use keel_sdk::{Context, Error, Result, counters, events};
 use serde::{Deserialize, Serialize};
@@ -25,11 +25,14 @@ use crate::definitions::{self, Declared, DeclaredLadder};
 use crate::model::{Profile, is_token, now, rfc3339, today, update};
 use crate::track::tidy;
 
+/// The id a preview's rule is evaluated under: no segment's id holds `|`.
+const PREVIEW: &str = "|preview";
+
 /// The most segments of a tenant.
 pub(crate) const MAX_SEGMENTS: usize = 100;
 
 /// A segment as stored (`segments/{id}`).
-#[derive(Debug, Clone, Serialize, Deserialize)]
+#[derive(Debug, Clone, Default, Serialize, Deserialize)]
 #[serde(rename_all = "camelCase")]
 pub(crate) struct Segment {
     pub id: String,
@@ -68,13 +71,20 @@ pub(crate) struct Rules {
 impl Rules {
     pub(crate) fn load() -> Result<Rules> {
         let loaded = definitions::load()?;
-        let names = known(&loaded);
+        let stored = all()?;
+        let names = known(&loaded, &stored);
         let mut segments = Vec::new();
-        for s in all()? {
+        for s in stored {
             // A rule is checked on save; one that no longer parses (a trait
             // it read was dropped meanwhile) matches nobody.
             let rule = Rule::parse(&s.rule, &names).unwrap_or(Rule::Any(vec![]));
             segments.push((s, rule));
+        }
+        // Each segment after those it names. Saves refuse cycles; one made
+        // by two saves at once is evaluated in stored order.
+        if let Ok(o) = order(&dependencies(&segments)) {
+            let mut slots: Vec<Option<(Segment, Rule)>> = segments.into_iter().map(Some).collect();
+            segments = o.into_iter().filter_map(|i| slots[i].take()).collect();
         }
         Ok(Rules {
             attributes: segments.iter().any(|(_, r)| r.reads_attributes()),
@@ -112,8 +122,19 @@ impl Rules {
 
     /// The segments the profile matches.
     fn evaluate(&self, p: &Profile, attributes: &Map<String, Value>) -> BTreeSet<String> {
+        self.evaluate_from(p, attributes, BTreeSet::new())
+    }
+
+    /// [`Rules::evaluate`], with `segment` leaves also reading `inside`
+    /// (a preview: the profile's stored membership).
+    fn evaluate_from(
+        &self,
+        p: &Profile,
+        attributes: &Map<String, Value>,
+        mut inside: BTreeSet<String>,
+    ) -> BTreeSet<String> {
         if self.segments.is_empty() {
-            return BTreeSet::new();
+            return inside;
         }
         let traits: BTreeMap<String, Value> = self
             .defs
@@ -124,23 +145,27 @@ impl Rules {
             })
             .collect();
         let consent = p.granted();
-        let person = Person {
-            traits: &traits,
-            tags: &p.tags,
-            attributes,
-            tier: p
-                .tier
-                .as_ref()
-                .and_then(|h| self.ladder.as_ref()?.ladder.rank(&h.id)),
-            consent: &consent,
-        };
-        self.segments
-            .iter()
-            .filter(|(s, r)| {
-                s.purpose.as_ref().is_none_or(|p| consent.contains(p)) && r.eval(&person)
-            })
-            .map(|(s, _)| s.id.clone())
-            .collect()
+        let tier = p
+            .tier
+            .as_ref()
+            .and_then(|h| self.ladder.as_ref()?.ladder.rank(&h.id));
+        // In dependency order: a `segment` leaf reads the membership this
+        // evaluation already settled.
+        for (s, r) in &self.segments {
+            let hit = s.purpose.as_ref().is_none_or(|p| consent.contains(p))
+                && r.eval(&Person {
+                    traits: &traits,
+                    tags: &p.tags,
+                    attributes,
+                    tier,
+                    consent: &consent,
+                    segments: &inside,
+                });
+            if hit {
+                inside.insert(s.id.clone());
+            }
+        }
+        inside
     }
 
     fn blocks(&self, id: &str) -> bool {
@@ -296,8 +321,8 @@ pub(crate) struct SaveInput {
     blocks: Option<bool>,
 }
 
-/// What a rule may name in the tenant's definitions.
-fn known(d: &definitions::Definitions) -> Known {
+/// What a rule may name in the tenant's definitions and segments.
+fn known(d: &definitions::Definitions, segments: &[Segment]) -> Known {
     Known {
         traits: d.traits.iter().map(|t| t.def.name.clone()).collect(),
         tiers: d
@@ -305,11 +330,46 @@ fn known(d: &definitions::Definitions) -> Known {
             .iter()
             .flat_map(|l| l.ladder.levels.iter().map(|l| l.id.clone()))
             .collect(),
+        segments: segments.iter().map(|s| s.id.clone()).collect(),
     }
 }
 
-fn check_rule(rule: &Value) -> Result<Rule> {
-    Rule::parse(rule, &known(&definitions::load()?)).map_err(|e| Error::invalid(e.to_string()))
+/// Each segment's id and the segments its rule names.
+fn dependencies(segments: &[(Segment, Rule)]) -> Vec<(String, BTreeSet<String>)> {
+    segments
+        .iter()
+        .map(|(s, r)| {
+            let mut named = BTreeSet::new();
+            r.segments(&mut named);
+            (s.id.clone(), named)
+        })
+        .collect()
+}
+
+/// Checks the rule of segment `id` (`None` for a preview): what it names
+/// exists, and saving it makes no cycle of segments.
+fn check_rule(rule: &Value, id: Option<&str>) -> Result<Rule> {
+    let stored = all()?;
+    let mut names = known(&definitions::load()?, &stored);
+    if let Some(id) = id {
+        names.segments.insert(id.to_owned());
+    }
+    let parsed = Rule::parse(rule, &names).map_err(|e| Error::invalid(e.to_string()))?;
+    if let Some(id) = id {
+        let mut all: Vec<(Segment, Rule)> = stored
+            .into_iter()
+            .filter(|s| s.id != id)
+            .filter_map(|s| Rule::parse(&s.rule, &names).ok().map(|r| (s, r)))
+            .collect();
+        let me = Segment {
+            id: id.to_owned(),
+            ..Segment::default()
+        };
+        // First, so that a cycle is named from the segment being saved.
+        all.insert(0, (me, parsed.clone()));
+        order(&dependencies(&all)).map_err(|e| Error::invalid(format!("rule: {e}")))?;
+    }
+    Ok(parsed)
 }
 
 /// `saveSegment`: creates or replaces a segment, then starts a recompute
@@ -323,7 +383,7 @@ pub(crate) fn save(ctx: &Context, args: SaveArgs) -> Result<SegmentOut> {
     if name.is_empty() || name.chars().count() > 100 {
         return Err(Error::invalid("name: 1-100 characters"));
     }
-    check_rule(&i.rule)?;
+    check_rule(&i.rule, Some(&i.id))?;
     if let Some(p) = &i.purpose
         && !is_purpose(p)
     {
@@ -365,6 +425,20 @@ pub(crate) struct DeleteInput {
 pub(crate) fn delete(ctx: &Context, i: DeleteInput) -> Result<crate::recompute::Job> {
     let found = records::get::<Segment>("segments", &i.id)?
         .ok_or_else(|| Error::NotFound(format!("id: no segment {}", i.id)))?;
+    let stored = all()?;
+    let names = known(&definitions::load()?, &stored);
+    for s in &stored {
+        let mut named = BTreeSet::new();
+        if let Ok(rule) = Rule::parse(&s.rule, &names) {
+            rule.segments(&mut named);
+        }
+        if s.id != i.id && named.contains(&i.id) {
+            return Err(Error::invalid(format!(
+                "id: segment {} reads {}; change it first",
+                s.id, i.id
+            )));
+        }
+    }
     records::delete("segments", &i.id, Some(found.version))?;
     crate::recompute::start(ctx, "deleted")
 }
@@ -390,13 +464,13 @@ pub(crate) struct Preview {
 /// (1,000 unless set, at most 5,000) and scales the share that matches to
 /// every profile. Writes nothing.
 pub(crate) fn preview(_ctx: &Context, i: PreviewInput) -> Result<Preview> {
-    let rule = check_rule(&i.rule)?;
+    let rule = check_rule(&i.rule, None)?;
     let sample = keel_sdk::paging::limit(i.sample, 1000, 5000)?;
     let mut rules = Rules::load()?;
     rules.attributes = rule.reads_attributes();
     rules.segments = vec![(
         Segment {
-            id: "preview".into(),
+            id: PREVIEW.into(),
             name: String::new(),
             rule: i.rule.clone(),
             emit_events: false,
@@ -423,7 +497,11 @@ pub(crate) fn preview(_ctx: &Context, i: PreviewInput) -> Result<Preview> {
             } else {
                 Map::new()
             };
-            if !rules.evaluate(&r.data, &attributes).is_empty() {
+            let stored = r.data.segments.clone();
+            if rules
+                .evaluate_from(&r.data, &attributes, stored)
+                .contains(PREVIEW)
+            {
                 matched += 1;
                 if person_ids.len() < 20 {
                     person_ids.push(r.key);
@@ -486,8 +564,9 @@ pub(crate) fn members(_ctx: &Context, i: MembersInput) -> Result<MembersPage> {
 /// True when a segment reads the trait `name` (which then cannot be
 /// dropped).
 pub(crate) fn uses_trait(name: &str) -> Result<Option<String>> {
-    let names = known(&definitions::load()?);
-    for s in all()? {
+    let stored = all()?;
+    let names = known(&definitions::load()?, &stored);
+    for s in stored {
         if let Ok(rule) = Rule::parse(&s.rule, &names) {
             let mut read = BTreeSet::new();
             rule.traits(&mut read);
@@ -501,9 +580,10 @@ pub(crate) fn uses_trait(name: &str) -> Result<Option<String>> {
 
 /// The tier levels each segment's rule names, by segment id.
 pub(crate) fn tiers_read() -> Result<Vec<(String, BTreeSet<String>)>> {
-    let names = known(&definitions::load()?);
+    let stored = all()?;
+    let names = known(&definitions::load()?, &stored);
     let mut out = Vec::new();
-    for s in all()? {
+    for s in stored {
         if let Ok(rule) = Rule::parse(&s.rule, &names) {
             let read = crate::tiers::named(&rule);
             if !read.is_empty() {

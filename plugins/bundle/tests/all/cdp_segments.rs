@@ -259,6 +259,30 @@ on_both_backends! {
         assert_eq!(code(&r), "BAD_USER_INPUT");
         assert!(r["errors"][0]["message"].as_str().unwrap().contains("segment big"), "{r}");
         assert_eq!(code(&k.gql(&b.owner, MEMBERS, json!({"id": "nope"})).await), "NOT_FOUND");
+
+        // Segments of segments: evaluated after the ones they read, never in
+        // a cycle, and a segment another reads cannot be deleted.
+        ok(&k.gql(&b.owner, SAVE, json!({"i": {"id": "small", "name": "Small", "rule": {"not": {"segment": "big"}}}})).await);
+        ok(&k.gql(&b.owner, SAVE, json!({"i": {"id": "loop_a", "name": "A", "rule": {"segment": "small"}}})).await);
+        for (input, place) in [
+            (json!({"id": "big", "name": "Big", "rule": {"segment": "loop_a"}}), "segments in a cycle: big → loop_a → small → big"),
+            (json!({"id": "me", "name": "Me", "rule": {"segment": "me"}}), "cycle"),
+            (json!({"id": "x", "name": "X", "rule": {"segment": "nope"}}), "rule.segment: no segment"),
+        ] {
+            let r = k.gql(&b.owner, SAVE, json!({"i": input})).await;
+            assert!(r["errors"][0]["message"].as_str().unwrap_or_default().contains(place), "{place}: {r}");
+        }
+        let r = k.gql(&b.owner, "mutation { deleteSegment(id: \"small\") { id } }", json!({})).await;
+        assert!(r["errors"][0]["message"].as_str().unwrap_or_default().contains("loop_a reads small"), "{r}");
+        ok(&k.gql(&b.owner, "mutation($b: String!, $e: [CdpEventInput!]!) { cdpTrack(batchId: $b, events: $e) { accepted } }", json!({"b": "t1", "e": [
+            {"messageId": "o1", "type": "order.paid", "identifiers": [{"kind": "member_no", "value": "BIG"}], "occurredAt": "2026-11-01T00:00:00Z", "properties": {"total": 5}},
+            {"messageId": "o2", "type": "page.viewed", "identifiers": [{"kind": "member_no", "value": "SMALL"}], "occurredAt": "2026-11-01T00:00:00Z"},
+        ]})).await);
+        let small = crate::cdp::person_id(&k, &b, "member_no", "SMALL").await;
+        assert_eq!(members(&k, &b, "loop_a").await, BTreeSet::from([small.clone()]), "kept on the write, in order");
+        let r = k.gql(&b.owner, "query($r: JSON!) { previewSegment(rule: $r) { matched personIds } }", json!({"r": {"segment": "small"}})).await;
+        assert_eq!(ok(&r)["previewSegment"]["personIds"], json!([small]));
+
         // A forged recompute step (another producer) does nothing.
         let forged = k.inject_event(&b, "cdp.recompute_step", None, json!({"job": "x"}), "shop").await;
         k.wait_delivered(&forged, 30).await;
