@@ -235,21 +235,32 @@ pub(crate) struct TierNow {
 }
 
 /// Where `p` stands on the ladder as of `today`, settled (a downgrade the
-/// period's end made counts before the profile's next write).
+/// period's end made counts before the profile's next write). Read-only:
+/// what [`settle`] would write, without copying the profile.
 pub(crate) fn now_of(p: &Profile, ladder: Option<&DeclaredLadder>, today: i32) -> Option<TierNow> {
     let d = ladder?;
-    let mut p = p.clone();
-    settle(&mut p, Some(d), today);
-    let held = p.tier?;
-    let rank = d.ladder.rank(&held.id)?;
+    // Totals of an older revision are what `settle` would restart from
+    // nothing; pruning never changes a standing (it reads two periods).
+    let empty = keel_cdp_core::tiers::TierState::default();
+    let state = if p.tier_basis.revision < d.revision {
+        &empty
+    } else {
+        &p.tier_basis.state
+    };
+    let standing = state.standing(&d.ladder, today);
+    let rank = standing.rank?;
     let level = &d.ladder.levels[rank];
-    let standing = p.tier_basis.state.standing(&d.ladder, today);
+    // Held since its write; a level `settle` has yet to write, since now.
+    let since = match &p.tier {
+        Some(h) if h.id == level.id => h.since.clone(),
+        _ => rfc3339(now()),
+    };
     let (y, m, day) = keel_cdp_core::tiers::civil(standing.period_ends);
     Some(TierNow {
         id: level.id.clone(),
         name: level.name.clone(),
         multiplier: f64::from(level.multiplier_hundredths()) / 100.0,
-        since: Some(held.since),
+        since: Some(since),
         this_period: standing.this_period,
         period_ends: format!("{y:04}-{m:02}-{day:02}"),
         next: d
