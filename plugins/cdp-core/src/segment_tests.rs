@@ -209,3 +209,109 @@ fn a_segment_may_read_others_evaluated_first_never_in_a_cycle() {
     );
     assert!(order(&[dep("self", &["self"])]).is_err());
 }
+
+#[test]
+fn an_event_leaf_counts_through_a_hidden_trait_shared_by_equal_leaves() {
+    let leaf = |extra: Value| {
+        let mut body = json!({"type": "code.scanned", "where": {"province": "广东", "ok": true}, "withinDays": 30});
+        body.as_object_mut()
+            .unwrap()
+            .extend(extra.as_object().unwrap().clone());
+        Rule::parse(&json!({"event": body}), &names()).unwrap()
+    };
+    let three = leaf(json!({"atLeast": 3}));
+    let quiet = leaf(json!({"atMost": 0}));
+    let (mut a, mut b) = (Vec::new(), Vec::new());
+    three.history(&mut a);
+    Rule::All(vec![quiet.clone(), three.clone()]).history(&mut b);
+    assert_eq!(a.len(), 1);
+    assert_eq!(a, b, "equal counts are one hidden trait");
+    let count = &a[0];
+    assert!(count.name.starts_with(crate::segments::HIDDEN));
+    assert_eq!(count.window_days, Some(30));
+    assert_eq!(count.filter.len(), 2);
+    // The name depends on what is counted, not on how the JSON was written.
+    let reordered = Rule::parse(
+        &json!({"event": {"withinDays": 30, "atLeast": 1, "where": {"ok": true, "province": "广东"}, "type": "code.scanned"}}),
+        &names(),
+    )
+    .unwrap();
+    let mut c = Vec::new();
+    reordered.history(&mut c);
+    assert_eq!(c[0].name, count.name);
+    let mut other = Vec::new();
+    leaf(json!({"withinDays": 31})).history(&mut other);
+    assert_ne!(other[0].name, count.name, "another window, another count");
+
+    let (tags, attrs) = (BTreeSet::new(), Map::new());
+    let with = |n: u64| BTreeMap::from([(count.name.clone(), json!(n))]);
+    let none = BTreeMap::new();
+    assert!(!three.eval(&person(&with(2), &tags, &attrs)));
+    assert!(three.eval(&person(&with(3), &tags, &attrs)));
+    assert!(quiet.eval(&person(&none, &tags, &attrs)), "no count is 0");
+    assert!(quiet.eval(&person(&with(0), &tags, &attrs)));
+    assert!(!quiet.eval(&person(&with(1), &tags, &attrs)));
+    let between = leaf(json!({"atLeast": 2, "atMost": 4}));
+    assert!(!between.eval(&person(&with(1), &tags, &attrs)));
+    assert!(between.eval(&person(&with(4), &tags, &attrs)));
+    assert!(!between.eval(&person(&with(5), &tags, &attrs)));
+}
+
+#[test]
+fn a_bad_event_leaf_names_its_place() {
+    let cases = [
+        (json!({"event": "code.scanned"}), "rule.event"),
+        (
+            json!({"event": {"type": "Code Scanned"}}),
+            "rule.event.type",
+        ),
+        (json!({"event": {}}), "rule.event.type"),
+        (
+            json!({"all": [{"event": {"type": "a.b", "when": 1}}]}),
+            "rule.all[0].event.when",
+        ),
+        (
+            json!({"event": {"type": "a.b", "where": [1]}}),
+            "rule.event.where",
+        ),
+        (
+            json!({"event": {"type": "a.b", "where": {"x": {"y": 1}}}}),
+            "rule.event.where.x",
+        ),
+        (
+            json!({"event": {"type": "a.b", "where": {"a..b": 1}}}),
+            "rule.event.where.a..b",
+        ),
+        (
+            json!({"event": {"type": "a.b", "withinDays": 0}}),
+            "rule.event.withinDays",
+        ),
+        (
+            json!({"event": {"type": "a.b", "withinDays": 401}}),
+            "rule.event.withinDays",
+        ),
+        (
+            json!({"event": {"type": "a.b", "atLeast": -1}}),
+            "rule.event.atLeast",
+        ),
+        (
+            json!({"event": {"type": "a.b", "atLeast": 1.5}}),
+            "rule.event.atLeast",
+        ),
+        (
+            json!({"event": {"type": "a.b", "atMost": 2_000_000_000u64}}),
+            "rule.event.atMost",
+        ),
+        (
+            json!({"event": {"type": "a.b", "atLeast": 3, "atMost": 2}}),
+            "rule.event.atMost",
+        ),
+    ];
+    for (rule, place) in cases {
+        let err = Rule::parse(&rule, &names()).expect_err(&rule.to_string());
+        assert_eq!(err.path, place, "{rule}: {err}");
+    }
+    let many: Map<String, Value> = (0..11).map(|i| (format!("p{i}"), json!(i))).collect();
+    let err = Rule::parse(&json!({"event": {"type": "a.b", "where": many}}), &names()).unwrap_err();
+    assert_eq!(err.path, "rule.event.where");
+}

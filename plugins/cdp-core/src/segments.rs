@@ -8,15 +8,24 @@
 //!   {"any": [{"tag": "vip"}, {"attribute": {"path": "city", "op": "eq", "value": "深圳"}}]},
 //!   {"not": {"tag": "blocked"}},
 //!   {"tier": {"atLeast": "gold"}},
-//!   {"consent": "marketing_sms"}
+//!   {"consent": "marketing_sms"},
+//!   {"event": {"type": "code.scanned", "where": {"province": "广东"}, "withinDays": 30, "atLeast": 3}}
 //! ]}
 //! ```
+//!
+//! An `event` leaf counts the person's events of a type (matching `where`,
+//! of the last `withinDays` days or all time) and compares the count with
+//! `atLeast` (1 unless given) and `atMost`. It is compiled into a hidden
+//! count trait ([`Rule::history`]) named after what it counts, so equal
+//! leaves of any segments share one, and a rule reads only the profile.
 
 use std::collections::{BTreeMap, BTreeSet};
 
 use serde_json::{Map, Value};
 
-use crate::traits::{DefError, lookup};
+use crate::traits::{
+    Agg, DefError, MAX_FILTER, MAX_WINDOW_DAYS, TraitDef, is_event_type, is_path, lookup,
+};
 
 /// The deepest nesting of a rule.
 pub const MAX_DEPTH: usize = 8;
@@ -114,7 +123,20 @@ pub enum Rule {
     /// The person is in another segment (evaluated before this one; no
     /// cycles).
     Segment(String),
+    /// How many of the person's events a hidden count trait counted, within
+    /// `at_least..=at_most`.
+    Event {
+        count: TraitDef,
+        at_least: u64,
+        at_most: Option<u64>,
+    },
 }
+
+/// The prefix of hidden traits' names: a brand's trait names start with a
+/// letter, so they never meet.
+pub const HIDDEN: &str = "_e";
+/// The largest count an `event` leaf compares with.
+pub const MAX_COUNT: u64 = 1_000_000_000;
 
 /// What a rule may name: the tenant's traits and its ladder's levels,
 /// lowest first.
@@ -140,7 +162,7 @@ pub struct Person<'a> {
     pub segments: &'a BTreeSet<String>,
 }
 
-const LEAVES: &str = "one of all, any, not, trait, tag, attribute, tier, consent, segment";
+const LEAVES: &str = "one of all, any, not, trait, tag, attribute, tier, consent, segment, event";
 
 /// A consent purpose: `[a-z][a-z0-9_]{0,39}` (e.g. `marketing_sms`).
 pub fn is_purpose(s: &str) -> bool {
@@ -184,6 +206,30 @@ impl Rule {
             },
             Rule::Consent(purpose) => p.consent.contains(purpose),
             Rule::Segment(id) => p.segments.contains(id),
+            Rule::Event {
+                count,
+                at_least,
+                at_most,
+            } => {
+                let n = p
+                    .traits
+                    .get(&count.name)
+                    .and_then(Value::as_u64)
+                    .unwrap_or(0);
+                n >= *at_least && at_most.is_none_or(|m| n <= m)
+            }
+        }
+    }
+
+    /// The hidden count traits its `event` leaves read, each once.
+    pub fn history(&self, out: &mut Vec<TraitDef>) {
+        match self {
+            Rule::All(rs) | Rule::Any(rs) => rs.iter().for_each(|r| r.history(out)),
+            Rule::Not(r) => r.history(out),
+            Rule::Event { count, .. } if !out.iter().any(|d| d.name == count.name) => {
+                out.push(count.clone());
+            }
+            _ => {}
         }
     }
 
@@ -390,8 +436,114 @@ fn parse_at(
                 }
             })
         }
+        "event" => event(body, &here),
         other => Err(refuse(&format!("{path}.{other}"), LEAVES)),
     }
+}
+
+/// An `event` leaf: `{type, where, withinDays, atLeast, atMost}`.
+fn event(body: &Value, here: &str) -> Result<Rule, DefError> {
+    let b = body.as_object().ok_or_else(|| {
+        refuse(
+            here,
+            "an object: {type, where, withinDays, atLeast, atMost}",
+        )
+    })?;
+    for k in b.keys() {
+        if !["type", "where", "withinDays", "atLeast", "atMost"].contains(&k.as_str()) {
+            return Err(refuse(&format!("{here}.{k}"), "unknown field"));
+        }
+    }
+    let event = b
+        .get("type")
+        .and_then(Value::as_str)
+        .filter(|t| is_event_type(t))
+        .ok_or_else(|| {
+            refuse(
+                &format!("{here}.type"),
+                "an event type such as code.scanned",
+            )
+        })?;
+    let mut filter = BTreeMap::new();
+    if let Some(w) = b.get("where") {
+        let w = w
+            .as_object()
+            .ok_or_else(|| refuse(&format!("{here}.where"), "an object of property: value"))?;
+        if w.len() > MAX_FILTER {
+            return Err(refuse(
+                &format!("{here}.where"),
+                format!("at most {MAX_FILTER} conditions"),
+            ));
+        }
+        for (k, v) in w {
+            let at = format!("{here}.where.{k}");
+            if !is_path(k) {
+                return Err(refuse(
+                    &at,
+                    "property names (letters, digits, _ and -) joined by dots",
+                ));
+            }
+            if !(v.is_string() || v.is_number() || v.is_boolean()) {
+                return Err(refuse(
+                    &at,
+                    "a string, number or boolean the property must equal",
+                ));
+            }
+            filter.insert(k.clone(), v.clone());
+        }
+    }
+    let window_days = match b.get("withinDays") {
+        None => None,
+        Some(v) => Some(
+            v.as_u64()
+                .filter(|d| (1..=u64::from(MAX_WINDOW_DAYS)).contains(d))
+                .ok_or_else(|| {
+                    refuse(
+                        &format!("{here}.withinDays"),
+                        format!("1..={MAX_WINDOW_DAYS} days"),
+                    )
+                })? as u32,
+        ),
+    };
+    let bound = |k: &str| -> Result<Option<u64>, DefError> {
+        b.get(k)
+            .map(|v| {
+                v.as_u64().filter(|n| *n <= MAX_COUNT).ok_or_else(|| {
+                    refuse(&format!("{here}.{k}"), format!("a count, 0..={MAX_COUNT}"))
+                })
+            })
+            .transpose()
+    };
+    let at_most = bound("atMost")?;
+    let at_least = bound("atLeast")?.unwrap_or(if at_most.is_some() { 0 } else { 1 });
+    if at_most.is_some_and(|m| m < at_least) {
+        return Err(refuse(&format!("{here}.atMost"), "at least atLeast"));
+    }
+    let mut count = TraitDef {
+        name: String::new(),
+        event: event.to_owned(),
+        agg: Agg::Count,
+        property: None,
+        filter,
+        window_days,
+    };
+    count.name = hidden_name(&count);
+    Ok(Rule::Event {
+        count,
+        at_least,
+        at_most,
+    })
+}
+
+/// The hidden trait's name: [`HIDDEN`] and a 64-bit FNV-1a digest of what
+/// it counts (its type, filter and window, as canonical JSON: object keys
+/// sorted), so the same count has the same name in every rule.
+fn hidden_name(count: &TraitDef) -> String {
+    let canonical = serde_json::to_string(count).unwrap_or_default();
+    let digest = canonical.bytes().fold(0xcbf2_9ce4_8422_2325_u64, |h, b| {
+        (h ^ u64::from(b)).wrapping_mul(0x0000_0100_0000_01b3)
+    });
+    format!("{HIDDEN}{digest:016x}")
 }
 
 /// An order to evaluate segments in, each after the segments it names:

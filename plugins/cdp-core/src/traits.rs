@@ -141,7 +141,8 @@ pub fn is_event_type(s: &str) -> bool {
         })
 }
 
-fn is_path(s: &str) -> bool {
+/// Property names (letters, digits, `_` and `-`) joined by dots.
+pub fn is_path(s: &str) -> bool {
     !s.is_empty()
         && s.len() <= 100
         && s.split('.').all(|w| {
@@ -181,8 +182,14 @@ pub fn parse_all(v: &Value) -> Result<Vec<TraitDef>, DefError> {
         }
         defs.push(def);
     }
-    let budget: u32 = defs
-        .iter()
+    check_budget(&defs, "traits")?;
+    Ok(defs)
+}
+
+/// The day buckets `defs` keep together: the sum of their windows, with
+/// `first`/`last` counting four a day.
+pub fn window_budget<'a>(defs: impl IntoIterator<Item = &'a TraitDef>) -> u32 {
+    defs.into_iter()
         .filter_map(|d| {
             let weight = if matches!(d.agg, Agg::First | Agg::Last) {
                 4
@@ -191,16 +198,25 @@ pub fn parse_all(v: &Value) -> Result<Vec<TraitDef>, DefError> {
             };
             d.window_days.map(|w| w * weight)
         })
-        .sum();
+        .sum()
+}
+
+/// Refuses, at `path`, traits whose windows keep more than
+/// [`MAX_WINDOW_BUDGET`] day buckets together.
+pub fn check_budget<'a>(
+    defs: impl IntoIterator<Item = &'a TraitDef>,
+    path: &str,
+) -> Result<(), DefError> {
+    let budget = window_budget(defs);
     if budget > MAX_WINDOW_BUDGET {
         return Err(refuse(
-            "traits",
+            path,
             format!(
                 "windows too long together: {budget} day buckets (first/last count 4 a day), at most {MAX_WINDOW_BUDGET}"
             ),
         ));
     }
-    Ok(defs)
+    Ok(())
 }
 
 impl TraitDef {

@@ -2,13 +2,15 @@
 //! whole and checked on save.
 //!
 //! Each trait keeps a revision: a definition that changes gets a new one,
-//! and its state starts again from the change (`since`). Events taken in
-//! before that are not replayed into it.
+//! and a new state. Ingest keeps it from the change (`since`); the
+//! recompute that the change starts rebuilds every profile's state from the
+//! timeline, so events taken in before the change count too
+//! ([`crate::history`]).
 
 use std::collections::BTreeMap;
 
 use keel_cdp_core::tiers::Ladder;
-use keel_cdp_core::traits::{TraitDef, parse_all};
+use keel_cdp_core::traits::{TraitDef, check_budget, parse_all, window_budget};
 use keel_sdk::records::{self, Expect};
 use keel_sdk::{Context, Error, Result};
 use serde::{Deserialize, Serialize};
@@ -24,6 +26,10 @@ pub(crate) struct Declared {
     pub def: TraitDef,
     pub revision: u32,
     pub since: String,
+    /// Each profile's state is rebuilt once from the timeline (a hidden
+    /// trait, or a brand's trait new or changed since rebuilding began).
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub backfill: bool,
 }
 
 impl Declared {
@@ -36,6 +42,10 @@ impl Declared {
 #[derive(Debug, Clone, Default, Serialize, Deserialize)]
 pub(crate) struct Definitions {
     pub traits: Vec<Declared>,
+    /// Hidden count traits: what the segments' `event` leaves count
+    /// ([`crate::history::sync`]).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub history: Vec<Declared>,
     /// The last revision of each trait dropped: one declared again under
     /// the same name starts after it, never on a stale state.
     #[serde(default)]
@@ -98,8 +108,9 @@ pub(crate) struct SetInput {
 }
 
 /// Replaces the definitions: unchanged traits keep their revision and
-/// state; changed ones get the next revision.
-pub(crate) fn set(_ctx: &Context, i: SetInput) -> Result<Vec<TraitOut>> {
+/// state; changed and new ones get the next revision, and a recompute
+/// rebuilds them from the timeline.
+pub(crate) fn set(ctx: &Context, i: SetInput) -> Result<Vec<TraitOut>> {
     let defs = parse_all(&i.traits).map_err(|e| Error::invalid(e.to_string()))?;
     let found = records::get::<Definitions>("definitions", KEY)?;
     if let Some(f) = &found {
@@ -118,7 +129,18 @@ pub(crate) fn set(_ctx: &Context, i: SetInput) -> Result<Vec<TraitOut>> {
         Some(r) => (r.data, Expect::Version(r.version)),
         None => (Definitions::default(), Expect::Absent),
     };
+    check_budget(
+        defs.iter().chain(old.history.iter().map(|h| &h.def)),
+        "traits",
+    )
+    .map_err(|e| {
+        Error::invalid(format!(
+            "{e} (with the segments' event leaves, which count {} days)",
+            window_budget(old.history.iter().map(|h| &h.def))
+        ))
+    })?;
     let at = rfc3339(now());
+    let mut changed = false;
     let mut retired = old.retired.clone();
     for o in &old.traits {
         if !defs.iter().any(|d| d.name == o.def.name) {
@@ -130,16 +152,24 @@ pub(crate) fn set(_ctx: &Context, i: SetInput) -> Result<Vec<TraitOut>> {
         .map(
             |def| match old.traits.iter().find(|o| o.def.name == def.name) {
                 Some(o) if o.def == def => o.clone(),
-                Some(o) => Declared {
-                    def,
-                    revision: o.revision + 1,
-                    since: at.clone(),
-                },
-                None => Declared {
-                    revision: retired.remove(&def.name).unwrap_or(0) + 1,
-                    def,
-                    since: at.clone(),
-                },
+                Some(o) => {
+                    changed = true;
+                    Declared {
+                        def,
+                        revision: o.revision + 1,
+                        since: at.clone(),
+                        backfill: true,
+                    }
+                }
+                None => {
+                    changed = true;
+                    Declared {
+                        revision: retired.remove(&def.name).unwrap_or(0) + 1,
+                        def,
+                        since: at.clone(),
+                        backfill: true,
+                    }
+                }
             },
         )
         .collect();
@@ -149,5 +179,8 @@ pub(crate) fn set(_ctx: &Context, i: SetInput) -> Result<Vec<TraitOut>> {
         ..old
     };
     records::put("definitions", KEY, &new, expect)?;
+    if changed {
+        crate::recompute::start(ctx, "traits")?;
+    }
     Ok(out(new))
 }

@@ -12,6 +12,8 @@
 //! - `erase` — `person.erased`: everything held of the person deleted;
 //! - `definitions` — the tenant's computed traits, checked on save;
 //! - `tags` — manual tags and their sizes;
+//! - `history` — traits rebuilt from the timeline: segments' `event`
+//!   leaves as hidden counts, and new or changed traits;
 //! - `segments` — rules, membership kept with every profile write,
 //!   preview and members; `recompute` — the full recompute, a page a step;
 //! - `tiers` — the member-tier ladder, each profile's standing, history;
@@ -29,6 +31,7 @@ mod definitions;
 mod erase;
 mod exports;
 mod facts;
+mod history;
 mod ingest;
 mod merge;
 mod model;

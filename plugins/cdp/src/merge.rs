@@ -10,7 +10,7 @@ use keel_sdk::{Error, Event, Result, log};
 use serde::Deserialize;
 
 use crate::model::Profile;
-use crate::segments::{Rules, change, leave};
+use crate::segments::{Rules, change, drop_member};
 use crate::track::mark;
 
 #[derive(Deserialize)]
@@ -57,9 +57,14 @@ pub(crate) fn on_merged(e: Event) -> Result<()> {
     if merged.is_some() {
         rules.count("profiles".into(), -1);
     }
+    let existed = merged.is_some();
     let merged = merged.unwrap_or_default();
+    // The merged person's memberships go without `segment.left`: the
+    // kernel attributes an event for a merged person to the survivor, who
+    // would seem to leave. The survivor is evaluated below, with events of
+    // their own for what changes for them.
     for s in &merged.segments {
-        leave(&rules, s, &p.merged_id, "merged")?;
+        drop_member(&rules, s, &p.merged_id)?;
     }
     let mut shared_tags = Vec::new();
     change(&rules, &p.survivor_id, "merge", |s| {
@@ -90,6 +95,12 @@ pub(crate) fn on_merged(e: Event) -> Result<()> {
                 s.consent.insert(purpose.clone(), theirs.clone());
             }
         }
+        // A state rebuilt from the survivor's timelines alone misses the
+        // merged person's events unless theirs was rebuilt too: it is
+        // rebuilt again below, over both.
+        if existed {
+            s.filled.retain(|k| merged.filled.contains(k));
+        }
         shared_tags = merged.tags.intersection(&s.tags).cloned().collect();
         s.tags.extend(merged.tags.iter().cloned());
         s.events += merged.events;
@@ -100,6 +111,9 @@ pub(crate) fn on_merged(e: Event) -> Result<()> {
             }
         }
     })?;
+    if crate::history::rebuild(&rules, &p.survivor_id)?.is_some() {
+        change(&rules, &p.survivor_id, "merge", |_| {})?;
+    }
     crate::blocklist::carry(&p.merged_id, &p.survivor_id)?;
     // A tag both held now counts one person.
     for t in shared_tags {

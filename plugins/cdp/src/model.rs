@@ -17,6 +17,10 @@ pub(crate) struct Profile {
     /// starts a new state, and old ones are dropped on the next write.
     #[serde(default)]
     pub traits: BTreeMap<String, TraitState>,
+    /// The trait states (`{name}@{revision}`) rebuilt from the timeline
+    /// ([`crate::history`]).
+    #[serde(default, skip_serializing_if = "BTreeSet::is_empty")]
+    pub filled: BTreeSet<String>,
     #[serde(default)]
     pub tags: BTreeSet<String>,
     /// Persons merged into this one (their timelines are this one's).

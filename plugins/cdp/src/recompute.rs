@@ -1,5 +1,6 @@
 //! The full recompute of segment membership: every profile re-evaluated
-//! (and its windowed traits' old days dropped), a page at a time.
+//! (and its windowed traits' old days dropped, and traits to backfill
+//! rebuilt from its timeline: `history`), a page at a time.
 //!
 //! A job is a record (`jobs/{id}`) with its cursor; each step is one
 //! delivery of the plugin's own `cdp.recompute_step`, which handles one page
@@ -19,6 +20,9 @@ use crate::segments::{Rules, change};
 
 /// Profiles per step.
 const PAGE: u32 = 200;
+/// Timeline entries a step reads to rebuild traits before it ends, at the
+/// profile it reached.
+const MAX_READ: u64 = 20_000;
 
 #[derive(Debug, Clone, Serialize, Deserialize)]
 #[serde(rename_all = "camelCase")]
@@ -108,14 +112,27 @@ pub(crate) fn on_step(e: Event) -> Result<()> {
     }
     let rules = Rules::load()?;
     let page = records::scan::<Profile>("profiles", job.after.as_deref(), PAGE)?;
+    let mut read = 0;
+    let mut last = None;
     for r in &page.records {
         if r.data.merged_into.is_none() {
+            read += crate::history::rebuild(&rules, &r.key)?.unwrap_or(0);
             change(&rules, &r.key, "recompute", |_| {})?;
             job.scanned += 1;
         }
+        last = Some(r.key.clone());
+        // Profiles with long timelines to rebuild end a step early.
+        if read >= MAX_READ {
+            break;
+        }
     }
     rules.flush()?;
-    job.after = page.next.clone();
+    job.after = match last {
+        Some(key) if read >= MAX_READ && page.records.last().is_some_and(|r| r.key != key) => {
+            Some(key)
+        }
+        _ => page.next.clone(),
+    };
     if job.after.is_none() {
         job.status = "DONE".into();
         job.finished_at = Some(rfc3339(now()));

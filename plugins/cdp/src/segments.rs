@@ -86,15 +86,30 @@ impl Rules {
             let mut slots: Vec<Option<(Segment, Rule)>> = segments.into_iter().map(Some).collect();
             segments = o.into_iter().filter_map(|i| slots[i].take()).collect();
         }
+        let mut defs = loaded.traits;
+        defs.extend(loaded.history);
         Ok(Rules {
             attributes: segments.iter().any(|(_, r)| r.reads_attributes()),
-            defs: loaded.traits,
+            defs,
             retired: loaded.retired,
             ladder: loaded.ladder,
             segments,
             today: today(),
             deltas: Default::default(),
         })
+    }
+
+    /// True when the state key `{name}@{revision}` is of a trait, or a
+    /// revision, declared after these rules were loaded.
+    pub(crate) fn newer(&self, state_key: &str) -> bool {
+        let Some((name, rev)) = state_key.rsplit_once('@') else {
+            return false;
+        };
+        let rev: u32 = rev.parse().unwrap_or(0);
+        match self.defs.iter().find(|d| d.def.name == name) {
+            Some(d) => rev > d.revision,
+            None => self.retired.get(name).is_none_or(|last| rev > *last),
+        }
     }
 
     /// Adds `delta` to the size counter `key` when the call ends.
@@ -198,7 +213,11 @@ pub(crate) fn change(
     };
     let mut diff = (BTreeSet::new(), BTreeSet::new());
     let mut tier = None;
+    let mut stale = false;
     let (id, created) = update(person, |p| {
+        // Rebuilt for a trait these rules do not know: what this call adds
+        // would miss it (crate::history). The call fails and is retried.
+        stale = p.filled.iter().any(|k| rules.newer(k));
         change(p);
         tidy(p, rules, rules.today);
         tier = crate::tiers::settle(p, rules.ladder.as_ref(), rules.today);
@@ -207,6 +226,11 @@ pub(crate) fn change(
         diff = (p.segments.clone(), now_in.clone());
         p.segments = now_in;
     })?;
+    if stale {
+        return Err(Error::Conflict(format!(
+            "profile {id}: the traits changed during this call; retry"
+        )));
+    }
     if created {
         rules.count("profiles".into(), 1);
     }
@@ -409,8 +433,22 @@ pub(crate) fn save(ctx: &Context, args: SaveArgs) -> Result<SegmentOut> {
     };
     let expect = found.map_or(Expect::Absent, |r| Expect::Version(r.version));
     records::put("segments", &i.id, &s, expect)?;
+    sync_history()?;
     crate::recompute::start(ctx, "saved")?;
     out(s)
+}
+
+/// Declares the hidden traits the saved segments' `event` leaves read,
+/// and retires those none reads ([`crate::history::sync`]).
+fn sync_history() -> Result<()> {
+    let stored = all()?;
+    let names = known(&definitions::load()?, &stored);
+    let rules: Vec<Rule> = stored
+        .iter()
+        .filter_map(|s| Rule::parse(&s.rule, &names).ok())
+        .collect();
+    crate::history::sync(&rules)?;
+    Ok(())
 }
 
 #[derive(Deserialize)]
@@ -440,6 +478,7 @@ pub(crate) fn delete(ctx: &Context, i: DeleteInput) -> Result<crate::recompute::
         }
     }
     records::delete("segments", &i.id, Some(found.version))?;
+    sync_history()?;
     crate::recompute::start(ctx, "deleted")
 }
 
@@ -468,6 +507,27 @@ pub(crate) fn preview(_ctx: &Context, i: PreviewInput) -> Result<Preview> {
     let sample = keel_sdk::paging::limit(i.sample, 1000, 5000)?;
     let mut rules = Rules::load()?;
     rules.attributes = rule.reads_attributes();
+    // The counts its `event` leaves read: declared ones by their state,
+    // the rest counted from the timeline for each profile sampled.
+    let mut counts = Vec::new();
+    rule.history(&mut counts);
+    let counts: Vec<Declared> = counts
+        .into_iter()
+        .map(|def| {
+            let found = rules.defs.iter().find(|d| d.def.name == def.name);
+            found.cloned().unwrap_or(Declared {
+                def,
+                revision: 0,
+                since: String::new(),
+                backfill: true,
+            })
+        })
+        .collect();
+    for c in &counts {
+        if !rules.defs.iter().any(|d| d.def.name == c.def.name) {
+            rules.defs.push(c.clone());
+        }
+    }
     rules.segments = vec![(
         Segment {
             id: PREVIEW.into(),
@@ -485,11 +545,24 @@ pub(crate) fn preview(_ctx: &Context, i: PreviewInput) -> Result<Preview> {
     while scanned < sample {
         let page =
             records::scan::<Profile>("profiles", after.as_deref(), (sample - scanned).min(500))?;
-        for r in page.records {
+        for mut r in page.records {
             if r.data.merged_into.is_some() {
                 continue;
             }
             scanned += 1;
+            let missing: Vec<&keel_cdp_core::traits::TraitDef> = counts
+                .iter()
+                .filter(|c| !r.data.filled.contains(&c.state_key()))
+                .map(|c| &c.def)
+                .collect();
+            if !missing.is_empty() {
+                let (mut states, _) = crate::history::states(&r.key, &r.data, &missing)?;
+                for c in &counts {
+                    if let Some(state) = states.remove(&c.def.name) {
+                        r.data.traits.insert(c.state_key(), state);
+                    }
+                }
+            }
             let attributes = if rules.attributes {
                 crate::model::person(&r.key)?
                     .map(|p| p.attributes)

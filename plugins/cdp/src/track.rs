@@ -150,7 +150,7 @@ pub(crate) fn fold(p: &mut Profile, rules: &Rules, events: &[&Incoming]) {
 /// loaded the definitions before a change never drops the state the
 /// change started.
 pub(crate) fn tidy(p: &mut Profile, rules: &crate::segments::Rules, today: i32) {
-    p.traits.retain(|k, _| {
+    let kept = |k: &str| {
         let Some((name, rev)) = k.rsplit_once('@') else {
             return false;
         };
@@ -161,7 +161,9 @@ pub(crate) fn tidy(p: &mut Profile, rules: &crate::segments::Rules, today: i32) 
             (None, Some(last)) => rev > *last,
             (None, None) => true,
         }
-    });
+    };
+    p.traits.retain(|k, _| kept(k));
+    p.filled.retain(|k| kept(k));
     for d in &rules.defs {
         if let Some(s) = p.traits.get_mut(&d.state_key()) {
             s.prune(&d.def, today);

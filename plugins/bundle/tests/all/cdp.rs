@@ -295,26 +295,39 @@ on_both_backends! {
         let first = Order { n: 1, bob: false, paid: true, cents: 1000, store: "S1".into(), at: Utc::now() - Duration::hours(1) };
         ok(&track(&k, &b, "t-1", &[event(&first)], None).await);
         assert_eq!(traits(&profile(&k, &b, alice).await)["orders"], 1);
-        // `orders` now counts only store S1's orders: a new revision, from
-        // zero (the order before the change is not replayed into it).
+        // `orders` now counts only store S1's orders: a new revision, which
+        // the recompute the change starts rebuilds from the timeline (the
+        // order before the change counts).
         let mut defs = order_traits();
         defs[0]["filter"] = json!({"store": "S1"});
+        let other = Order { n: 8, store: "S2".into(), ..first.clone() };
+        ok(&track(&k, &b, "t-8", &[event(&other)], None).await);
+        assert_eq!(traits(&profile(&k, &b, alice).await)["orders"], 2);
         let r = k.gql(&b.owner, SET_TRAITS, json!({"t": defs})).await;
         assert_eq!(ok(&r)["setCdpTraits"][0]["revision"], 2);
         assert_eq!(ok(&r)["setCdpTraits"][1]["revision"], 1, "unchanged traits keep theirs");
-        let t = traits(&profile(&k, &b, alice).await);
-        assert_eq!(t["orders"], 0);
-        assert_eq!(t["spend_total"], 10, "kept");
+        let rebuilt = |want: i64| {
+            let (k, b) = (&k, &b);
+            async move {
+                eventually(30, || async {
+                    let t = traits(&profile(k, b, alice).await);
+                    (t["orders"] == want).then_some(t)
+                })
+                .await
+            }
+        };
+        let t = rebuilt(1).await.expect("rebuilt: S1's order before the change, not S2's");
+        assert_eq!(t["spend_total"], 20, "kept");
         let second = Order { n: 2, ..first.clone() };
         ok(&track(&k, &b, "t-2", &[event(&second)], None).await);
-        assert_eq!(traits(&profile(&k, &b, alice).await)["orders"], 1);
-        // Dropped, then declared again: it does not come back with its old state.
+        assert_eq!(traits(&profile(&k, &b, alice).await)["orders"], 2, "then kept by ingest");
+        // Dropped, then declared again: a new revision, rebuilt again.
         let without: Vec<Value> = order_traits().as_array().unwrap()[1..].to_vec();
         ok(&k.gql(&b.owner, SET_TRAITS, json!({"t": without})).await);
         let r = k.gql(&b.owner, SET_TRAITS, json!({"t": order_traits()})).await;
         assert_eq!(ok(&r)["setCdpTraits"][0]["revision"], 3);
-        assert_eq!(traits(&profile(&k, &b, alice).await)["orders"], 0);
-        assert_eq!(traits(&profile(&k, &b, alice).await)["spend_total"], 20);
+        let t = rebuilt(3).await.expect("every order, rebuilt");
+        assert_eq!(t["spend_total"], 30);
     }
 
     async fn scans_reach_traits_only_from_the_codes_plugin(kind) {

@@ -7,6 +7,7 @@ mod calls;
 mod cdp;
 mod cdp_attacks;
 mod cdp_erasure;
+mod cdp_history;
 mod cdp_members;
 mod cdp_rewards;
 mod cdp_segments;
