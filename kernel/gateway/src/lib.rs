@@ -180,7 +180,7 @@ impl Gateway {
             .route("/graphiql/{version}/{file}", get(graphiql::asset))
             .route(
                 "/t/{tenant}/graphql",
-                axum::routing::post(http::public_post),
+                axum::routing::post(http::public_post).layer(http::public_cors()),
             )
             .route("/t/{tenant}/p/{plugin}", get(pages::page))
             .route("/t/{tenant}/p/{plugin}/", get(pages::page))

@@ -4,7 +4,10 @@
 //!
 //! The operation gets `{"path": "<rest of the path, percent-decoded, no
 //! leading slash>", "query": {<query parameters>}}` and answers
-//! `{"status": 200..599, "html": "<document>"}`. Every response — the
+//! `{"status": 200..599, "html": "<document>"}`, or `{"status": …,
+//! "script": "<JavaScript>"}` for a script the brand's own pages load
+//! (such as the CDP's tracker): served as `text/javascript`, cacheable for
+//! five minutes and loadable from any origin. Every response — the
 //! plugin's page or one of the gateway's small error pages — carries a
 //! strict Content-Security-Policy: inline scripts and styles only, no
 //! third-party anything, no framing. Error pages never show a plugin's or
@@ -92,15 +95,51 @@ pub(crate) fn error_page(status: StatusCode, request_id: &str) -> Response {
     )
 }
 
-/// Checks a page operation's output: `{"status": 200..599, "html": "…"}`.
-fn parse_page(out: &str) -> Option<(StatusCode, String)> {
+/// What a page operation answered.
+#[derive(Debug, PartialEq)]
+enum Body {
+    Html(String),
+    Script(String),
+}
+
+/// Checks a page operation's output: `{"status": 200..599, "html": "…"}`
+/// or `{"status": …, "script": "…"}`, never both.
+fn parse_page(out: &str) -> Option<(StatusCode, Body)> {
     let v: Value = serde_json::from_str(out).ok()?;
     let status = v.get("status")?.as_u64()?;
-    let html = v.get("html")?.as_str()?.to_owned();
+    let body = match (v.get("html"), v.get("script")) {
+        (Some(h), None) => Body::Html(h.as_str()?.to_owned()),
+        (None, Some(s)) => Body::Script(s.as_str()?.to_owned()),
+        _ => return None,
+    };
     let status = u16::try_from(status)
         .ok()
         .filter(|s| (200..=599).contains(s))?;
-    Some((StatusCode::from_u16(status).ok()?, html))
+    Some((StatusCode::from_u16(status).ok()?, body))
+}
+
+/// A script response: JavaScript that pages of any origin may load, never
+/// sniffed as anything else, cached briefly.
+fn script(status: StatusCode, source: String) -> Response {
+    let mut res = (status, source).into_response();
+    let h = res.headers_mut();
+    h.insert(
+        header::CONTENT_TYPE,
+        HeaderValue::from_static("text/javascript; charset=utf-8"),
+    );
+    h.insert(
+        header::X_CONTENT_TYPE_OPTIONS,
+        HeaderValue::from_static("nosniff"),
+    );
+    h.insert(
+        "cross-origin-resource-policy",
+        HeaderValue::from_static("cross-origin"),
+    );
+    h.insert(
+        header::CACHE_CONTROL,
+        HeaderValue::from_static("public, max-age=300"),
+    );
+    res
 }
 
 /// `GET /t/{tenant}/p/{plugin}`, `…/{plugin}/` and `…/{plugin}/{*path}`.
@@ -166,7 +205,8 @@ pub(crate) async fn page(
         .await
     {
         Ok(out) => match parse_page(&out) {
-            Some((status, document)) => html(status, document),
+            Some((status, Body::Html(document))) => html(status, document),
+            Some((status, Body::Script(source))) => script(status, source),
             None => {
                 tracing::warn!(%plugin, %operation, "a page operation answered something that is not a page");
                 error_page(StatusCode::BAD_GATEWAY, &rid)
@@ -197,9 +237,16 @@ mod tests {
             (r#"{"status": 200, "html": 1}"#, false),
             (r#"{"status": 200}"#, false),
             ("<p>hi</p>", false),
+            (r#"{"status": 200, "script": "x()"}"#, true),
+            (r#"{"status": 200, "script": 1}"#, false),
+            (r#"{"status": 200, "html": "x", "script": "x()"}"#, false),
         ] {
             assert_eq!(parse_page(out).is_some(), ok, "{out}");
         }
+        assert_eq!(
+            parse_page(r#"{"status": 200, "script": "x()"}"#).map(|(_, b)| b),
+            Some(Body::Script("x()".into()))
+        );
     }
 
     #[test]

@@ -27,7 +27,7 @@ const MAX_ROW_TAGS: usize = 20;
 
 /// Event types the CDP takes from their producers itself (`sources`), or
 /// that only the kernel emits: a batch cannot forge them.
-fn reserved(event_type: &str) -> bool {
+pub(crate) fn reserved(event_type: &str) -> bool {
     matches!(event_type, "code.scanned" | "rewards.awarded")
         || ["person.", "tenant.", "keel.", "kernel.", "cdp."]
             .iter()
@@ -45,8 +45,8 @@ pub(crate) enum Mode {
 /// GraphQL `CdpRejected`.
 #[derive(Debug, Clone, Serialize, Deserialize)]
 pub(crate) struct Rejected {
-    index: usize,
-    message: String,
+    pub index: usize,
+    pub message: String,
 }
 
 /// GraphQL `CdpBatchReport`.
@@ -263,7 +263,7 @@ fn who(
 /// An optional JSON object of an item (`{}` when left out or null), at
 /// most `max` bytes of JSON; the error names `field` and says what it
 /// must be.
-fn object(
+pub(crate) fn object(
     field: &str,
     v: Option<Value>,
     max: usize,

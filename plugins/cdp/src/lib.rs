@@ -5,6 +5,7 @@
 //!
 //! - `ingest` — `cdpTrack` and `cdpIdentify`, batches resolved through One
 //!   ID with bad items reported by index, once per batch id;
+//! - `collect` — the browser tracker's script and its public `cdpCollect`;
 //! - `track` — taking an event in, once per `{source}:{messageId}`, into
 //!   the timeline and the computed traits;
 //! - `sources` — `code.scanned` and `rewards.awarded` from their owners;
@@ -26,6 +27,7 @@
 //! - `model` — the profile record and shared checks.
 
 mod blocklist;
+mod collect;
 mod consent;
 mod definitions;
 mod erase;
@@ -73,6 +75,9 @@ plugin! {
         "cdpBlocklist" => blocklist::list,
         "audienceChunk" => exports::audience_chunk,
         "personExportChunk" => exports::person_chunk,
+        "cdpCollect" => collect::collect,
+        "cdpTracker" => collect::stats,
+        "page" => collect::page,
     },
     events: {
         "person.merged" => merge::on_merged,

@@ -37,6 +37,9 @@ pub fn max_values(kind: &str) -> usize {
         "email" => 5,
         "wechat_openid" => 10,
         "wechat_unionid" | "member_no" => 1,
+        // A browser's or an app install's random id (the CDP's tracker):
+        // one per device a person uses.
+        "anonymous_id" => 20,
         _ => 1, // external:<system>
     }
 }
@@ -48,6 +51,7 @@ pub const KINDS: &[&str] = &[
     "wechat_openid",
     "wechat_unionid",
     "member_no",
+    "anonymous_id",
 ];
 
 impl Identifier {

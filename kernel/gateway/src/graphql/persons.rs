@@ -71,7 +71,8 @@ impl Person {
 }
 
 /// A typed identifier: `phone`, `email`, `wechat_openid`, `wechat_unionid`,
-/// `member_no` or `external:<system>`.
+/// `member_no`, `anonymous_id` (a browser's or device's random id) or
+/// `external:<system>`.
 #[derive(SimpleObject, InputObject, Clone)]
 #[graphql(input_name = "IdentifierInput")]
 pub(crate) struct Identifier {

@@ -217,3 +217,65 @@ async fn a_wrong_or_malformed_credential_is_401_unauthenticated() {
         assert_eq!(code(&body), "UNAUTHENTICATED", "{auth}");
     }
 }
+
+/// The brand's own pages may call a tenant's public GraphQL from another
+/// origin, never with credentials; the private endpoint stays same-origin.
+#[tokio::test]
+async fn public_graphql_answers_other_origins_without_credentials() {
+    let app = TestApp::start(keel_core::Backend::Sqlite).await;
+    app.tenant("acme").await;
+    let preflight = |path: &'static str| {
+        app.http
+            .request(reqwest::Method::OPTIONS, app.url(path))
+            .header("origin", "https://h5.brand.example")
+            .header("access-control-request-method", "POST")
+            .header("access-control-request-headers", "content-type")
+            .send()
+    };
+    let r = preflight("/t/acme/graphql").await.unwrap();
+    assert!(r.status().is_success(), "{}", r.status());
+    let h = r.headers();
+    assert_eq!(h["access-control-allow-origin"], "*");
+    assert!(
+        h["access-control-allow-methods"]
+            .to_str()
+            .unwrap()
+            .contains("POST")
+    );
+    assert!(
+        h["access-control-allow-headers"]
+            .to_str()
+            .unwrap()
+            .contains("content-type")
+    );
+    assert!(
+        h.get("access-control-allow-credentials").is_none(),
+        "never with cookies"
+    );
+    let r = app
+        .http
+        .post(app.url("/t/acme/graphql"))
+        .header("origin", "https://h5.brand.example")
+        .json(&json!({"query": "{ __typename }"}))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.headers()["access-control-allow-origin"], "*");
+    assert!(
+        r.headers()
+            .get("access-control-allow-credentials")
+            .is_none()
+    );
+    // The private endpoint answers no other origin.
+    let r = preflight("/graphql").await.unwrap();
+    assert!(r.headers().get("access-control-allow-origin").is_none());
+    let r = app
+        .http
+        .post(app.url("/graphql"))
+        .header("origin", "https://h5.brand.example")
+        .json(&json!({"query": VIEWER}))
+        .send()
+        .await
+        .unwrap();
+    assert!(r.headers().get("access-control-allow-origin").is_none());
+}

@@ -11,6 +11,7 @@ mod cdp_history;
 mod cdp_members;
 mod cdp_rewards;
 mod cdp_segments;
+mod cdp_tracker;
 mod codes;
 mod codes_upgrade;
 mod page;
