@@ -9,6 +9,7 @@ fn names() -> Known {
         traits: ["spend_total", "last_store"].map(String::from).into(),
         tiers: ["member", "silver", "gold"].map(String::from).into(),
         segments: ["buyers"].map(String::from).into(),
+        rule_tags: BTreeMap::from([("big_spender".to_owned(), "buyers".to_owned())]),
     }
 }
 
@@ -314,4 +315,27 @@ fn a_bad_event_leaf_names_its_place() {
     let many: Map<String, Value> = (0..11).map(|i| (format!("p{i}"), json!(i))).collect();
     let err = Rule::parse(&json!({"event": {"type": "a.b", "where": many}}), &names()).unwrap_err();
     assert_eq!(err.path, "rule.event.where");
+}
+
+#[test]
+fn a_rule_based_tag_reads_its_segment() {
+    let rule = Rule::parse(
+        &json!({"any": [{"tag": "big_spender"}, {"tag": "vip"}]}),
+        &names(),
+    )
+    .unwrap();
+    assert_eq!(
+        rule,
+        Rule::Any(vec![
+            Rule::Segment("buyers".into()),
+            Rule::Tag("vip".into())
+        ])
+    );
+    let mut named = BTreeSet::new();
+    rule.segments(&mut named);
+    assert_eq!(
+        named,
+        BTreeSet::from(["buyers".to_owned()]),
+        "ordered after it"
+    );
 }

@@ -146,6 +146,9 @@ pub struct Known {
     pub tiers: Vec<String>,
     /// The tenant's segment ids (a rule may name one, itself excepted).
     pub segments: BTreeSet<String>,
+    /// Rule-based tags: each tag a segment's members hold, with that
+    /// segment's id. A `tag` leaf naming one reads the segment.
+    pub rule_tags: BTreeMap<String, String>,
 }
 
 /// What a rule reads of one person.
@@ -326,7 +329,10 @@ fn parse_at(
                 .as_str()
                 .filter(|t| !t.is_empty() && t.chars().count() <= 40)
                 .ok_or_else(|| refuse(&here, "a tag, 1-40 characters"))?;
-            Ok(Rule::Tag(t.to_owned()))
+            Ok(match known.rule_tags.get(t) {
+                Some(segment) => Rule::Segment(segment.clone()),
+                None => Rule::Tag(t.to_owned()),
+            })
         }
         "tier" => {
             let b = body

@@ -46,6 +46,9 @@ pub(crate) struct Segment {
     /// Members are blocked from rewards (the blocklist by rule).
     #[serde(default)]
     pub blocks: bool,
+    /// A rule-based tag: members hold it while they match.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub tag: Option<String>,
     pub updated_at: String,
 }
 
@@ -343,6 +346,7 @@ pub(crate) struct SaveInput {
     emit_events: Option<bool>,
     purpose: Option<String>,
     blocks: Option<bool>,
+    tag: Option<String>,
 }
 
 /// What a rule may name in the tenant's definitions and segments.
@@ -355,7 +359,29 @@ fn known(d: &definitions::Definitions, segments: &[Segment]) -> Known {
             .flat_map(|l| l.ladder.levels.iter().map(|l| l.id.clone()))
             .collect(),
         segments: segments.iter().map(|s| s.id.clone()).collect(),
+        rule_tags: segments
+            .iter()
+            .filter_map(|s| Some((s.tag.clone()?, s.id.clone())))
+            .collect(),
     }
+}
+
+/// The rule-based tags, by the id of the segment whose members hold them.
+pub(crate) fn rule_tags() -> Result<BTreeMap<String, String>> {
+    Ok(all()?
+        .into_iter()
+        .filter_map(|s| Some((s.id, s.tag?)))
+        .collect())
+}
+
+/// Refuses a manual tag that is a rule-based one.
+pub(crate) fn check_manual(tag: &str) -> Result<()> {
+    if let Some((segment, _)) = rule_tags()?.into_iter().find(|(_, t)| t == tag) {
+        return Err(Error::invalid(format!(
+            "tag: {tag} is held by the members of segment {segment} (a rule-based tag); it is not set by hand"
+        )));
+    }
+    Ok(())
 }
 
 /// Each segment's id and the segments its rule names.
@@ -370,13 +396,19 @@ fn dependencies(segments: &[(Segment, Rule)]) -> Vec<(String, BTreeSet<String>)>
         .collect()
 }
 
-/// Checks the rule of segment `id` (`None` for a preview): what it names
-/// exists, and saving it makes no cycle of segments.
-fn check_rule(rule: &Value, id: Option<&str>) -> Result<Rule> {
+/// Checks the rule of segment `id` (`None` for a preview), which holds
+/// the rule-based `tag` if given: what it names exists, and saving it
+/// makes no cycle of segments (a `tag` leaf naming a rule-based tag reads
+/// its segment).
+fn check_rule(rule: &Value, id: Option<&str>, tag: Option<&str>) -> Result<Rule> {
     let stored = all()?;
     let mut names = known(&definitions::load()?, &stored);
     if let Some(id) = id {
         names.segments.insert(id.to_owned());
+        names.rule_tags.retain(|_, s| s.as_str() != id);
+        if let Some(t) = tag {
+            names.rule_tags.insert(t.to_owned(), id.to_owned());
+        }
     }
     let parsed = Rule::parse(rule, &names).map_err(|e| Error::invalid(e.to_string()))?;
     if let Some(id) = id {
@@ -407,7 +439,10 @@ pub(crate) fn save(ctx: &Context, args: SaveArgs) -> Result<SegmentOut> {
     if name.is_empty() || name.chars().count() > 100 {
         return Err(Error::invalid("name: 1-100 characters"));
     }
-    check_rule(&i.rule, Some(&i.id))?;
+    if let Some(t) = &i.tag {
+        check_rule_tag(t, &i.id)?;
+    }
+    check_rule(&i.rule, Some(&i.id), i.tag.as_deref())?;
     if let Some(p) = &i.purpose
         && !is_purpose(p)
     {
@@ -429,6 +464,7 @@ pub(crate) fn save(ctx: &Context, args: SaveArgs) -> Result<SegmentOut> {
         emit_events: i.emit_events.unwrap_or(false),
         purpose: i.purpose,
         blocks: i.blocks.unwrap_or(false),
+        tag: i.tag,
         updated_at: rfc3339(now()),
     };
     let expect = found.map_or(Expect::Absent, |r| Expect::Version(r.version));
@@ -436,6 +472,24 @@ pub(crate) fn save(ctx: &Context, args: SaveArgs) -> Result<SegmentOut> {
     sync_history()?;
     crate::recompute::start(ctx, "saved")?;
     out(s)
+}
+
+/// Checks that `tag` may be segment `id`'s rule-based tag: a tag's name,
+/// no other segment's, and not a manual tag anyone holds.
+fn check_rule_tag(tag: &str, id: &str) -> Result<()> {
+    crate::model::check_tag(tag)?;
+    if let Some((other, _)) = rule_tags()?.into_iter().find(|(s, t)| t == tag && s != id) {
+        return Err(Error::invalid(format!(
+            "tag: {tag} is already segment {other}'s"
+        )));
+    }
+    let held = counters::get(&format!("tag:{tag}"))?;
+    if held > 0 {
+        return Err(Error::invalid(format!(
+            "tag: {tag} is a manual tag {held} persons hold; untag them first or choose another name"
+        )));
+    }
+    Ok(())
 }
 
 /// Declares the hidden traits the saved segments' `event` leaves read,
@@ -503,7 +557,7 @@ pub(crate) struct Preview {
 /// (1,000 unless set, at most 5,000) and scales the share that matches to
 /// every profile. Writes nothing.
 pub(crate) fn preview(_ctx: &Context, i: PreviewInput) -> Result<Preview> {
-    let rule = check_rule(&i.rule, None)?;
+    let rule = check_rule(&i.rule, None, None)?;
     let sample = keel_sdk::paging::limit(i.sample, 1000, 5000)?;
     let mut rules = Rules::load()?;
     rules.attributes = rule.reads_attributes();
@@ -536,6 +590,7 @@ pub(crate) fn preview(_ctx: &Context, i: PreviewInput) -> Result<Preview> {
             emit_events: false,
             purpose: None,
             blocks: false,
+            tag: None,
             updated_at: String::new(),
         },
         rule,

@@ -1,5 +1,7 @@
 //! Manual tags: batch tag and untag, and the tenant's tags with their
 //! sizes (counters `tag:{tag}`, exact under concurrency and merges).
+//! Rule-based tags are segments' (`Segment::tag`): their members hold
+//! them, and they are listed here with the segment's size.
 
 use keel_sdk::counters;
 use keel_sdk::records::{self, Expect};
@@ -96,6 +98,7 @@ pub(crate) fn persons_of(ids: &[String]) -> Result<Vec<String>> {
 /// `tagPersons`: the number newly tagged.
 pub(crate) fn tag(_ctx: &Context, i: TagInput) -> Result<u32> {
     check_tag(&i.tag)?;
+    crate::segments::check_manual(&i.tag)?;
     let persons = persons_of(&i.person_ids)?;
     register(&i.tag)?;
     let rules = Rules::load()?;
@@ -110,6 +113,7 @@ pub(crate) fn tag(_ctx: &Context, i: TagInput) -> Result<u32> {
 /// `untagPersons`: the number untagged.
 pub(crate) fn untag(_ctx: &Context, i: TagInput) -> Result<u32> {
     check_tag(&i.tag)?;
+    crate::segments::check_manual(&i.tag)?;
     let rules = Rules::load()?;
     let mut n = 0;
     for p in persons_of(&i.person_ids)? {
@@ -131,23 +135,39 @@ pub(crate) fn untag(_ctx: &Context, i: TagInput) -> Result<u32> {
 pub(crate) struct TagOut {
     tag: String,
     persons: i64,
+    /// The segment whose members hold a rule-based tag.
+    segment: Option<String>,
 }
 
-/// `cdpTags`: every tag in use, with how many persons hold it.
+/// `cdpTags`: every tag in use, with how many persons hold it: the manual
+/// ones, then the rule-based ones.
 pub(crate) fn list(_ctx: &Context, _i: Value) -> Result<Vec<TagOut>> {
+    let ruled = crate::segments::rule_tags()?;
     let mut out = Vec::new();
     let mut after: Option<String> = None;
     loop {
         let page = records::scan::<TagRecord>("tags", after.as_deref(), 1000)?;
         for r in page.records {
+            if ruled.values().any(|t| *t == r.data.tag) {
+                continue;
+            }
             out.push(TagOut {
                 persons: counters::get(&size_key(&r.data.tag))?,
                 tag: r.data.tag,
+                segment: None,
             });
         }
         match page.next {
             Some(n) if out.len() < 10_000 => after = Some(n),
-            _ => return Ok(out),
+            _ => break,
         }
     }
+    for (segment, tag) in ruled {
+        out.push(TagOut {
+            persons: counters::get(&format!("segment:{segment}"))?,
+            tag,
+            segment: Some(segment),
+        });
+    }
+    Ok(out)
 }

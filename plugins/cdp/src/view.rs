@@ -116,6 +116,15 @@ pub(crate) fn profile(_ctx: &Context, i: ProfileInput) -> Result<Option<ProfileO
     } else {
         None
     };
+    // Manual tags, and the rule-based tags of its segments.
+    let ruled = crate::segments::rule_tags()?;
+    let mut tags = profile.tags.clone();
+    tags.extend(
+        profile
+            .segments
+            .iter()
+            .filter_map(|s| ruled.get(s).cloned()),
+    );
     Ok(Some(ProfileOut {
         tier: crate::tiers::now_of(&profile, defs.ladder.as_ref(), today),
         tier_history: crate::tiers::history(&person.id, 20)?,
@@ -132,7 +141,7 @@ pub(crate) fn profile(_ctx: &Context, i: ProfileInput) -> Result<Option<ProfileO
             .collect(),
         attributes: Value::Object(person.attributes),
         traits,
-        tags: profile.tags.into_iter().collect(),
+        tags: tags.into_iter().collect(),
         events: profile.events,
         last_seen: profile
             .last_seen

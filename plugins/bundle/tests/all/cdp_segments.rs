@@ -54,6 +54,18 @@ async fn sizes(k: &Kernel, b: &Brand) -> BTreeMap<String, i64> {
         .collect()
 }
 
+/// The tags a person's profile shows.
+async fn profile_tags(k: &Kernel, b: &Brand, person: &str) -> Value {
+    let r = k
+        .gql(
+            &b.owner,
+            "query($p: String!) { cdpProfile(personId: $p) { tags } }",
+            json!({"p": person}),
+        )
+        .await;
+    ok(&r)["cdpProfile"]["tags"].clone()
+}
+
 /// Runs a recompute and waits for it to finish.
 pub(crate) async fn recompute(k: &Kernel, b: &Brand) {
     let r = k
@@ -286,5 +298,60 @@ on_both_backends! {
         // A forged recompute step (another producer) does nothing.
         let forged = k.inject_event(&b, "cdp.recompute_step", None, json!({"job": "x"}), "shop").await;
         k.wait_delivered(&forged, 30).await;
+    }
+}
+
+on_both_backends! {
+    async fn a_rule_based_tag_is_held_while_its_rule_matches(kind) {
+        let k = Kernel::start(kind).await;
+        let b = k.brand("acme", json!({})).await;
+        k.enable(&b, "cdp", CDP_GRANTS, json!({}), &[]).await;
+        ok(&k.gql(&b.owner, "mutation($t: JSON!) { setCdpTraits(traits: $t) { name } }", json!({"t": [
+            {"name": "orders", "event": "order.paid", "agg": "count"},
+        ]})).await);
+        // A manual tag someone holds cannot become a rule-based one.
+        let r = k.gql(&b.owner, "mutation($r: [CdpIdentifyInput!]!) { cdpIdentify(batchId: \"crm\", rows: $r) { personIds } }",
+            json!({"r": [{"identifiers": [{"kind": "member_no", "value": "A"}], "tags": ["vip"]}, {"identifiers": [{"kind": "member_no", "value": "B"}]}]})).await;
+        let ids: Vec<String> = ok(&r)["cdpIdentify"]["personIds"].as_array().unwrap().iter().map(|v| v.as_str().unwrap().to_owned()).collect();
+        let rule = json!({"trait": {"name": "orders", "op": "gte", "value": 2}});
+        let r = k.gql(&b.owner, SAVE, json!({"i": {"id": "repeat", "name": "Repeat", "rule": rule, "tag": "vip"}})).await;
+        assert_eq!(code(&r), "BAD_USER_INPUT");
+        assert!(r["errors"][0]["message"].as_str().unwrap().contains("manual tag 1 persons hold"), "{r}");
+        let r = k.gql(&b.owner, SAVE, json!({"i": {"id": "repeat", "name": "Repeat", "rule": rule, "tag": "bad tag"}})).await;
+        assert_eq!(code(&r), "BAD_USER_INPUT");
+        ok(&k.gql(&b.owner, SAVE, json!({"i": {"id": "repeat", "name": "Repeat", "rule": rule, "tag": "复购"}})).await);
+        // Another segment's tag, a tag leaf reading its own segment, and
+        // setting it by hand are refused.
+        let r = k.gql(&b.owner, SAVE, json!({"i": {"id": "other", "name": "O", "rule": {"tag": "vip"}, "tag": "复购"}})).await;
+        assert!(r["errors"][0]["message"].as_str().unwrap().contains("already segment repeat's"), "{r}");
+        let r = k.gql(&b.owner, SAVE, json!({"i": {"id": "repeat", "name": "Repeat", "rule": {"all": [rule, {"not": {"tag": "复购"}}]}, "tag": "复购"}})).await;
+        assert!(r["errors"][0]["message"].as_str().unwrap().contains("cycle"), "{r}");
+        for op in ["tagPersons", "untagPersons"] {
+            let r = k.gql(&b.owner, &format!("mutation($p: [String!]!) {{ {op}(tag: \"复购\", personIds: $p) }}"), json!({"p": [ids[1]]})).await;
+            assert_eq!(code(&r), "BAD_USER_INPUT", "{op}");
+            assert!(r["errors"][0]["message"].as_str().unwrap().contains("rule-based"), "{r}");
+        }
+        // A segment reading the tag reads its segment.
+        ok(&k.gql(&b.owner, SAVE, json!({"i": {"id": "vip_repeat", "name": "VR", "rule": {"all": [{"tag": "vip"}, {"tag": "复购"}]}}})).await);
+
+        // Held while the rule matches: B orders twice, A once.
+        let order = |n: usize, who: &str| json!({"messageId": format!("o{n}"), "type": "order.paid",
+            "identifiers": [{"kind": "member_no", "value": who}], "occurredAt": chrono::Utc::now().to_rfc3339()});
+        ok(&crate::cdp::track(&k, &b, "t1", &[order(1, "B"), order(2, "B"), order(3, "A")], None).await);
+        assert_eq!(profile_tags(&k, &b, &ids[1]).await, json!(["复购"]));
+        assert_eq!(profile_tags(&k, &b, &ids[0]).await, json!(["vip"]));
+        ok(&crate::cdp::track(&k, &b, "t2", &[order(4, "A")], None).await);
+        assert_eq!(profile_tags(&k, &b, &ids[0]).await, json!(["vip", "复购"]));
+        assert_eq!(members(&k, &b, "vip_repeat").await, BTreeSet::from([ids[0].clone()]));
+        let r = k.gql(&b.owner, "{ cdpTags { tag persons segment } }", json!({})).await;
+        assert_eq!(ok(&r)["cdpTags"], json!([
+            {"tag": "vip", "persons": 1, "segment": null},
+            {"tag": "复购", "persons": 2, "segment": "repeat"},
+        ]));
+        // The rule changes: who no longer matches loses the tag.
+        ok(&k.gql(&b.owner, SAVE, json!({"i": {"id": "repeat", "name": "Repeat", "rule": {"trait": {"name": "orders", "op": "gte", "value": 3}}, "tag": "复购"}})).await);
+        eventually(30, || async { (members(&k, &b, "repeat").await.is_empty()).then_some(()) }).await.expect("recomputed");
+        assert_eq!(profile_tags(&k, &b, &ids[1]).await, json!([]));
+        assert_eq!(members(&k, &b, "vip_repeat").await, BTreeSet::new());
     }
 }
