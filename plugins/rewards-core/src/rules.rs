@@ -319,6 +319,16 @@ impl Rule {
 }
 
 impl Rule {
+    /// Whether it reads the member tier (a `tier` leaf anywhere).
+    pub fn reads_tier(&self) -> bool {
+        match self {
+            Rule::All(rs) | Rule::Any(rs) => rs.iter().any(Rule::reads_tier),
+            Rule::Not(r) => r.reads_tier(),
+            Rule::Tier(_) => true,
+            _ => false,
+        }
+    }
+
     /// The segments it names, and whether it reads member facts at all
     /// (`tier` or `segment`).
     pub fn member_needs(&self, segments: &mut Vec<String>) -> bool {

@@ -61,7 +61,29 @@ pub(crate) struct Campaign {
     /// Points prizes are multiplied by the winner's CDP tier multiplier.
     #[serde(default, skip_serializing_if = "std::ops::Not::not")]
     pub tier_multiplier: bool,
+    /// What it judges: scans, or members reaching a tier.
+    #[serde(default, skip_serializing_if = "Trigger::is_scan")]
+    pub trigger: Trigger,
     pub created_at: String,
+}
+
+/// What a campaign judges.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "SCREAMING_SNAKE_CASE")]
+pub(crate) enum Trigger {
+    /// Each claim of a genuine scan.
+    #[default]
+    Scan,
+    /// A member moving up the CDP's tier ladder (`tier.changed`, up): once
+    /// per person per campaign, as its rule (on the tier the CDP holds)
+    /// allows — e.g. a coupon for reaching gold.
+    TierUp,
+}
+
+impl Trigger {
+    fn is_scan(&self) -> bool {
+        *self == Trigger::Scan
+    }
 }
 
 impl Campaign {
@@ -124,6 +146,7 @@ pub(crate) struct CampaignOut {
     limits: Limits,
     limited_to: Option<Limit>,
     tier_multiplier: bool,
+    trigger: Trigger,
     created_at: String,
 }
 
@@ -145,6 +168,7 @@ pub(crate) fn out(c: Campaign) -> Result<CampaignOut> {
         limits: c.limits,
         limited_to: c.limited_to,
         tier_multiplier: c.tier_multiplier,
+        trigger: c.trigger,
         created_at: c.created_at,
     })
 }
@@ -166,6 +190,7 @@ pub(crate) struct CampaignInput {
     /// An org node's code or id.
     limited_to: Option<String>,
     tier_multiplier: Option<bool>,
+    trigger: Option<Trigger>,
 }
 
 /// GraphQL's JSON scalar may arrive as text.
@@ -218,6 +243,12 @@ fn build(id: String, status: Status, created_at: String, i: CampaignInput) -> Re
     let rule = json_arg("rule", i.rule)?;
     let parsed = Rule::parse(&rule).map_err(Error::invalid)?;
     let tier_multiplier = i.tier_multiplier.unwrap_or(false);
+    let trigger = i.trigger.unwrap_or_default();
+    if trigger == Trigger::TierUp && !parsed.reads_tier() {
+        return Err(Error::invalid(
+            "rule: a TIER_UP campaign names the tiers it rewards reaching, e.g. {\"tier\": [\"gold\"]}",
+        ));
+    }
     if parsed.member_needs(&mut Vec::new()) || tier_multiplier {
         crate::members::check_available()?;
     }
@@ -253,7 +284,8 @@ fn build(id: String, status: Status, created_at: String, i: CampaignInput) -> Re
                 PrizeKind::Points { .. } | PrizeKind::RedPacket { .. }
             )
         });
-    if per_person && keel_sdk::config::consumer_sign_in()?.is_none() {
+    // A tier campaign's person is the CDP's member, not a consumer's claim.
+    if per_person && trigger == Trigger::Scan && keel_sdk::config::consumer_sign_in()?.is_none() {
         return Err(Error::invalid(
             "this brand has no consumer sign-in (a WeChat app, set with setWechatApp), so every \
              public claim is anonymous: per-person limits and prizes paid to a person (points, \
@@ -278,8 +310,20 @@ fn build(id: String, status: Status, created_at: String, i: CampaignInput) -> Re
         limits,
         limited_to: None,
         tier_multiplier,
+        trigger,
         created_at,
     })
+}
+
+/// A TIER_UP campaign judges members, who have no scan region: one
+/// limited to an org node would never award.
+fn refuse_limited_tier_up(c: &Campaign) -> Result<()> {
+    if c.trigger == Trigger::TierUp && c.limited_to.is_some() {
+        return Err(Error::invalid(
+            "limitedTo: a TIER_UP campaign rewards members wherever they are; it is not limited to an org node",
+        ));
+    }
+    Ok(())
 }
 
 #[derive(Deserialize)]
@@ -296,6 +340,7 @@ pub(crate) fn create(ctx: &Context, mut i: CreateInput) -> Result<CampaignOut> {
     };
     let mut c = build(format!("C{n}"), Status::Draft, rfc3339(now()), i.input)?;
     c.limited_to = limited_to;
+    refuse_limited_tier_up(&c)?;
     records::put("campaigns", &c.id, &c, Expect::Absent)?;
     out(c)
 }
@@ -356,6 +401,7 @@ pub(crate) fn update(ctx: &Context, mut i: UpdateInput) -> Result<CampaignOut> {
         i.input,
     )?;
     c.limited_to = limited_to;
+    refuse_limited_tier_up(&c)?;
     let spent = counters::get(&spend_key(&c.id))?;
     if c.budget_cents.is_some_and(|b| b < spent) {
         return Err(Error::invalid(format!(

@@ -24,7 +24,7 @@ use keel_sdk::{Context, Error, Result, persons};
 use serde::{Deserialize, Serialize};
 use serde_json::json;
 
-use crate::campaigns::{self, Campaign, coupon_key, spend_key, stock_key};
+use crate::campaigns::{self, Campaign, Trigger, coupon_key, spend_key, stock_key};
 use crate::model::{Identifier, day, now, random_u64, rfc3339, time_key};
 use crate::scans::{Scan, count_person_scan};
 use crate::scope::{Reach, ScanRegion};
@@ -211,7 +211,14 @@ pub(crate) fn claim(ctx: &Context, input: ClaimInput) -> Result<ClaimResult> {
     // (`emits`): the tenant's event head is locked last and briefly.
     crate::emits::held(|| {
         let listed = campaigns::all()?;
-        let result = judge(&scan, person, listed, false, &mut Reach::everything())?;
+        let result = judge(
+            &scan,
+            person,
+            listed,
+            false,
+            &mut Reach::everything(),
+            Trigger::Scan,
+        )?;
         let done = Stored {
             result: Some(result.clone()),
         };
@@ -239,7 +246,70 @@ pub(crate) fn preview(ctx: &Context, input: ClaimInput) -> Result<ClaimResult> {
         return Ok(r);
     }
     let person = person_of(ctx, &scan, input.identifiers.as_deref(), true)?;
-    judge(&scan, person, campaigns::all()?, true, &mut Reach::of(ctx))
+    judge(
+        &scan,
+        person,
+        campaigns::all()?,
+        true,
+        &mut Reach::of(ctx),
+        Trigger::Scan,
+    )
+}
+
+/// Judges the TIER_UP campaigns for `person`, who just moved up the
+/// CDP's ladder (`tier.changed` event `event`): the occasion is a scan of
+/// its own (`tier:{event}`, of the "code" `tier:{person}`, so each campaign
+/// awards a person once), recorded as a claim so that a redelivered event
+/// judges nothing twice. Eligibility is the campaign's rule on the tier
+/// the CDP holds now (`memberFacts`), never the event's payload.
+pub(crate) fn judge_tier_up(event: &str, person: &persons::Person) -> Result<()> {
+    let scan_id = format!("tier:{event}");
+    let pending = match records::put("claims", &scan_id, &Stored { result: None }, Expect::Absent) {
+        Ok(p) => p,
+        Err(Error::Conflict(_)) => return Ok(()),
+        Err(e) => return Err(e),
+    };
+    let at = now();
+    let scan = Scan {
+        scan_id: scan_id.clone(),
+        code_id: format!("tier:{}", person.id),
+        batch: String::new(),
+        serial: 0,
+        sku: String::new(),
+        lot: String::new(),
+        verdict: "GENUINE".into(),
+        first_scan: false,
+        region: None,
+        location: None,
+        person: Some(person.id.clone()),
+        person_scan_n: None,
+        at: rfc3339(at),
+        at_micros: at.timestamp_micros(),
+    };
+    let claimant = Claimant {
+        id: person.id.clone(),
+        profile: serde_json::Value::Object(person.attributes.clone()),
+        scan_n: None,
+    };
+    crate::emits::held(|| {
+        let result = judge(
+            &scan,
+            Some(claimant),
+            campaigns::all()?,
+            false,
+            &mut Reach::everything(),
+            Trigger::TierUp,
+        )?;
+        records::put(
+            "claims",
+            &scan_id,
+            &Stored {
+                result: Some(result),
+            },
+            Expect::Version(pending.version),
+        )?;
+        Ok(())
+    })
 }
 
 /// A claim's result as a caller limited to an org node may see it: the
@@ -389,6 +459,7 @@ fn judge(
     listed: Vec<Campaign>,
     dry: bool,
     reach: &mut Reach,
+    trigger: Trigger,
 ) -> Result<ClaimResult> {
     if !scan.verdict.starts_with("GENUINE") {
         return Ok(bare(&scan.scan_id, ClaimOutcome::NotGenuine, dry));
@@ -396,7 +467,7 @@ fn judge(
     let at = now();
     let mut open: Vec<Campaign> = Vec::new();
     for c in listed {
-        if c.open_at(at.timestamp_micros()) && reach.covers(&c)? {
+        if c.trigger == trigger && c.open_at(at.timestamp_micros()) && reach.covers(&c)? {
             open.push(c);
         }
     }

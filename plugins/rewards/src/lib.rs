@@ -18,8 +18,11 @@
 //! - `scope` — campaigns limited to an org node, and callers limited to
 //!   one: a scoped marketer reaches only its node's campaigns;
 //! - `members` — member facts (tier, multiplier, segments) asked of the
-//!   `cdp` plugin, once per claim, only when a campaign reads them.
+//!   `cdp` plugin, once per claim, only when a campaign reads them;
+//! - `benefits` — `TIER_UP` campaigns, judged when a member moves up the
+//!   CDP's tier ladder (a coupon for reaching gold).
 
+mod benefits;
 mod campaigns;
 mod claim;
 mod emits;
@@ -56,5 +59,6 @@ plugin! {
     events: {
         "code.scanned" => scans::on_scanned,
         "rewards.payout_requested" => payouts::on_requested,
+        "tier.changed" => benefits::on_tier_changed,
     },
 }

@@ -8,8 +8,8 @@ use keel_testkit::on_both_backends;
 use serde_json::{Value, json};
 
 use crate::cdp::{CDP_GRANTS, person_id, track};
-use crate::rewards::{CREATE, campaign, claim, points, running, scan, shop};
-use crate::support::{Kernel, REWARDS_GRANTS, ok};
+use crate::rewards::{CREATE, STATUS, campaign, claim, points, running, scan, shop};
+use crate::support::{Brand, Kernel, REWARDS_GRANTS, code, eventually, ok};
 
 fn spent(id: &str, openid: &str, total: i64) -> Value {
     json!({"messageId": id, "source": "shop", "type": "order.paid", "occurredAt": chrono::Utc::now().to_rfc3339(),
@@ -42,6 +42,47 @@ fn results(c: &Value) -> Vec<(String, String, Option<i64>)> {
     out
 }
 
+/// The tenant grants the rewards plugin the call `cdp.memberFacts`.
+async fn grant_member_facts(k: &Kernel, b: &Brand) {
+    let r = k
+        .gql(&b.owner, "{ plugins { name version } }", json!({}))
+        .await;
+    let version = ok(&r)["plugins"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|p| p["name"] == "rewards")
+        .unwrap()["version"]
+        .clone();
+    let r = k.gql(&b.owner, "mutation($v: String!, $c: [String!]) { upgradePlugin(name: \"rewards\", version: $v, capabilities: $c, calls: [\"cdp.memberFacts\"]) { calls } }",
+        json!({"v": version, "c": REWARDS_GRANTS})).await;
+    assert_eq!(ok(&r)["upgradePlugin"]["calls"], json!(["cdp.memberFacts"]));
+}
+
+/// Today's awards: `(person, coupon)`, sorted.
+async fn coupons_given(k: &Kernel, b: &Brand) -> Vec<(String, String)> {
+    let r = k
+        .gql(
+            &b.owner,
+            "query($d: String!) { rewardAwards(day: $d) { awards { personId coupon scanId } } }",
+            json!({"d": chrono::Utc::now().format("%Y-%m-%d").to_string()}),
+        )
+        .await;
+    let mut out: Vec<(String, String)> = ok(&r)["rewardAwards"]["awards"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|a| {
+            (
+                a["personId"].as_str().unwrap().to_owned(),
+                a["coupon"].as_str().unwrap().to_owned(),
+            )
+        })
+        .collect();
+    out.sort();
+    out
+}
+
 on_both_backends! {
     async fn campaigns_for_a_tier_and_a_segment_pay_the_tiers_multiplier(kind) {
         let k = Kernel::start(kind).await;
@@ -54,12 +95,7 @@ on_both_backends! {
         let r = k.gql(&b.owner, CREATE, json!({"i": gold_only})).await;
         let m = r["errors"][0]["message"].as_str().unwrap_or_else(|| panic!("{r}"));
         assert!(m.contains("cdp.memberFacts"), "{m}");
-        let r = k.gql(&b.owner, "{ plugins { name version } }", json!({})).await;
-        let version = ok(&r)["plugins"].as_array().unwrap().iter()
-            .find(|p| p["name"] == "rewards").unwrap()["version"].clone();
-        let r = k.gql(&b.owner, "mutation($v: String!, $c: [String!]) { upgradePlugin(name: \"rewards\", version: $v, capabilities: $c, calls: [\"cdp.memberFacts\"]) { calls } }",
-            json!({"v": version, "c": REWARDS_GRANTS})).await;
-        assert_eq!(ok(&r)["upgradePlugin"]["calls"], json!(["cdp.memberFacts"]));
+        grant_member_facts(&k, &b).await;
         // Clients cannot ask it: it is offered to plugins only.
         let r = k.gql(&b.owner, "{ memberFacts(personId: \"x\") { tier } }", json!({})).await;
         assert!(r.get("errors").is_some(), "{r}");
@@ -133,5 +169,64 @@ on_both_backends! {
         let s = scan(&k, &b, &codes[3], None, Some("o-bob")).await;
         let c = claim(&k, &b, &s).await;
         assert_eq!(results(&c), sorted(vec![(fans, "NOT_ELIGIBLE".into(), None), (gold, "NOT_ELIGIBLE".into(), None)]));
+    }
+
+    async fn a_coupon_for_reaching_gold_is_given_once_on_what_the_cdp_holds(kind) {
+        let k = Kernel::start(kind).await;
+        let (b, _) = shop(&k, "acme", 1, json!({}), &[]).await;
+        k.enable(&b, "cdp", CDP_GRANTS, json!({}), &[]).await;
+        grant_member_facts(&k, &b).await;
+        ok(&k.gql(&b.owner, "mutation($t: JSON) { setCdpTiers(tiers: $t) { revision } }", json!({"t": {
+            "basis": {"event": "order.paid", "agg": "sum", "property": "total"},
+            "period": "year",
+            "levels": [{"id": "member", "name": "Member", "min": 0}, {"id": "silver", "name": "Silver", "min": 50},
+                       {"id": "gold", "name": "金卡 Gold", "min": 100}]
+        }})).await);
+        let table = json!([{"id": "welcome", "name": "金卡礼券", "kind": "COUPON", "weight": 1, "stock": 3}]);
+        // A TIER_UP campaign names the tiers it rewards, and is not limited to a node.
+        let r = k.gql(&b.owner, CREATE, json!({"i": campaign(json!({"all": []}), table.clone(), json!({"trigger": "TIER_UP"}))})).await;
+        assert_eq!(code(&r), "BAD_USER_INPUT");
+        assert!(r["errors"][0]["message"].as_str().unwrap().contains("names the tiers"), "{r}");
+        let r = k.gql(&b.owner, CREATE, json!({"i": campaign(json!({"tier": ["gold"]}), table.clone(), json!({"trigger": "TIER_UP", "limitedTo": "CN-GD"}))})).await;
+        assert!(r["errors"][0]["message"].as_str().unwrap_or_default().contains("rewards members wherever they are"), "{r}");
+        let id = running(&k, &b, campaign(json!({"tier": ["gold"]}), table, json!({"name": "Gold welcome", "trigger": "TIER_UP"}))).await;
+        ok(&k.gql(&b.owner, "mutation($c: String!, $codes: [String!]!) { addCoupons(campaign: $c, prize: \"welcome\", codes: $codes) }",
+            json!({"c": id, "codes": ["GOLD-1", "GOLD-2", "GOLD-3"]})).await);
+        ok(&k.gql(&b.owner, STATUS, json!({"id": id, "s": "ACTIVE"})).await);
+        let r = k.gql(&b.owner, "query($id: String!) { campaign(id: $id) { trigger } }", json!({"id": id})).await;
+        assert_eq!(ok(&r)["campaign"]["trigger"], "TIER_UP");
+
+        // Alice reaches silver: nothing. Bob reaches gold at once: a coupon.
+        ok(&track(&k, &b, "t1", &[spent("o1", "o-alice", 60), spent("o2", "o-bob", 120)], None).await);
+        let bob = person_id(&k, &b, "wechat_openid", "o-bob").await;
+        let alice = person_id(&k, &b, "wechat_openid", "o-alice").await;
+        eventually(30, || async { (!coupons_given(&k, &b).await.is_empty()).then_some(()) }).await.expect("bob's coupon");
+        // Alice reaches gold later: hers.
+        ok(&track(&k, &b, "t2", &[spent("o3", "o-alice", 50)], None).await);
+        eventually(30, || async { (coupons_given(&k, &b).await.len() == 2).then_some(()) }).await.expect("alice's coupon");
+        let given = coupons_given(&k, &b).await;
+        let mut want = vec![(bob.clone(), "GOLD-1".to_owned()), (alice.clone(), "GOLD-2".to_owned())];
+        want.sort();
+        assert_eq!(given, want);
+
+        // The CDP's event again for Bob (a redelivery, a replay), and one
+        // saying Carol reached gold when the CDP holds her at member: the
+        // tier is read from the CDP, and a person is given once.
+        ok(&track(&k, &b, "t3", &[spent("o4", "o-carol", 10)], None).await);
+        let carol = person_id(&k, &b, "wechat_openid", "o-carol").await;
+        let up = json!({"from": "silver", "to": "gold", "direction": "up", "reason": "event"});
+        for who in [&bob, &carol] {
+            let e = k.inject_event(&b, "tier.changed", Some(who), up.clone(), "cdp").await;
+            k.wait_delivered(&e, 30).await;
+        }
+        // Forged by another plugin: ignored.
+        let e = k.inject_event(&b, "tier.changed", Some(&carol), up, "shop").await;
+        k.wait_delivered(&e, 30).await;
+        assert_eq!(coupons_given(&k, &b).await, want, "nobody given twice, nor on a payload's word");
+        let r = k.gql(&b.owner, "query($d: String!) { rewardAwards(day: $d) { awards { scanId codeId } } }",
+            json!({"d": chrono::Utc::now().format("%Y-%m-%d").to_string()})).await;
+        for a in ok(&r)["rewardAwards"]["awards"].as_array().unwrap() {
+            assert!(a["scanId"].as_str().unwrap().starts_with("tier:"), "{a}");
+        }
     }
 }
