@@ -45,6 +45,8 @@ pub struct FileConfig {
     /// Addresses or networks of the load balancers whose `Forwarded` /
     /// `X-Forwarded-For` name the client.
     pub trusted_proxies: Option<Vec<String>>,
+    /// Origins of brands' web pages that may call public GraphQL.
+    pub public_origins: Option<Vec<String>>,
     pub public_base_url: Option<String>,
     pub consumer_session_ttl_secs: Option<u64>,
     pub secure_cookies: Option<bool>,
@@ -107,11 +109,32 @@ pub struct Overrides {
     pub previous_master_key_file: Option<PathBuf>,
     /// Comma-separated trusted proxies (`KEEL_TRUSTED_PROXIES`).
     pub trusted_proxies: Option<String>,
+    /// Comma-separated public origins (`KEEL_PUBLIC_ORIGINS`).
+    pub public_origins: Option<String>,
     pub public_base_url: Option<String>,
     pub consumer_session_ttl_secs: Option<u64>,
     pub secure_cookies: Option<bool>,
     pub wechat_authorize_base: Option<String>,
     pub wechat_api_base: Option<String>,
+}
+
+/// Checks public origins: `*`, or `scheme://host[:port]` as a browser
+/// sends it in `Origin` (no path, no trailing slash).
+fn public_origins(list: Vec<String>) -> Result<Vec<String>> {
+    for o in &list {
+        let ok = o == "*"
+            || o.split_once("://").is_some_and(|(scheme, rest)| {
+                matches!(scheme, "http" | "https")
+                    && !rest.is_empty()
+                    && !rest.contains(['/', '?', '#', ' ', '*'])
+            });
+        if !ok {
+            anyhow::bail!(
+                "public_origins: {o:?} is not an origin such as https://h5.brand.cn (scheme and host, no path), or *"
+            );
+        }
+    }
+    Ok(list)
 }
 
 impl Config {
@@ -178,6 +201,15 @@ impl Config {
                 (None, None) => Ok(TrustedProxies::default()),
             }
             .map_err(|e| anyhow::anyhow!("trusted_proxies: {e}"))?,
+            public_origins: public_origins(match (&o.public_origins, file.public_origins) {
+                (Some(list), _) => list
+                    .split(',')
+                    .map(|s| s.trim().to_owned())
+                    .filter(|s| !s.is_empty())
+                    .collect(),
+                (None, Some(list)) => list,
+                (None, None) => Vec::new(),
+            })?,
             consumer_auth: {
                 let d = defaults.consumer_auth.clone();
                 let c = ConsumerAuthConfig {
@@ -326,6 +358,27 @@ mod tests {
             g.trusted_proxies.client_ip(from_lb, &h).to_string(),
             "10.1.2.3"
         );
+        let origins = Overrides {
+            public_origins: Some("https://h5.brand.cn, http://127.0.0.1:8080".into()),
+            ..Default::default()
+        };
+        assert_eq!(
+            Config::resolve(&origins).unwrap().gateway.public_origins,
+            ["https://h5.brand.cn", "http://127.0.0.1:8080"]
+        );
+        for bad in [
+            "h5.brand.cn",
+            "https://h5.brand.cn/",
+            "ftp://x",
+            "https://*.brand.cn",
+        ] {
+            let o = Overrides {
+                public_origins: Some(bad.into()),
+                ..Default::default()
+            };
+            let err = format!("{:#}", Config::resolve(&o).unwrap_err());
+            assert!(err.contains("public_origins"), "{bad}: {err}");
+        }
         let bad = Overrides {
             trusted_proxies: Some("10.0.0.0/40".into()),
             ..Default::default()

@@ -32,7 +32,7 @@ use keel_gateway::{Kernel, KernelConfig};
 /// master_key_file, previous_master_key_file, max_fragment_spreads,
 /// logins_per_ip_per_minute, logins_per_account_address_per_minute,
 /// logins_per_account_per_hour, public_calls_per_ip_per_minute,
-/// public_operations_per_request, trusted_proxies, public_base_url,
+/// public_operations_per_request, trusted_proxies, public_origins, public_base_url,
 /// consumer_session_ttl_secs, secure_cookies, wechat_authorize_base,
 /// wechat_api_base; unknown keys are an error),
 /// then defaults.
@@ -65,6 +65,9 @@ struct Cli {
     /// Load balancers whose Forwarded / X-Forwarded-For headers name the client: addresses or networks, comma-separated (e.g. 10.0.0.0/8) [default: none]
     #[arg(long, env = "KEEL_TRUSTED_PROXIES", global = true)]
     trusted_proxies: Option<String>,
+    /// Origins of the brands' own web pages that may call tenants' public GraphQL from the browser (the CDP's tracker), comma-separated, e.g. https://h5.brand.cn; * for any [default: none]
+    #[arg(long, env = "KEEL_PUBLIC_ORIGINS", global = true)]
+    public_origins: Option<String>,
     /// The kernel's public base URL as consumers reach it (e.g. https://keel.brand.cn), for WeChat's callback [default: from the Host header]
     #[arg(long, env = "KEEL_PUBLIC_BASE_URL", global = true)]
     public_base_url: Option<String>,
@@ -307,6 +310,7 @@ async fn main() -> Result<()> {
         master_key_file: cli.master_key_file.clone(),
         previous_master_key_file: cli.previous_master_key_file.clone(),
         trusted_proxies: cli.trusted_proxies.clone(),
+        public_origins: cli.public_origins.clone(),
         public_base_url: cli.public_base_url.clone(),
         consumer_session_ttl_secs: cli.consumer_session_ttl_secs,
         secure_cookies: cli.secure_cookies,

@@ -168,25 +168,36 @@ pub(crate) async fn graphql_post(
     execute(&app, request, shape, &headers, client, format, None).await
 }
 
-/// `POST /t/{tenant}/graphql`: a tenant's public plugin operations (a
-/// consumer's scan, say), without a credential, rate-limited per client
-/// address. The tenant comes from the URL; credentials are ignored.
-/// Cross-origin access to a tenant's public GraphQL, so that the brand's
-/// own pages (the CDP's tracker on the brand's H5 site) may call it: any
-/// origin, `POST` with a JSON body, and never with credentials — the
-/// answer carries no `Access-Control-Allow-Credentials`, so a browser sends
-/// no cookie cross-site and another site cannot act as a signed-in
-/// consumer. What it opens is what any HTTP client can already do without
-/// a credential; the per-address limits apply as before.
-pub(crate) fn public_cors() -> tower_http::cors::CorsLayer {
-    use axum::http::{Method, header};
-    tower_http::cors::CorsLayer::new()
-        .allow_origin(tower_http::cors::Any)
+/// Cross-origin access to a tenant's public GraphQL from the `origins`
+/// the operator lists (`public_origins`; `*` for any), so that the
+/// brand's own pages (the CDP's tracker on the brand's H5 site) may call
+/// it: `POST` with a JSON body, and never with credentials — the answer
+/// carries no `Access-Control-Allow-Credentials`, so a browser sends no
+/// cookie cross-site and another site cannot act as a signed-in consumer.
+/// No origin is listed by default: then no other origin's page may call.
+pub(crate) fn public_cors(origins: &[String]) -> tower_http::cors::CorsLayer {
+    use axum::http::{HeaderValue, Method, header};
+    use tower_http::cors::{AllowOrigin, Any, CorsLayer};
+    let allow = if origins.iter().any(|o| o == "*") {
+        AllowOrigin::from(Any)
+    } else {
+        AllowOrigin::list(
+            origins
+                .iter()
+                .filter_map(|o| HeaderValue::from_str(o).ok())
+                .collect::<Vec<_>>(),
+        )
+    };
+    CorsLayer::new()
+        .allow_origin(allow)
         .allow_methods([Method::POST])
         .allow_headers([header::CONTENT_TYPE, header::ACCEPT])
         .max_age(std::time::Duration::from_secs(86_400))
 }
 
+/// `POST /t/{tenant}/graphql`: a tenant's public plugin operations (a
+/// consumer's scan, say), without a credential, rate-limited per client
+/// address. The tenant comes from the URL; credentials are ignored.
 pub(crate) async fn public_post(
     State(app): State<AppState>,
     ConnectInfo(addr): ConnectInfo<SocketAddr>,

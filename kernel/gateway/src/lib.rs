@@ -74,6 +74,10 @@ pub struct GatewayConfig {
     pub trusted_proxies: TrustedProxies,
     /// Consumer sign-in (WeChat web authorization).
     pub consumer_auth: ConsumerAuthConfig,
+    /// Origins of the brands' own web pages (e.g. `https://h5.brand.cn`)
+    /// that may call tenants' public GraphQL from the browser (the CDP's
+    /// tracker), without credentials; `*` for any. None by default.
+    pub public_origins: Vec<String>,
 }
 
 impl Default for GatewayConfig {
@@ -92,6 +96,7 @@ impl Default for GatewayConfig {
             max_fragment_spreads: 64,
             trusted_proxies: TrustedProxies::default(),
             consumer_auth: ConsumerAuthConfig::default(),
+            public_origins: Vec::new(),
         }
     }
 }
@@ -180,7 +185,8 @@ impl Gateway {
             .route("/graphiql/{version}/{file}", get(graphiql::asset))
             .route(
                 "/t/{tenant}/graphql",
-                axum::routing::post(http::public_post).layer(http::public_cors()),
+                axum::routing::post(http::public_post)
+                    .layer(http::public_cors(&self.config.public_origins)),
             )
             .route("/t/{tenant}/p/{plugin}", get(pages::page))
             .route("/t/{tenant}/p/{plugin}/", get(pages::page))

@@ -119,8 +119,9 @@ fn parse_page(out: &str) -> Option<(StatusCode, Body)> {
 }
 
 /// A script response: JavaScript that pages of any origin may load, never
-/// sniffed as anything else, cached briefly.
-fn script(status: StatusCode, source: String) -> Response {
+/// sniffed as anything else, cached briefly — by shared caches only when
+/// no consumer session asked (the operation sees who is signed in).
+fn script(status: StatusCode, source: String, session: bool) -> Response {
     let mut res = (status, source).into_response();
     let h = res.headers_mut();
     h.insert(
@@ -137,8 +138,13 @@ fn script(status: StatusCode, source: String) -> Response {
     );
     h.insert(
         header::CACHE_CONTROL,
-        HeaderValue::from_static("public, max-age=300"),
+        HeaderValue::from_static(if session {
+            "private, no-store"
+        } else {
+            "public, max-age=300"
+        }),
     );
+    h.insert(header::VARY, HeaderValue::from_static("Cookie"));
     res
 }
 
@@ -190,6 +196,7 @@ pub(crate) async fn page(
         return error_page(StatusCode::BAD_REQUEST, &rid);
     }
     let consumer = crate::consumers::session_of(&app, &headers, &tenant.id).await;
+    let session = consumer.is_some();
     let ctx = CallContext {
         caller: consumer.map(|c| c.caller()),
         // A consumer writes no master data, through any plugin.
@@ -206,7 +213,7 @@ pub(crate) async fn page(
     {
         Ok(out) => match parse_page(&out) {
             Some((status, Body::Html(document))) => html(status, document),
-            Some((status, Body::Script(source))) => script(status, source),
+            Some((status, Body::Script(source))) => script(status, source, session),
             None => {
                 tracing::warn!(%plugin, %operation, "a page operation answered something that is not a page");
                 error_page(StatusCode::BAD_GATEWAY, &rid)

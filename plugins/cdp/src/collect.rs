@@ -5,13 +5,15 @@
 //! What a browser may say is narrow, because anybody can say it: at most 20
 //! events a call, of the types the brand allows (`tracker_events`; never a
 //! type the CDP takes from its producer, nor a server-side one not listed),
-//! properties of at most 4 KiB without identifiers, times within a day of
-//! now. The person is never named by the browser: it is the signed-in
-//! consumer (Keel's own pages, with the session cookie), or the person
-//! holding the browser's random anonymous id (One ID kind `anonymous_id`). A
-//! consumer's first event from a browser links its anonymous id to them
-//! when no one else holds it yet. Each event counts once per anonymous id
-//! and `messageId`. Calls are limited by the kernel's per-address public
+//! properties of at most 4 KiB without identifiers (at any depth), times
+//! from a week before now to a day after. The person is never named by the
+//! browser: it is the signed-in consumer (Keel's own pages, with the
+//! session cookie), or else the person holding the browser's random
+//! anonymous id (One ID kind `anonymous_id`) and nothing else — an id that
+//! a known person holds is refused without the session, so that whoever
+//! learns it cannot post as them; a signed-in consumer's browser id is not
+//! linked to them for the same reason. Each event counts once per
+//! anonymous id and `messageId`. Calls are limited by the kernel's per-address public
 //! limit; the events refused are counted (`cdpTracker`).
 
 use keel_sdk::{Context, Error, Result, counters, persons};
@@ -27,6 +29,8 @@ const SCRIPT: &str = include_str!("tracker.js");
 /// The counter of events refused (only those: counting every accepted one
 /// would make one hot row of all browsers' calls).
 const REJECTED: &str = "tracker:rejected";
+/// How old an event may be.
+const MAX_AGE_MICROS: i64 = 7 * 86_400 * 1_000_000;
 /// The most events of one call.
 const MAX_EVENTS: usize = 20;
 /// The identifier kind of a browser's anonymous id.
@@ -147,14 +151,12 @@ fn check(
         ));
     }
     let at = instant("occurredAt", &e.occurred_at, now_micros)?;
+    if at < now_micros - MAX_AGE_MICROS {
+        return Err("occurredAt: at most a week ago (a tracker sends within seconds)".into());
+    }
     let properties = object("properties", e.properties, MAX_PROPERTIES, "a JSON object")?;
-    if let Some(k) = properties.as_object().and_then(|o| {
-        o.keys()
-            .find(|k| IDENTIFYING.contains(&k.to_lowercase().as_str()))
-    }) {
-        return Err(format!(
-            "properties.{k}: identifiers are not taken from a browser"
-        ));
+    if let Some(path) = identifying(&properties, "properties") {
+        return Err(format!("{path}: identifiers are not taken from a browser"));
     }
     Ok(Incoming {
         source: "web".into(),
@@ -166,18 +168,40 @@ fn check(
     })
 }
 
-/// The person a call's events are for.
-fn person(ctx: &Context, anonymous: &str) -> Result<String> {
-    let Some((kind, value)) = ctx.consumer() else {
-        return Ok(persons::resolve(&[(ANONYMOUS, anonymous)])?.id);
-    };
-    // The browser's id joins the consumer unless another person holds it
-    // (a plugin cannot merge persons: that one keeps its events).
-    match persons::resolve(&[(kind, value), (ANONYMOUS, anonymous)]) {
-        Ok(p) => Ok(p.id),
-        Err(Error::Conflict(_)) => Ok(persons::resolve(&[(kind, value)])?.id),
-        Err(e) => Err(e),
+/// The first property name, at any depth, that names an identifier.
+fn identifying(v: &Value, at: &str) -> Option<String> {
+    match v {
+        Value::Object(o) => o.iter().find_map(|(k, v)| {
+            let here = format!("{at}.{k}");
+            if IDENTIFYING.contains(&k.to_lowercase().as_str()) {
+                Some(here)
+            } else {
+                identifying(v, &here)
+            }
+        }),
+        Value::Array(a) => a
+            .iter()
+            .enumerate()
+            .find_map(|(i, v)| identifying(v, &format!("{at}[{i}]"))),
+        _ => None,
     }
+}
+
+/// The person a call's events are for: the signed-in consumer, or the
+/// anonymous person holding only the browser's id.
+fn person(ctx: &Context, anonymous: &str) -> Result<String> {
+    if ctx.consumer().is_some() {
+        return persons::acting_for(ctx, &[])?
+            .map(|p| p.id)
+            .ok_or_else(|| Error::Denied("sign in first".into()));
+    }
+    let p = persons::resolve(&[(ANONYMOUS, anonymous)])?;
+    if p.identifiers.iter().any(|(kind, _)| kind != ANONYMOUS) {
+        return Err(Error::Denied(
+            "anonymousId: this browser's id belongs to a known person; their events are taken when they are signed in".into(),
+        ));
+    }
+    Ok(p.id)
 }
 
 /// `cdpCollect` (public): a batch from the tracker. Bad events are

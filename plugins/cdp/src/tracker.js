@@ -6,16 +6,18 @@
  * Events are queued and posted to the tenant's public GraphQL
  * (`cdpCollect`) in batches of at most 20: when 20 are waiting, every 5
  * seconds, and when the page is hidden or left. The browser is known by a
- * random anonymous id kept in localStorage; on Keel's own pages a
- * signed-in consumer's events count for them. Nothing else identifies the
- * person: the tracker sends no phone, e-mail or openid.
+ * random anonymous id kept in localStorage (one per tenant); on Keel's own
+ * pages a signed-in consumer's events count for them. Nothing else
+ * identifies the person: the tracker sends no phone, e-mail or openid.
  */
 (function () {
   "use strict";
   if (window.keelTracker) return;
   var script = document.currentScript;
   var endpoint = script && script.src.replace(/\/p\/cdp\/tracker\.js(\?.*)?$/, "/graphql");
-  var KEY = "keel_cdp_anonymous_id";
+  // One id per tenant: Keel's own pages of every tenant share an origin.
+  var tenant = script && (script.src.match(/\/t\/([^\/]+)\/p\/cdp\/tracker\.js/) || [])[1];
+  var KEY = "keel_cdp_anonymous_id:" + (tenant || "");
   var BATCH = 20, KEEP = 100, EVERY = 5000;
   var MUTATION = "mutation($a: String!, $e: [CdpCollectEvent!]!) " +
     "{ cdpCollect(anonymousId: $a, events: $e) { accepted duplicates rejected { index message } } }";

@@ -384,9 +384,12 @@ pub(crate) struct UpdateInput {
 }
 
 /// Changes a draft or paused campaign; a budget never drops below what
-/// is spent. The input replaces the campaign, `limitedTo` included.
+/// is spent. The input replaces the campaign, `limitedTo` included, but
+/// its trigger is kept unless given (a paused TIER_UP campaign left to
+/// default would start judging every scan).
 pub(crate) fn update(ctx: &Context, mut i: UpdateInput) -> Result<CampaignOut> {
     let mut stored = load_writable(ctx, &i.id)?;
+    i.input.trigger = i.input.trigger.or(Some(stored.data.trigger));
     if !matches!(stored.data.status, Status::Draft | Status::Paused) {
         return Err(Error::refused(
             "CAMPAIGN_LOCKED",

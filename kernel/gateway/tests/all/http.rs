@@ -218,24 +218,30 @@ async fn a_wrong_or_malformed_credential_is_401_unauthenticated() {
     }
 }
 
-/// The brand's own pages may call a tenant's public GraphQL from another
-/// origin, never with credentials; the private endpoint stays same-origin.
+/// The brand's own pages, at the origins the operator lists, may call a
+/// tenant's public GraphQL, never with credentials; other origins may not,
+/// and the private endpoint stays same-origin.
 #[tokio::test]
-async fn public_graphql_answers_other_origins_without_credentials() {
-    let app = TestApp::start(keel_core::Backend::Sqlite).await;
+async fn public_graphql_answers_listed_origins_without_credentials() {
+    let config = keel_gateway::GatewayConfig {
+        public_origins: vec!["https://h5.brand.example".into()],
+        ..keel_gateway::GatewayConfig::default()
+    };
+    let app = TestApp::start_with(keel_core::Backend::Sqlite, config).await;
     app.tenant("acme").await;
-    let preflight = |path: &'static str| {
+    let preflight_from = |path: &'static str, origin: &'static str| {
         app.http
             .request(reqwest::Method::OPTIONS, app.url(path))
-            .header("origin", "https://h5.brand.example")
+            .header("origin", origin)
             .header("access-control-request-method", "POST")
             .header("access-control-request-headers", "content-type")
             .send()
     };
+    let preflight = |path: &'static str| preflight_from(path, "https://h5.brand.example");
     let r = preflight("/t/acme/graphql").await.unwrap();
     assert!(r.status().is_success(), "{}", r.status());
     let h = r.headers();
-    assert_eq!(h["access-control-allow-origin"], "*");
+    assert_eq!(h["access-control-allow-origin"], "https://h5.brand.example");
     assert!(
         h["access-control-allow-methods"]
             .to_str()
@@ -260,12 +266,20 @@ async fn public_graphql_answers_other_origins_without_credentials() {
         .send()
         .await
         .unwrap();
-    assert_eq!(r.headers()["access-control-allow-origin"], "*");
+    assert_eq!(
+        r.headers()["access-control-allow-origin"],
+        "https://h5.brand.example"
+    );
     assert!(
         r.headers()
             .get("access-control-allow-credentials")
             .is_none()
     );
+    // An origin not listed is not answered.
+    let r = preflight_from("/t/acme/graphql", "https://evil.example")
+        .await
+        .unwrap();
+    assert!(r.headers().get("access-control-allow-origin").is_none());
     // The private endpoint answers no other origin.
     let r = preflight("/graphql").await.unwrap();
     assert!(r.headers().get("access-control-allow-origin").is_none());

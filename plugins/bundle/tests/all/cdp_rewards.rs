@@ -193,6 +193,11 @@ on_both_backends! {
         ok(&k.gql(&b.owner, "mutation($c: String!, $codes: [String!]!) { addCoupons(campaign: $c, prize: \"welcome\", codes: $codes) }",
             json!({"c": id, "codes": ["GOLD-1", "GOLD-2", "GOLD-3"]})).await);
         ok(&k.gql(&b.owner, STATUS, json!({"id": id, "s": "ACTIVE"})).await);
+        // Paused and updated without naming the trigger: still TIER_UP.
+        ok(&k.gql(&b.owner, STATUS, json!({"id": id, "s": "PAUSED"})).await);
+        let again = campaign(json!({"tier": ["gold"]}), json!([{"id": "welcome", "name": "金卡礼券", "kind": "COUPON", "weight": 1, "stock": 3}]), json!({"name": "Gold welcome"}));
+        ok(&k.gql(&b.owner, "mutation($id: String!, $i: CampaignInput!) { updateCampaign(id: $id, input: $i) { id } }", json!({"id": id, "i": again})).await);
+        ok(&k.gql(&b.owner, STATUS, json!({"id": id, "s": "ACTIVE"})).await);
         let r = k.gql(&b.owner, "query($id: String!) { campaign(id: $id) { trigger } }", json!({"id": id})).await;
         assert_eq!(ok(&r)["campaign"]["trigger"], "TIER_UP");
 

@@ -18,9 +18,9 @@ const COLLECT: &str = "mutation($a: String!, $e: [CdpCollectEvent!]!) { cdpColle
     { accepted duplicates rejected { index message } } }";
 const TIMELINE: &str = "query($p: String!) { cdpProfile(personId: $p) { events timeline { events { type source properties } } } }";
 
-/// Serves `html` at `/` on a loopback port of its own: another origin
-/// than the kernel's.
-async fn brand_site(html: String) -> SocketAddr {
+/// Serves `html` at `/` from `listener`, a loopback port of its own:
+/// another origin than the kernel's.
+fn brand_site(listener: tokio::net::TcpListener, html: String) {
     let app = axum::Router::new().route(
         "/",
         axum::routing::get(move || {
@@ -28,10 +28,7 @@ async fn brand_site(html: String) -> SocketAddr {
             async move { axum::response::Html(html) }
         }),
     );
-    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
-    let addr = listener.local_addr().unwrap();
     tokio::spawn(async move { axum::serve(listener, app).await.unwrap() });
-    addr
 }
 
 /// An attribute's value in a dumped DOM, unescaped.
@@ -69,7 +66,14 @@ fn event(id: &str, kind: &str, properties: Value) -> Value {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn a_brand_page_on_another_origin_tracks_through_chromium() {
-    let k = Kernel::start(Backend::Sqlite).await;
+    // The brand's site, on an origin the operator lists.
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let site: SocketAddr = listener.local_addr().unwrap();
+    let config = keel_gateway::GatewayConfig {
+        public_origins: vec![format!("http://{site}")],
+        ..keel_gateway::GatewayConfig::default()
+    };
+    let k = Kernel::start_with(Backend::Sqlite, config).await;
     let b = k.brand("acme", json!({})).await;
     k.enable(&b, "cdp", CDP_GRANTS, json!({}), &[]).await;
     let script = k.url("/t/acme/p/cdp/tracker.js");
@@ -88,8 +92,10 @@ async fn a_brand_page_on_another_origin_tracks_through_chromium() {
         .unwrap();
     assert_eq!(r.status(), 404);
 
-    let site = brand_site(format!(
-        r#"<!doctype html><html><head><meta charset="utf-8"></head><body>
+    brand_site(
+        listener,
+        format!(
+            r#"<!doctype html><html><head><meta charset="utf-8"></head><body>
 <script src="{script}"></script>
 <script>
 keelTracker.track("page.viewed", {{path: "/home", title: "首页"}});
@@ -101,8 +107,8 @@ keelTracker.flush().then(function (r) {{
   document.body.setAttribute("data-report", JSON.stringify(r));
 }}, function (e) {{ document.body.setAttribute("data-error", String(e)); }});
 </script></body></html>"#
-    ))
-    .await;
+        ),
+    );
     let url = format!("http://{site}/");
     let dom = tokio::task::spawn_blocking(move || crate::page::render(&url, None))
         .await
@@ -189,12 +195,15 @@ on_both_backends! {
             event("bad.id-0007", "page.viewed", json!({})),
             {"messageId": "e-00000008", "type": "page.viewed", "occurredAt": "2030-01-01T00:00:00Z"},
             event("e-00000010", "page.viewed", json!([1, 2])),
+            {"messageId": "e-00000011", "type": "page.viewed", "occurredAt": (chrono::Utc::now() - chrono::Duration::days(8)).to_rfc3339()},
+            event("e-00000012", "page.viewed", json!({"form": [{"user": {"Mobile": "13800000000"}}]})),
         ])).await;
         let report = &ok(&r)["cdpCollect"];
         assert_eq!(report["accepted"], 1, "{report}");
         let indexes: Vec<i64> = report["rejected"].as_array().unwrap().iter().map(|r| r["index"].as_i64().unwrap()).collect();
-        assert_eq!(indexes, (1..9).collect::<Vec<_>>(), "{report}");
-        for (i, says) in [(1, "not one this brand"), (4, "properties.Email"), (5, "4096 bytes"), (6, "messageId"), (7, "occurredAt"), (8, "properties")] {
+        assert_eq!(indexes, (1..11).collect::<Vec<_>>(), "{report}");
+        for (i, says) in [(1, "not one this brand"), (4, "properties.Email"), (5, "4096 bytes"), (6, "messageId"), (7, "occurredAt"), (8, "properties"),
+                          (9, "at most a week ago"), (10, "properties.form[0].user.Mobile")] {
             let m = report["rejected"][i - 1]["message"].as_str().unwrap();
             assert!(m.contains(says), "{i}: {says}: {m}");
         }
@@ -205,26 +214,35 @@ on_both_backends! {
         let r = collect(&k, &b, None, other, json!([ok_event])).await;
         assert_eq!(ok(&r)["cdpCollect"]["accepted"], 1, "another browser's ids are not this one's");
         let r = k.gql(&b.owner, "{ cdpTracker { rejected events } }", json!({})).await;
-        assert_eq!(ok(&r)["cdpTracker"], json!({"rejected": 8, "events": ["page.viewed", "code.scanned"]}));
+        assert_eq!(ok(&r)["cdpTracker"], json!({"rejected": 10, "events": ["page.viewed", "code.scanned"]}));
         let person = person_id(&k, &b, "anonymous_id", anon).await;
         let r = k.gql(&b.owner, TIMELINE, json!({"p": person})).await;
         assert_eq!(ok(&r)["cdpProfile"]["events"], 1, "only the good event, once");
 
-        // A signed-in consumer's events are theirs, and the browser's id
-        // joins them when nobody holds it yet.
+        // A signed-in consumer's events are theirs; the browser's id is not
+        // linked to them (whoever learned it could post as them).
         let fresh = "CCCCCCCCCCCCCCCCCCCCCC";
         let r = collect(&k, &b, Some("o-alice"), fresh, json!([event("e-00000011", "page.viewed", json!({}))])).await;
         assert_eq!(ok(&r)["cdpCollect"]["accepted"], 1);
-        let alice = person_id(&k, &b, "wechat_openid", "o-alice").await;
-        assert_eq!(person_id(&k, &b, "anonymous_id", fresh).await, alice);
-        // A browser id another person holds stays theirs: the event is
-        // still the consumer's.
         let r = collect(&k, &b, Some("o-alice"), anon, json!([event("e-00000012", "page.viewed", json!({}))])).await;
         assert_eq!(ok(&r)["cdpCollect"]["accepted"], 1);
+        let alice = person_id(&k, &b, "wechat_openid", "o-alice").await;
+        let r = k.gql(&b.owner, "query($v: String!) { personByIdentifier(kind: \"anonymous_id\", value: $v) { id } }", json!({"v": fresh})).await;
+        assert_eq!(code(&r), "NOT_FOUND", "{r}");
         assert_eq!(person_id(&k, &b, "anonymous_id", anon).await, person);
         let r = k.gql(&b.owner, TIMELINE, json!({"p": alice})).await;
         assert_eq!(ok(&r)["cdpProfile"]["events"], 2);
         let r = k.gql(&b.owner, TIMELINE, json!({"p": person})).await;
-        assert_eq!(ok(&r)["cdpProfile"]["events"], 1, "the other person gained nothing");
+        assert_eq!(ok(&r)["cdpProfile"]["events"], 1, "the anonymous person gained nothing");
+        // A browser id the brand linked to a member is no way to post as
+        // them without their session.
+        let linked = "DDDDDDDDDDDDDDDDDDDDDD";
+        ok(&k.gql(&b.owner, "mutation($r: [CdpIdentifyInput!]!) { cdpIdentify(batchId: \"link\", rows: $r) { accepted } }",
+            json!({"r": [{"identifiers": [{"kind": "member_no", "value": "M-1"}, {"kind": "anonymous_id", "value": linked}]}]})).await);
+        let r = collect(&k, &b, None, linked, json!([event("e-00000013", "page.viewed", json!({}))])).await;
+        assert_eq!(code(&r), "FORBIDDEN", "{r}");
+        let member = person_id(&k, &b, "member_no", "M-1").await;
+        let r = k.gql(&b.owner, TIMELINE, json!({"p": member})).await;
+        assert_eq!(ok(&r)["cdpProfile"]["events"], 0);
     }
 }
