@@ -144,17 +144,35 @@ pub(crate) fn load(person: &str) -> Result<(String, Option<Record<Profile>>)> {
     )))
 }
 
-/// Applies `change` to the profile of `person` (or its survivor) with a
-/// versioned write, retried when another call wrote it first. The id of
-/// the profile written, and whether it was created.
-pub(crate) fn update(person: &str, mut change: impl FnMut(&mut Profile)) -> Result<(String, bool)> {
+/// Applies `change` to the profile of `person` (or its survivor; told
+/// whether the profile is new) with a versioned write, retried when another
+/// call wrote it first; `first`, the live profile's record if the caller
+/// has just read it, saves the first read. The id of
+/// the profile, and whether it was created. A change that leaves an
+/// existing profile as it was writes nothing (the nightly recompute of a
+/// profile nothing happened to only reads it).
+pub(crate) fn update(
+    person: &str,
+    mut first: Option<Record<Profile>>,
+    mut change: impl FnMut(&mut Profile, bool),
+) -> Result<(String, bool)> {
     for _ in 0..8 {
-        let (id, found) = load(person)?;
+        // The record the caller just read (a live profile), then fresh reads.
+        let (id, found) = match first.take() {
+            Some(r) => (person.to_owned(), Some(r)),
+            None => load(person)?,
+        };
         let (mut profile, expect) = match found {
             Some(r) => (r.data, Expect::Version(r.version)),
             None => (Profile::default(), Expect::Absent),
         };
-        change(&mut profile);
+        let before = (expect != Expect::Absent)
+            .then(|| serde_json::to_vec(&profile).ok())
+            .flatten();
+        change(&mut profile, expect == Expect::Absent);
+        if before.is_some() && before == serde_json::to_vec(&profile).ok() {
+            return Ok((id, false));
+        }
         match records::put("profiles", &id, &profile, expect) {
             Ok(_) => return Ok((id, expect == Expect::Absent)),
             Err(Error::Conflict(_)) => continue,

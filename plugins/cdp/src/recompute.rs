@@ -16,7 +16,7 @@ use serde::{Deserialize, Serialize};
 use serde_json::{Value, json};
 
 use crate::model::{Profile, now, rfc3339};
-use crate::segments::{Rules, change};
+use crate::segments::{Rules, change, change_from};
 
 /// Profiles per step.
 const PAGE: u32 = 200;
@@ -112,26 +112,39 @@ pub(crate) fn on_step(e: Event) -> Result<()> {
     }
     let rules = Rules::load()?;
     let page = records::scan::<Profile>("profiles", job.after.as_deref(), PAGE)?;
-    let mut read = 0;
-    let mut last = None;
-    for r in &page.records {
+    let total = page.records.len();
+    let (mut read, mut handled, mut last) = (0, 0, None);
+    for r in page.records {
+        handled += 1;
+        last = Some(r.key.clone());
         if r.data.merged_into.is_none() {
-            read += crate::history::rebuild(&rules, &r.key)?.unwrap_or(0);
-            change(&rules, &r.key, "recompute", |_| {})?;
+            let key = r.key.clone();
+            let due = rules
+                .defs
+                .iter()
+                .any(|d| d.backfill && !r.data.filled.contains(&d.state_key()));
+            // A profile evaluated unchanged is not written. The page's copy
+            // is evaluated (not read again): a write by a call holding
+            // rules older than this step's, committed since the page was
+            // read, stands until the next recompute (README, Known limits).
+            if due {
+                read += crate::history::rebuild(&rules, &key)?.unwrap_or(0);
+                change(&rules, &key, "recompute", |_| {})?;
+            } else {
+                change_from(&rules, &key, Some(r), "recompute", |_| {})?;
+            }
             job.scanned += 1;
         }
-        last = Some(r.key.clone());
         // Profiles with long timelines to rebuild end a step early.
         if read >= MAX_READ {
             break;
         }
     }
     rules.flush()?;
-    job.after = match last {
-        Some(key) if read >= MAX_READ && page.records.last().is_some_and(|r| r.key != key) => {
-            Some(key)
-        }
-        _ => page.next.clone(),
+    job.after = if handled < total {
+        last
+    } else {
+        page.next.clone()
     };
     if job.after.is_none() {
         job.status = "DONE".into();

@@ -205,6 +205,18 @@ pub(crate) fn change(
     rules: &Rules,
     person: &str,
     reason: &str,
+    change: impl FnMut(&mut Profile),
+) -> Result<String> {
+    change_from(rules, person, None, reason, change)
+}
+
+/// [`change`], starting from `first`: the live profile's record the
+/// caller has just read (the recompute's page).
+pub(crate) fn change_from(
+    rules: &Rules,
+    person: &str,
+    first: Option<records::Record<Profile>>,
+    reason: &str,
     mut change: impl FnMut(&mut Profile),
 ) -> Result<String> {
     let attributes = if rules.attributes {
@@ -217,10 +229,20 @@ pub(crate) fn change(
     let mut diff = (BTreeSet::new(), BTreeSet::new());
     let mut tier = None;
     let mut stale = false;
-    let (id, created) = update(person, |p| {
+    let (id, created) = update(person, first, |p, new| {
         // Rebuilt for a trait these rules do not know: what this call adds
         // would miss it (crate::history). The call fails and is retried.
         stale = p.filled.iter().any(|k| rules.newer(k));
+        // A new profile's person has no timeline before it: every trait is
+        // complete from here (a merge then keeps only what both had).
+        if new {
+            p.filled = rules
+                .defs
+                .iter()
+                .filter(|d| d.backfill)
+                .map(Declared::state_key)
+                .collect();
+        }
         change(p);
         tidy(p, rules, rules.today);
         tier = crate::tiers::settle(p, rules.ladder.as_ref(), rules.today);
@@ -442,6 +464,19 @@ pub(crate) fn save(ctx: &Context, args: SaveArgs) -> Result<SegmentOut> {
     if let Some(t) = &i.tag {
         check_rule_tag(t, &i.id)?;
     }
+    // Another rule's `tag` leaf reads this segment's tag: it may not be
+    // renamed or dropped under it.
+    if let Some(old) = records::get::<Segment>("segments", &i.id)?.and_then(|s| s.data.tag)
+        && i.tag.as_deref() != Some(old.as_str())
+        && let Some(reader) = all()?
+            .iter()
+            .find(|s| s.id != i.id && names_tag(&s.rule, &old))
+    {
+        return Err(Error::invalid(format!(
+            "tag: segment {} reads the tag {old}; change it first",
+            reader.id
+        )));
+    }
     check_rule(&i.rule, Some(&i.id), i.tag.as_deref())?;
     if let Some(p) = &i.purpose
         && !is_purpose(p)
@@ -472,6 +507,17 @@ pub(crate) fn save(ctx: &Context, args: SaveArgs) -> Result<SegmentOut> {
     sync_history()?;
     crate::recompute::start(ctx, "saved")?;
     out(s)
+}
+
+/// True when a rule (JSON) has a `tag` leaf naming `tag`.
+fn names_tag(rule: &Value, tag: &str) -> bool {
+    match rule {
+        Value::Object(o) => o
+            .iter()
+            .any(|(k, v)| (k == "tag" && v.as_str() == Some(tag)) || names_tag(v, tag)),
+        Value::Array(a) => a.iter().any(|v| names_tag(v, tag)),
+        _ => false,
+    }
 }
 
 /// Checks that `tag` may be segment `id`'s rule-based tag: a tag's name,

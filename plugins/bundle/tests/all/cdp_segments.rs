@@ -348,6 +348,11 @@ on_both_backends! {
             {"tag": "vip", "persons": 1, "segment": null},
             {"tag": "复购", "persons": 2, "segment": "repeat"},
         ]));
+        // Read by vip_repeat, the tag cannot be renamed or dropped.
+        for tag in [json!("复购2"), Value::Null] {
+            let r = k.gql(&b.owner, SAVE, json!({"i": {"id": "repeat", "name": "Repeat", "rule": rule, "tag": tag}})).await;
+            assert!(r["errors"][0]["message"].as_str().unwrap_or_default().contains("segment vip_repeat reads the tag 复购"), "{r}");
+        }
         // The rule changes: who no longer matches loses the tag.
         ok(&k.gql(&b.owner, SAVE, json!({"i": {"id": "repeat", "name": "Repeat", "rule": {"trait": {"name": "orders", "op": "gte", "value": 3}}, "tag": "复购"}})).await);
         eventually(30, || async { (members(&k, &b, "repeat").await.is_empty()).then_some(()) }).await.expect("recomputed");
