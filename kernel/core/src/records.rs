@@ -195,31 +195,51 @@ async fn reindex(
     if !fresh {
         unindex(conn, tenant, loc).await?;
     }
-    let entries: Vec<(&String, String)> = indexed
+    let entries: Vec<(&str, &str, String)> = indexed
         .iter()
-        .filter_map(|f| data.get(f).and_then(index_text).map(|v| (f, v)))
+        .filter_map(|f| {
+            data.get(f)
+                .and_then(index_text)
+                .map(|v| (loc.key, f.as_str(), v))
+        })
         .collect();
-    if entries.is_empty() {
-        return Ok(());
+    insert_index(conn, tenant, loc.namespace, loc.collection, &entries).await
+}
+
+/// Index entries `(key, field, value)` of one collection, a few rows per
+/// statement.
+async fn insert_index(
+    conn: &mut Conn,
+    tenant: &TenantId,
+    namespace: &str,
+    collection: &str,
+    entries: &[(&str, &str, String)],
+) -> Result<()> {
+    for chunk in entries.chunks(ROWS_PER_STATEMENT) {
+        let rows: Vec<String> = (0..chunk.len())
+            .map(|i| {
+                format!(
+                    "($1, $2, $3, ${}, ${}, ${})",
+                    4 + 3 * i,
+                    5 + 3 * i,
+                    6 + 3 * i
+                )
+            })
+            .collect();
+        let sql = format!(
+            "INSERT INTO record_index (tenant_id, namespace, collection, field, value, key) \
+             VALUES {} ON CONFLICT DO NOTHING",
+            rows.join(", ")
+        );
+        let mut q = sqlx::query(&sql)
+            .bind(tenant.as_str())
+            .bind(namespace)
+            .bind(collection);
+        for (key, field, value) in chunk {
+            q = q.bind(*field).bind(value.as_str()).bind(*key);
+        }
+        q.execute(&mut *conn).await?;
     }
-    // Every entry in one statement.
-    let rows: Vec<String> = (0..entries.len())
-        .map(|i| format!("($1, $2, $3, ${}, ${}, $4)", 5 + 2 * i, 6 + 2 * i))
-        .collect();
-    let sql = format!(
-        "INSERT INTO record_index (tenant_id, namespace, collection, field, value, key) \
-         VALUES {} ON CONFLICT DO NOTHING",
-        rows.join(", ")
-    );
-    let mut q = sqlx::query(&sql)
-        .bind(tenant.as_str())
-        .bind(loc.namespace)
-        .bind(loc.collection)
-        .bind(loc.key);
-    for (field, value) in entries {
-        q = q.bind(field.as_str()).bind(value);
-    }
-    q.execute(&mut *conn).await?;
     Ok(())
 }
 
@@ -237,6 +257,126 @@ pub async fn put_indexed(
         reindex(conn, tenant, loc, data, indexed, expect == Expect::Absent).await?;
     }
     Ok(r)
+}
+
+/// Rows per statement of [`insert_many`]: well under SQLite's and
+/// PostgreSQL's limits on bound parameters.
+const ROWS_PER_STATEMENT: usize = 250;
+
+/// A batch of new records for one collection, checked by [`check_many`]
+/// and ready for [`insert_many`].
+#[derive(Debug)]
+pub struct NewRecords<'a> {
+    namespace: &'a str,
+    collection: &'a str,
+    /// `(index in the caller's list, key, data, data as text)`, in key
+    /// order: concurrent batches on PostgreSQL take their row locks in
+    /// one order.
+    rows: Vec<(usize, String, Value, String)>,
+}
+
+/// Checks a batch of `(key, data)` for [`insert_many`] without touching
+/// the database: keys, objects, sizes, and no key given twice; a refusal
+/// names the item (`items[3].key`).
+pub fn check_many<'a>(
+    namespace: &'a str,
+    collection: &'a str,
+    items: Vec<(String, Value)>,
+) -> Result<NewRecords<'a>> {
+    let mut rows = Vec::with_capacity(items.len());
+    for (i, (key, data)) in items.into_iter().enumerate() {
+        let at = |e: Error| e.at(&format!("items[{i}]"));
+        validate(&Location {
+            namespace,
+            collection,
+            key: &key,
+        })
+        .map_err(at)?;
+        if !data.is_object() {
+            return Err(at(Error::bad_input("data", "must be a JSON object")));
+        }
+        let text = serde_json::to_string(&data)?;
+        if text.len() > MAX_RECORD_BYTES {
+            return Err(at(Error::bad_input(
+                "data",
+                format!("is {} bytes; the limit is {MAX_RECORD_BYTES}", text.len()),
+            )));
+        }
+        rows.push((i, key, data, text));
+    }
+    rows.sort_by(|a, b| a.1.cmp(&b.1).then(a.0.cmp(&b.0)));
+    if let Some(w) = rows.windows(2).find(|w| w[0].1 == w[1].1) {
+        return Err(Error::Conflict(format!(
+            "{collection}/{} is given twice in the batch",
+            w[1].1
+        ))
+        .at(&format!("items[{}]", w[1].0)));
+    }
+    Ok(NewRecords {
+        namespace,
+        collection,
+        rows,
+    })
+}
+
+/// Creates every record of a checked batch, each key required to be free,
+/// with the index of the `indexed` fields: a few multi-row statements
+/// instead of two per record. A key already taken is a conflict naming
+/// its item; rows of the statements before it may stand, so run this
+/// behind a savepoint and roll back on error. Returns the count.
+pub async fn insert_many(
+    conn: &mut Conn,
+    tenant: &TenantId,
+    batch: &NewRecords<'_>,
+    indexed: &[String],
+) -> Result<u32> {
+    let (namespace, collection) = (batch.namespace, batch.collection);
+    let t = now().0;
+    for chunk in batch.rows.chunks(ROWS_PER_STATEMENT) {
+        let rows: Vec<String> = (0..chunk.len())
+            .map(|i| format!("($1, $2, $3, ${}, 1, ${}, $4, $4)", 5 + 2 * i, 6 + 2 * i))
+            .collect();
+        let sql = format!(
+            "INSERT INTO records (tenant_id, namespace, collection, key, version, data, created_at, updated_at) \
+             VALUES {} ON CONFLICT DO NOTHING RETURNING key",
+            rows.join(", ")
+        );
+        let mut q = sqlx::query_scalar::<_, String>(&sql)
+            .bind(tenant.as_str())
+            .bind(namespace)
+            .bind(collection)
+            .bind(t);
+        for (_, key, _, text) in chunk {
+            q = q.bind(key.as_str()).bind(text.as_str());
+        }
+        let written = q.fetch_all(&mut *conn).await?;
+        if written.len() < chunk.len() {
+            let written: std::collections::HashSet<&str> =
+                written.iter().map(String::as_str).collect();
+            let taken = chunk
+                .iter()
+                .filter(|(_, k, _, _)| !written.contains(k.as_str()))
+                .min_by_key(|(i, _, _, _)| *i)
+                .unwrap_or(&chunk[0]);
+            return Err(
+                Error::Conflict(format!("{collection}/{} already exists", taken.1))
+                    .at(&format!("items[{}]", taken.0)),
+            );
+        }
+    }
+    let entries: Vec<(&str, &str, String)> = batch
+        .rows
+        .iter()
+        .flat_map(|(_, key, data, _)| {
+            indexed.iter().filter_map(move |f| {
+                data.get(f)
+                    .and_then(index_text)
+                    .map(|v| (key.as_str(), f.as_str(), v))
+            })
+        })
+        .collect();
+    insert_index(conn, tenant, namespace, collection, &entries).await?;
+    Ok(batch.rows.len() as u32)
 }
 
 fn check_page(namespace: &str, collection: &str, limit: usize) -> Result<()> {

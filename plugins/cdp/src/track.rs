@@ -72,6 +72,38 @@ pub(crate) fn mark(key: &str, person: &str) -> Result<bool> {
     }
 }
 
+/// [`mark`] for many keys at once, in one batch write when none of them is
+/// taken yet (the common case), key by key otherwise: `true` for each key
+/// marked now, `false` for one already marked (earlier in the list too).
+fn mark_all(marks: &[(String, &str)]) -> Result<Vec<bool>> {
+    let mut first = std::collections::HashSet::with_capacity(marks.len());
+    let unique: Vec<bool> = marks
+        .iter()
+        .map(|(k, _)| first.insert(k.as_str()))
+        .collect();
+    let batch: Vec<(String, Applied)> = marks
+        .iter()
+        .zip(&unique)
+        .filter(|(_, u)| **u)
+        .map(|((k, p), _)| {
+            let marker = Applied {
+                person: (*p).to_owned(),
+            };
+            (k.clone(), marker)
+        })
+        .collect();
+    // A batch that meets a marked key writes nothing.
+    match records::insert_batch("applied", &batch) {
+        Ok(_) => Ok(unique),
+        Err(Error::Conflict(_)) => marks
+            .iter()
+            .zip(unique)
+            .map(|((k, p), u)| if u { mark(k, p) } else { Ok(false) })
+            .collect(),
+        Err(err) => Err(err),
+    }
+}
+
 /// Takes in each `(person, event)`: `true` where it was new, `false` for a
 /// duplicate (already taken in, now or in an earlier call).
 pub(crate) fn take_in(items: &[(String, Incoming)]) -> Result<Vec<bool>> {
@@ -80,12 +112,16 @@ pub(crate) fn take_in(items: &[(String, Incoming)]) -> Result<Vec<bool>> {
     // their row locks in one order and cannot deadlock on them.
     let mut order: Vec<usize> = (0..items.len()).collect();
     order.sort_by_key(|i| items[*i].1.key());
+    let marks: Vec<(String, &str)> = order
+        .iter()
+        .map(|i| (items[*i].1.key(), items[*i].0.as_str()))
+        .collect();
+    let marked = mark_all(&marks)?;
     let mut fresh = vec![false; items.len()];
     let mut timeline = Vec::new();
     let mut by_person: BTreeMap<&str, Vec<&Incoming>> = BTreeMap::new();
-    for i in order {
+    for (i, new) in order.into_iter().zip(marked) {
         let (person, e) = &items[i];
-        let new = mark(&e.key(), person)?;
         fresh[i] = new;
         if !new {
             continue;

@@ -19,7 +19,7 @@ use sqlx::Row as _;
 
 use crate::db::Conn;
 use crate::{Error, Result, TenantId, Timestamp, now};
-pub use batch::{MAX_BATCH, identify_batch};
+pub use batch::{Lookup, MAX_BATCH, create_batch, identify_batch, lookup_batch, still_live};
 pub use erase::{Erased, erase};
 pub use identifiers::{Identifier, KINDS, check_limits, max_values};
 pub use merge::{MergeRecord, Merged, merge, merges};

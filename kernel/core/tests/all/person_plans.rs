@@ -46,3 +46,51 @@ async fn a_persons_reads_use_its_own_index_on_sqlite() {
         "{p}"
     );
 }
+
+/// The batch lookups of `persons::lookup_batch`: each identifier of the
+/// list found by the primary key, each person by its id, never a scan of
+/// the tenant.
+#[tokio::test]
+async fn a_batchs_reads_are_driven_by_its_list_on_sqlite() {
+    let t = TestDb::of(Backend::Sqlite).await.unwrap();
+    let plan = |sql: &'static str| {
+        let db = t.db.clone();
+        async move {
+            let rows: Vec<(i64, i64, i64, String)> =
+                sqlx::query_as(&format!("EXPLAIN QUERY PLAN {sql}"))
+                    .bind("tenant")
+                    .bind("phone")
+                    .bind("1")
+                    .bind("phone")
+                    .bind("2")
+                    .fetch_all(db.reader())
+                    .await
+                    .unwrap();
+            rows.into_iter().map(|r| r.3).collect::<Vec<_>>().join("\n")
+        }
+    };
+    let p = plan(
+        "SELECT i.kind, i.value, i.person_id FROM (VALUES ($2, $3), ($4, $5)) AS w \
+         CROSS JOIN person_identifiers i CROSS JOIN persons p \
+         WHERE i.tenant_id = $1 AND i.kind = w.column1 AND i.value = w.column2 \
+         AND p.tenant_id = i.tenant_id AND p.id = i.person_id",
+    )
+    .await;
+    assert!(p.starts_with("SCAN"), "the list first: {p}");
+    assert!(
+        p.contains("autoindex_person_identifiers_1 (tenant_id=? AND kind=? AND value=?)"),
+        "{p}"
+    );
+    let p = plan(
+        "SELECT p.id, i.kind, i.value FROM persons p LEFT JOIN person_identifiers i \
+         ON i.tenant_id = p.tenant_id AND i.person_id = p.id \
+         WHERE p.tenant_id = $1 AND p.id IN ($2, $3, $4, $5) AND p.merged_into IS NULL \
+         ORDER BY p.id, i.kind, i.created_at, i.value",
+    )
+    .await;
+    assert!(
+        p.contains("person_identifiers_person (tenant_id=? AND person_id=?)"),
+        "{p}"
+    );
+    assert!(!p.contains("SCAN"), "{p}");
+}

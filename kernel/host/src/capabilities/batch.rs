@@ -2,13 +2,22 @@
 //! `events.emit-batch`.
 //!
 //! Each item goes through the single-item import (`resolve`, `emit`), so a
-//! batch makes exactly the checks a loop of single calls would, in order.
+//! batch makes exactly the checks a loop of single calls would, in order;
+//! `resolve-batch` first finds the persons already known, holding every
+//! identifier of their item, in a few statements, and resolves only the
+//! others one by one.
 //! A batch is all or nothing: it runs behind a savepoint, and the first
 //! failing item rolls the batch back (and drops the events it emitted from
 //! the call's list) and fails it with that item's error, its message
 //! prefixed by the item's index (`events[3]: …`). The call itself goes on:
 //! the plugin decides what to do with the error.
 
+use std::collections::HashMap;
+
+use keel_core::persons;
+
+use super::persons::to_wit as person_to_wit;
+use super::wit;
 use crate::bindings::keel::plugin::events::{Host as _, NewEvent};
 use crate::bindings::keel::plugin::persons::{Host as _, Identifier, Person};
 use crate::bindings::{Refusal, WitError};
@@ -96,11 +105,92 @@ impl State {
         if batch.is_empty() {
             return Ok(Ok(Vec::new()));
         }
-        let savepoint = self.begin_batch().await?;
+        // Known persons in a few statements, then the wholly new ones
+        // created in a few more; the rest item by item, in order. Resolving
+        // an item only creates persons and attaches free identifiers, and
+        // the new items share no identifier with any other: the answers are
+        // those of resolving every item in order.
+        let tenant = self.tenant().clone();
+        let sets: Vec<Vec<(String, String)>> = batch
+            .iter()
+            .map(|ids| {
+                ids.iter()
+                    .map(|i| (i.kind.clone(), i.value.clone()))
+                    .collect()
+            })
+            .collect();
+        let found = persons::lookup_batch(&mut *self.read().await?, &tenant, &sets).await;
+        let persons::Lookup { mut known, mut new } = match wit(found)? {
+            Ok(k) => k,
+            Err(e) => return Ok(Err(e)),
+        };
+        if known.iter().all(Option::is_some) {
+            return Ok(Ok(known.into_iter().flatten().map(person_to_wit).collect()));
+        }
+        // Some to write. A known person merged away or erased since the read
+        // (before the call's transaction) is resolved again like the rest.
+        let mut savepoint = self.begin_batch().await?;
+        let ids: Vec<&str> = known.iter().flatten().map(|p| p.id.as_str()).collect();
+        let live = match wit(persons::still_live(self.conn().await?, &tenant, &ids).await)? {
+            Ok(l) => l,
+            Err(e) => {
+                self.end_batch(&savepoint, false).await?;
+                return Ok(Err(e));
+            }
+        };
+        if known.iter().flatten().any(|p| !live.contains(&p.id)) {
+            for k in &mut known {
+                if k.as_ref().is_some_and(|p| !live.contains(&p.id)) {
+                    *k = None;
+                }
+            }
+            // Its identifiers may now be anyone's: nothing is created in one go.
+            new.iter_mut().for_each(|n| *n = false);
+        }
+        let fresh: Vec<Vec<(String, String)>> = sets
+            .into_iter()
+            .zip(&new)
+            .filter(|(_, n)| **n)
+            .map(|(s, _)| s)
+            .collect();
+        if !fresh.is_empty() {
+            let created = persons::create_batch(self.conn().await?, &tenant, &fresh).await;
+            match created {
+                Ok(created) => {
+                    let slots = known.iter_mut().zip(&new).filter(|(_, n)| **n);
+                    for ((slot, _), p) in slots.zip(created) {
+                        *slot = Some(p);
+                    }
+                }
+                Err(keel_core::Error::Internal(e)) => {
+                    self.end_batch(&savepoint, false).await?;
+                    return wit(Err(keel_core::Error::Internal(e)));
+                }
+                // An identifier taken meanwhile by another call: these
+                // items too go one by one (which names an item's error).
+                Err(_) => {
+                    self.end_batch(&savepoint, false).await?;
+                    savepoint = self.begin_batch().await?;
+                }
+            }
+        }
+        // A known person an earlier item changed (an identifier attached)
+        // is answered as that item left it.
+        let mut latest: HashMap<String, Person> = HashMap::new();
         let mut persons = Vec::with_capacity(batch.len());
-        for (i, identifiers) in batch.into_iter().enumerate() {
+        for (i, (identifiers, known)) in batch.into_iter().zip(known).enumerate() {
+            if let Some(p) = known {
+                persons.push(match latest.get(&p.id) {
+                    Some(changed) => changed.clone(),
+                    None => person_to_wit(p),
+                });
+                continue;
+            }
             match self.resolve(identifiers).await? {
-                Ok(p) => persons.push(p),
+                Ok(p) => {
+                    latest.insert(p.id.clone(), p.clone());
+                    persons.push(p);
+                }
                 Err(e) => {
                     self.end_batch(&savepoint, false).await?;
                     return Ok(Err(at("batch", i, e)));

@@ -9,7 +9,7 @@ use crate::bindings::keel::plugin::persons::{self as w, Host};
 use crate::manifest::Capability;
 use crate::state::State;
 
-fn to_wit(p: persons::Person) -> w::Person {
+pub(super) fn to_wit(p: persons::Person) -> w::Person {
     w::Person {
         id: p.id,
         identifiers: p

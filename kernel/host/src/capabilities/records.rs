@@ -118,30 +118,21 @@ impl Host for State {
                 Err(e) => return Ok(Err(e)),
             }
         }
-        let n = parsed.len() as u32;
-        for (key, data) in parsed {
-            let loc = Location {
-                namespace: &ns,
-                collection: &collection,
-                key: &key,
-            };
-            // A conflict fails the whole call: the plugin gets the error and
-            // the transaction never commits this batch's earlier rows unless
-            // the plugin itself returns Ok regardless.
-            if let Err(e) = wit(records::put_indexed(
-                self.conn().await?,
-                &tenant,
-                loc,
-                &data,
-                Expect::Absent,
-                &indexed,
-            )
-            .await)?
-            {
-                return Ok(Err(e));
-            }
+        if parsed.is_empty() {
+            return Ok(Ok(0));
         }
-        Ok(Ok(n))
+        // Checked before the call takes the write transaction.
+        let batch = match wit(records::check_many(&ns, &collection, parsed))? {
+            Ok(b) => b,
+            Err(e) => return Ok(Err(e)),
+        };
+        // All or nothing: a taken key undoes the rows the call wrote before
+        // it, so a plugin that handles the error (e.g. by going item by
+        // item) starts from a clean slate.
+        let savepoint = self.begin_batch().await?;
+        let r = records::insert_many(self.conn().await?, &tenant, &batch, &indexed).await;
+        self.end_batch(&savepoint, r.is_ok()).await?;
+        wit(r)
     }
 
     async fn delete(

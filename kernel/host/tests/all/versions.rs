@@ -259,6 +259,144 @@ on_both_backends! {
         assert_eq!(err.code(), "FORBIDDEN");
     }
 
+    async fn resolve_batch_finds_known_persons_and_resolves_the_rest_in_order(kind) {
+        let f = Fixture::new(kind).await;
+        let probe = f.probe().await;
+        let t = &f.tenant;
+        let mut tx = f.db.db.begin().await.unwrap();
+        let mut ids = Vec::new();
+        for set in [vec![("phone", "+8613800000101")], vec![("phone", "+8613800000102"), ("wechat_openid", "o-102")],
+                    vec![("phone", "+8613800000103")], vec![("phone", "+8613800000104")]] {
+            let input = persons::Identify {
+                identifiers: set.iter().map(|(k, v)| (k.to_string(), v.to_string())).collect(),
+                ..Default::default()
+            };
+            ids.push(persons::identify(&mut tx, t, input, "key:test").await.unwrap().person.id);
+        }
+        // The fourth is merged into the third: its phone answers the third.
+        persons::merge(&mut tx, t, &ids[2], &ids[3], "one customer", "key:test").await.unwrap();
+        tx.commit().await.unwrap();
+
+        let batch = json!([
+            [["phone", "+8613800000101"]],
+            [["phone", "+8613800000105"]],
+            [["wechat_openid", "o-102"], ["phone", "+8613800000102"]],
+            [["phone", "+8613800000104"]],
+            [["phone", "+8613800000101"], ["email", "a@example.com"]],
+            [["phone", "+8613800000105"]],
+            [["email", "b@example.com"], ["phone", "+8613800000107"]],
+            [["phone", "+8613800000108"]],
+        ]);
+        let out = call(&f.host, &probe, "resolve_batch", json!({"batch": batch})).await.unwrap();
+        let got: Vec<String> = serde_json::from_value(out["ok"].clone()).unwrap();
+        let created = person_with_phone(&f, "+8613800000105").await.expect("created");
+        let (new_1, new_2) = (person_with_phone(&f, "+8613800000107").await.unwrap(), person_with_phone(&f, "+8613800000108").await.unwrap());
+        for p in [&created, &new_1, &new_2] {
+            assert!(!ids.contains(p));
+        }
+        assert!(created != new_1 && new_1 != new_2 && created != new_2);
+        let got: Vec<&String> = got.iter().collect();
+        assert_eq!(got, [&ids[0], &created, &ids[1], &ids[2], &ids[0], &created, &new_1, &new_2]);
+        let mut conn = f.db.db.reader().acquire().await.unwrap();
+        let p = persons::get(&mut conn, t, &new_1).await.unwrap();
+        let held: Vec<(&str, &str)> = p.identifiers.iter().map(|i| (i.kind.as_str(), i.value.as_str())).collect();
+        assert_eq!(held, [("email", "b@example.com"), ("phone", "+8613800000107")]);
+        drop(conn);
+        // Again: every one known now, the same answers.
+        let again = call(&f.host, &probe, "resolve_batch", json!({"batch": batch})).await.unwrap();
+        assert_eq!(again, out);
+        let mut conn = f.db.db.reader().acquire().await.unwrap();
+        let by_email = persons::find_by_identifier(&mut conn, t, "email", "a@example.com").await.unwrap();
+        assert_eq!(by_email.map(|p| p.id), Some(ids[0].clone()), "the free identifier was attached");
+
+        // A known person that an earlier item of the batch changes is
+        // answered as changed; a new person's identifiers in One ID's order.
+        let batch = json!([
+            [["phone", "+8613800000101"], ["email", "c@example.com"]],
+            [["phone", "+8613800000101"]],
+            [["phone", "+8613800000109"], ["email", "z@example.com"], ["email", "d@example.com"]],
+        ]);
+        let out = call(&f.host, &probe, "resolve_batch", json!({"batch": batch, "identifiers": true})).await.unwrap();
+        let ok = out["ok"].as_array().unwrap();
+        assert_eq!(ok[0]["id"], json!(ids[0]));
+        assert_eq!(ok[1], ok[0], "{out}");
+        assert!(ok[1]["identifiers"].as_array().unwrap().contains(&json!(["email", "c@example.com"])), "{out}");
+        let new_3 = person_with_phone(&f, "+8613800000109").await.unwrap();
+        let mut conn = f.db.db.reader().acquire().await.unwrap();
+        let read: Vec<Value> = persons::get(&mut conn, t, &new_3).await.unwrap().identifiers.iter()
+            .map(|i| json!([i.kind, i.value])).collect();
+        drop(conn);
+        assert_eq!(ok[2]["identifiers"], json!(read), "as One ID reads them");
+        assert_eq!(read, [json!(["email", "z@example.com"]), json!(["email", "d@example.com"]), json!(["phone", "+8613800000109"])]);
+
+        // Identifiers of two persons: that item is refused, by index, and
+        // the items before it are undone though they were already known.
+        let two = json!([[["phone", "+8613800000106"]], [["phone", "+8613800000101"], ["wechat_openid", "o-102"]]]);
+        let out = call(&f.host, &probe, "resolve_batch", json!({"batch": two, "swallow": true})).await.unwrap();
+        let error = out["error"].as_str().unwrap();
+        assert!(error.contains("batch[1]") && error.contains("2 different persons"), "{error}");
+        assert_eq!(person_with_phone(&f, "+8613800000106").await, None, "rolled back");
+    }
+
+    async fn insert_batch_writes_all_or_nothing(kind) {
+        let f = Fixture::new(kind).await;
+        let probe = f.probe().await;
+        let keys = |f: &Fixture| {
+            let f_db = f.db.db.reader().clone();
+            let tenant = f.tenant.as_str().to_owned();
+            async move {
+                let rows: Vec<String> = sqlx::query_scalar(
+                    "SELECT key FROM records WHERE tenant_id = $1 AND namespace = 'probe' AND collection = 'items' ORDER BY key",
+                )
+                .bind(&tenant)
+                .fetch_all(&f_db)
+                .await
+                .unwrap();
+                let indexed: Vec<String> = sqlx::query_scalar(
+                    "SELECT key || '=' || value FROM record_index WHERE tenant_id = $1 AND namespace = 'probe' \
+                     AND collection = 'items' AND field = 'color' ORDER BY key",
+                )
+                .bind(&tenant)
+                .fetch_all(&f_db)
+                .await
+                .unwrap();
+                (rows, indexed)
+            }
+        };
+        // More rows than one statement holds, each indexed by its colour.
+        let items: Vec<Value> = (0..600).map(|i| json!([format!("k{i:04}"), {"color": format!("c{}", i % 3), "n": i}])).collect();
+        let out = call(&f.host, &probe, "insert_batch", json!({"items": items})).await.unwrap();
+        assert_eq!(out, json!({"ok": 600}));
+        let (rows, indexed) = keys(&f).await;
+        assert_eq!(rows.len(), 600);
+        assert_eq!(indexed.len(), 600);
+        assert_eq!(indexed[7], "k0007=c1");
+        let out = call(&f.host, &probe, "put", json!({"key": "k0007", "data": {"color": "red"}})).await.unwrap();
+        assert_eq!(out["version"], json!(2), "{out}");
+        let before = keys(&f).await;
+        assert_eq!(before.1[7], "k0007=red");
+
+        // A key already taken, or given twice, or bad data, after 400 good
+        // items: named by index, and nothing of the batch stands though
+        // the call commits.
+        for (bad, at, needle) in [
+            (json!([["n1", {"color": "x"}], ["n2", {}], ["k0300", {}]]), "items[402]", "already exists"),
+            (json!([["n1", {"color": "x"}], ["n2", {}], ["n1", {}]]), "items[402]", "twice"),
+            (json!([["n1", {"color": "x"}], ["n2", 5]]), "items[401].data", "JSON object"),
+            (json!([["n1", {}], ["", {}]]), "items[401].key", "1-256 bytes"),
+        ] {
+            let mut big: Vec<Value> = (0..400).map(|i| json!([format!("m{i:04}"), {"color": "m"}])).collect();
+            big.extend(bad.as_array().unwrap().iter().cloned());
+            let out = call(&f.host, &probe, "insert_batch", json!({"items": big, "swallow": true})).await.unwrap();
+            let error = out["error"].as_str().unwrap_or_else(|| panic!("{out}"));
+            assert!(error.contains(at) && error.contains(needle), "{error} (wanted {at}, {needle})");
+            assert_eq!(keys(&f).await, before, "nothing of the batch stands");
+        }
+        let over: Vec<Value> = (0..1001).map(|i| json!([format!("o{i}"), {}])).collect();
+        let err = call(&f.host, &probe, "insert_batch", json!({"items": over})).await.unwrap_err();
+        assert_eq!(err.code(), "BAD_USER_INPUT", "{err}");
+    }
+
     async fn emit_batch_emits_all_or_nothing(kind) {
         let f = Fixture::new(kind).await;
         let probe = f.probe().await;
