@@ -1,8 +1,10 @@
 //! What a computed trait keeps per person.
 //!
 //! A [`Part`] is the aggregate of some events: a count, an exact sum, the
-//! least and greatest value, and the earliest and latest value stamped with
-//! `(time, event id)`. Combining parts is associative and commutative, so
+//! least and greatest value, the earliest and latest value stamped with
+//! `(time, event id)`, and the distinct values (the [`MAX_DISTINCT`]
+//! least of them, as JSON text: the least of a union are the least of the
+//! parts' least, so this too folds in any order). Combining parts is associative and commutative, so
 //! a profile reaches the same state whatever order its events arrive in,
 //! and two persons' states fold into one on a merge. Sums are exact: each
 //! number is kept in ten-thousandths ([`SCALE`]) as an integer.
@@ -11,7 +13,7 @@
 //! its window; days that have left every window are dropped
 //! ([`TraitState::prune`]).
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, BTreeSet};
 
 use serde::{Deserialize, Serialize};
 use serde_json::Value;
@@ -24,6 +26,10 @@ pub const SCALE: i128 = 10_000;
 /// The largest magnitude of a number a trait takes; larger numbers do not
 /// count.
 pub const MAX_NUMBER: f64 = 1e15;
+
+/// The most distinct values a part keeps: a `distinct` trait counts up to
+/// this many (and says this many for more).
+pub const MAX_DISTINCT: usize = 100;
 
 /// A value with the time and id of the event that carried it.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -56,6 +62,9 @@ pub struct Part {
     pub first: Option<Stamp>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub last: Option<Stamp>,
+    /// The distinct values seen, as JSON text, at most [`MAX_DISTINCT`].
+    #[serde(default, skip_serializing_if = "BTreeSet::is_empty")]
+    pub distinct: BTreeSet<String>,
 }
 
 fn is_zero(v: &i128) -> bool {
@@ -114,6 +123,15 @@ impl Part {
         }
     }
 
+    /// One event carrying a value to count once.
+    pub fn distinct(v: String) -> Part {
+        Part {
+            n: 1,
+            distinct: BTreeSet::from([v]),
+            ..Part::default()
+        }
+    }
+
     /// Folds `other` in.
     pub fn combine(&mut self, other: &Part) {
         self.n = self.n.saturating_add(other.n);
@@ -129,6 +147,12 @@ impl Part {
             && self.last.as_ref().is_none_or(|s| o.key() > s.key())
         {
             self.last = Some(o.clone());
+        }
+        if !other.distinct.is_empty() {
+            self.distinct.extend(other.distinct.iter().cloned());
+            while self.distinct.len() > MAX_DISTINCT {
+                self.distinct.pop_last();
+            }
         }
     }
 
@@ -149,6 +173,7 @@ impl Part {
                 .as_ref()
                 .map(|s| s.v.clone())
                 .unwrap_or(Value::Null),
+            Agg::Distinct => Value::from(self.distinct.len()),
         }
     }
 }

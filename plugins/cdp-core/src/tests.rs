@@ -18,6 +18,9 @@ fn defs() -> Vec<TraitDef> {
          "filter": {"channel": "store"}},
         {"name": "scans_7d", "event": "code.scanned", "agg": "count", "windowDays": 7},
         {"name": "spend_3d", "event": "order.paid", "agg": "sum", "property": "total", "windowDays": 3},
+        {"name": "stores", "event": "order.paid", "agg": "distinct", "property": "store.code"},
+        {"name": "stores_2d", "event": "order.paid", "agg": "distinct", "property": "store.code", "windowDays": 2},
+        {"name": "totals", "event": "order.paid", "agg": "distinct", "property": "total"},
     ]))
     .unwrap()
 }
@@ -111,6 +114,14 @@ fn naive(d: &TraitDef, events: &[Ev]) -> Value {
             .unwrap_or(Value::Null),
         Agg::First => taken.first().and_then(prop).unwrap_or(Value::Null),
         Agg::Last => taken.last().and_then(prop).unwrap_or(Value::Null),
+        Agg::Distinct => {
+            let seen: std::collections::BTreeSet<String> = taken
+                .iter()
+                .filter_map(prop)
+                .map(|v| v.to_string())
+                .collect();
+            json!(seen.len().min(crate::aggregate::MAX_DISTINCT))
+        }
     }
 }
 
@@ -316,4 +327,62 @@ fn a_bad_definition_names_its_place() {
     );
     let e = parse_all(&Value::from(long)).unwrap_err();
     assert!(e.path == "traits" && e.message.contains("4400"), "{e}");
+}
+
+#[test]
+fn distinct_counts_each_value_once_up_to_its_cap() {
+    let def = TraitDef::parse(
+        &json!({"name": "provinces_1d", "event": "code.scanned", "agg": "distinct",
+        "property": "province", "windowDays": 1}),
+    )
+    .unwrap();
+    let at = TODAY as i64 * DAY;
+    let scan = |i: usize, province: Value| Ev {
+        ty: "code.scanned",
+        id: format!("s{i}"),
+        at,
+        props: json!({"province": province}),
+    };
+    // The same province twice, a number and its text apart, junk skipped.
+    let mut events = vec![
+        scan(0, json!("CN-GD")),
+        scan(1, json!("CN-GD")),
+        scan(2, json!(44)),
+        scan(3, json!("44")),
+        scan(4, json!({"nested": 1})),
+        scan(5, json!(null)),
+    ];
+    let mut s = TraitState::default();
+    for e in &events {
+        if let Some(p) = def.observe(&observed(e)) {
+            s.add(&def, TODAY, p);
+        }
+    }
+    assert_eq!(s.value(&def, TODAY), json!(3));
+    assert_eq!(
+        s.value(&def, TODAY + 1),
+        json!(0),
+        "a one-day window: tomorrow starts again"
+    );
+
+    // 150 provinces, in two halves folded as a merge, in either order: 100.
+    events = (0..150)
+        .map(|i| scan(i, json!(format!("P{i:03}"))))
+        .collect();
+    let half = |evs: &[Ev]| {
+        let mut s = TraitState::default();
+        for e in evs {
+            s.add(&def, TODAY, def.observe(&observed(e)).unwrap());
+        }
+        s
+    };
+    let (mut a, b) = (half(&events[..70]), half(&events[70..]));
+    let (mut b2, a2) = (b.clone(), a.clone());
+    a.merge(&def, &b);
+    b2.merge(&def, &a2);
+    assert_eq!(a, b2, "the same state whichever side survives");
+    assert_eq!(a.value(&def, TODAY), json!(crate::aggregate::MAX_DISTINCT));
+    let err = TraitDef::parse(&json!({"name": "x", "event": "code.scanned", "agg": "distinct"}))
+        .unwrap_err();
+    assert_eq!(err.path, ".property");
 }

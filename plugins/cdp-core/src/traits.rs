@@ -47,6 +47,10 @@ pub enum Agg {
     First,
     /// The property's value in the latest event (by time, then event id).
     Last,
+    /// How many different values of the property (up to
+    /// [`crate::aggregate::MAX_DISTINCT`]), e.g. the provinces a person
+    /// scanned in today.
+    Distinct,
 }
 
 impl Agg {
@@ -187,14 +191,16 @@ pub fn parse_all(v: &Value) -> Result<Vec<TraitDef>, DefError> {
 }
 
 /// The day buckets `defs` keep together: the sum of their windows, with
-/// `first`/`last` counting four a day.
+/// `first`/`last` counting four a day and `distinct` eight.
 pub fn window_budget<'a>(defs: impl IntoIterator<Item = &'a TraitDef>) -> u32 {
     defs.into_iter()
         .filter_map(|d| {
-            let weight = if matches!(d.agg, Agg::First | Agg::Last) {
-                4
-            } else {
-                1
+            // A day of first/last keeps two values; of distinct, up to
+            // MAX_DISTINCT small ones.
+            let weight = match d.agg {
+                Agg::First | Agg::Last => 4,
+                Agg::Distinct => 8,
+                _ => 1,
             };
             d.window_days.map(|w| w * weight)
         })
@@ -212,7 +218,7 @@ pub fn check_budget<'a>(
         return Err(refuse(
             path,
             format!(
-                "windows too long together: {budget} day buckets (first/last count 4 a day), at most {MAX_WINDOW_BUDGET}"
+                "windows too long together: {budget} day buckets (first/last count 4 a day, distinct 8), at most {MAX_WINDOW_BUDGET}"
             ),
         ));
     }
@@ -316,13 +322,16 @@ impl TraitDef {
         Some(match (self.agg, value) {
             (Agg::Count, _) => Part::one(),
             (agg, Some(v)) if agg.numeric() => Part::number(scaled(v)?),
-            (Agg::First | Agg::Last, Some(v)) => {
+            (Agg::First | Agg::Last | Agg::Distinct, Some(v)) => {
                 if !(v.is_string() || v.is_number() || v.is_boolean())
                     || v.to_string().len() > MAX_KEPT_VALUE
                 {
                     return None;
                 }
-                Part::stamped(stamp(v))
+                match self.agg {
+                    Agg::Distinct => Part::distinct(v.to_string()),
+                    _ => Part::stamped(stamp(v)),
+                }
             }
             _ => return None,
         })

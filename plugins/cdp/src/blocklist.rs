@@ -2,8 +2,10 @@
 //! refuses (outcome `BLOCKED`, when the tenant's rewards config honours
 //! the blocklist).
 //!
-//! A person is blocked by hand (`blockPersons`, with a reason, kept in
-//! `blocklist/{person}` with who blocked them and when) or by rule: a
+//! A person is blocked by hand (`blockPersons`, or `blockIdentifiers` for
+//! people known only by a phone number or an openid, perhaps not yet to
+//! Keel; with a reason, kept in `blocklist/{person}` with who blocked them
+//! and when) or by rule: a
 //! segment saved with `blocks: true` blocks its members — e.g. persons
 //! whose `scans_1d` trait passes 50 — for as long as they match. A merge
 //! moves a manual block over to the survivor.
@@ -32,31 +34,83 @@ pub(crate) struct BlockInput {
     reason: String,
 }
 
-/// `blockPersons`: blocks at most 1,000 persons (all or nothing); the
-/// number newly blocked.
-pub(crate) fn block(ctx: &Context, i: BlockInput) -> Result<u32> {
-    let reason = i.reason.trim();
+fn check_reason(reason: &str) -> Result<&str> {
+    let reason = reason.trim();
     if reason.is_empty() || reason.chars().count() > 200 || reason.chars().any(char::is_control) {
         return Err(Error::invalid(
             "reason: 1-200 characters, no control characters",
         ));
     }
+    Ok(reason)
+}
+
+/// Blocks each of `persons` (survivors' ids); the number newly blocked.
+fn block_all(ctx: &Context, persons: &[String], reason: &str) -> Result<u32> {
     let by = ctx.caller.clone().unwrap_or_else(|| "plugin".into());
     let mut n = 0;
-    for person in persons_of(&i.person_ids)? {
+    for person in persons {
         let b = Blocked {
             person_id: person.clone(),
             reason: reason.to_owned(),
             by: by.clone(),
             at: rfc3339(now()),
         };
-        match records::put("blocklist", &person, &b, Expect::Absent) {
+        match records::put("blocklist", person, &b, Expect::Absent) {
             Ok(_) => n += 1,
             Err(Error::Conflict(_)) => {}
             Err(e) => return Err(e),
         }
     }
     Ok(n)
+}
+
+/// `blockPersons`: blocks at most 1,000 persons (all or nothing); the
+/// number newly blocked.
+pub(crate) fn block(ctx: &Context, i: BlockInput) -> Result<u32> {
+    let reason = check_reason(&i.reason)?;
+    block_all(ctx, &persons_of(&i.person_ids)?, reason)
+}
+
+#[derive(Deserialize)]
+pub(crate) struct BlockIdentifiersInput {
+    identifiers: Vec<crate::model::Identifier>,
+    reason: String,
+}
+
+/// `blockIdentifiers`: blocks the person behind each of at most 1,000
+/// identifiers (all or nothing), One ID creating one for an identifier
+/// nobody holds yet — a farmer's phone number from a shared list is
+/// refused from its first scan, and the block follows a merge. The
+/// persons' ids, in order.
+pub(crate) fn block_identifiers(ctx: &Context, i: BlockIdentifiersInput) -> Result<Vec<String>> {
+    let reason = check_reason(&i.reason)?;
+    if i.identifiers.is_empty() || i.identifiers.len() > crate::model::MAX_BATCH {
+        return Err(Error::invalid(format!(
+            "identifiers: 1-{} identifiers",
+            crate::model::MAX_BATCH
+        )));
+    }
+    let sets: Vec<Vec<(&str, &str)>> = i
+        .identifiers
+        .iter()
+        .map(|x| vec![(x.kind.as_str(), x.value.as_str())])
+        .collect();
+    // One ID names a refused item `batch[i]`: here, `identifiers[i]`.
+    let renamed = |m: String| {
+        m.replacen("batch[", "identifiers[", 1)
+            .replacen("]: identifiers[0].", "].", 1)
+    };
+    let persons: Vec<String> = match keel_sdk::persons::resolve_batch(&sets) {
+        Ok(p) => p.into_iter().map(|p| p.id).collect(),
+        Err(Error::InvalidInput(m)) => return Err(Error::InvalidInput(renamed(m))),
+        Err(Error::Conflict(m)) => return Err(Error::Conflict(renamed(m))),
+        Err(e) => return Err(e),
+    };
+    let mut distinct = persons.clone();
+    distinct.sort();
+    distinct.dedup();
+    block_all(ctx, &distinct, reason)?;
+    Ok(persons)
 }
 
 #[derive(Deserialize)]

@@ -71,6 +71,7 @@ plugin! {
         "myCdpConsent" => consent::mine,
         "memberFacts" => facts::member_facts,
         "blockPersons" => blocklist::block,
+        "blockIdentifiers" => blocklist::block_identifiers,
         "unblockPersons" => blocklist::unblock,
         "cdpBlocklist" => blocklist::list,
         "audienceChunk" => exports::audience_chunk,

@@ -50,6 +50,7 @@ on_both_backends! {
         for (query, vars) in [
             ("mutation($p: [String!]!) { tagPersons(tag: \"vip\", personIds: $p) }", json!({"p": [p]})),
             ("mutation($p: [String!]!) { blockPersons(personIds: $p, reason: \"x\") }", json!({"p": [p]})),
+            ("mutation { blockIdentifiers(identifiers: [{kind: \"phone\", value: \"+8613900000999\"}], reason: \"x\") }", json!({})),
             ("mutation($s: [CdpConsentInput!]!) { setCdpConsent(statements: $s) }", json!({"s": [{"personId": p, "purpose": "marketing_sms", "granted": true, "source": "crm"}]})),
             ("mutation($i: CdpSegmentInput!) { saveSegment(input: $i) { id } }", json!({"i": {"id": "all", "name": "All", "rule": {"all": []}}})),
             ("mutation($t: JSON) { setCdpTiers(tiers: $t) { revision } }", json!({"t": null})),

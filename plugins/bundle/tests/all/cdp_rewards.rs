@@ -168,7 +168,28 @@ on_both_backends! {
         // Bob, whom the CDP has never seen: no member facts, nothing held.
         let s = scan(&k, &b, &codes[3], None, Some("o-bob")).await;
         let c = claim(&k, &b, &s).await;
-        assert_eq!(results(&c), sorted(vec![(fans, "NOT_ELIGIBLE".into(), None), (gold, "NOT_ELIGIBLE".into(), None)]));
+        assert_eq!(results(&c), sorted(vec![(fans.clone(), "NOT_ELIGIBLE".into(), None), (gold.clone(), "NOT_ELIGIBLE".into(), None)]));
+
+        // Carol, on a farmers' list by her openid before Keel ever saw
+        // her: blocked from her first scan, as the person One ID made.
+        let by_ids = "mutation($i: [CdpIdentifierInput!]!, $r: String!) { blockIdentifiers(identifiers: $i, reason: $r) }";
+        let r = k.gql(&b.owner, by_ids, json!({"i": [{"kind": "wechat_openid", "value": "o-carol"}, {"kind": "wechat_openid", "value": "o-bob"}], "r": "farm list 12"})).await;
+        let blocked = ok(&r)["blockIdentifiers"].as_array().unwrap().clone();
+        let carol = person_id(&k, &b, "wechat_openid", "o-carol").await;
+        assert_eq!(blocked, [json!(carol), json!(person_id(&k, &b, "wechat_openid", "o-bob").await)]);
+        let s = scan(&k, &b, &codes[7], None, Some("o-carol")).await;
+        assert_eq!(claim(&k, &b, &s).await["outcome"], "BLOCKED");
+        for (bad, why) in [
+            (json!({"i": [{"kind": "phone", "value": "+8613900000001"}, {"kind": "shoe_size", "value": "42"}], "r": "x"}), "identifiers[1]"),
+            (json!({"i": [], "r": "x"}), "identifiers: 1-1000"),
+            (json!({"i": [{"kind": "phone", "value": "+8613900000001"}], "r": "\u{7}"}), "reason"),
+        ] {
+            let r = k.gql(&b.owner, by_ids, bad).await;
+            assert_eq!(code(&r), "BAD_USER_INPUT", "{why}: {r}");
+            assert!(r["errors"][0]["message"].as_str().unwrap_or_default().contains(why), "{why}: {r}");
+        }
+        let r = k.gql(&b.owner, "{ personByIdentifier(kind: \"phone\", value: \"+8613900000001\") { id } }", json!({})).await;
+        assert_eq!(code(&r), "NOT_FOUND", "a refused batch creates nobody");
     }
 
     async fn a_coupon_for_reaching_gold_is_given_once_on_what_the_cdp_holds(kind) {

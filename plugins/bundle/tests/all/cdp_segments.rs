@@ -1,7 +1,7 @@
 //! CDP segments over real HTTP, on SQLite and PostgreSQL: membership kept
 //! incrementally equals a plain computation and a full recompute on a
 //! generated population with merges; preview and sizes agree; bad rules
-//! are refused with their place.
+//! are refused with their place; a blocking rule over a `distinct` trait.
 
 use std::collections::{BTreeMap, BTreeSet};
 
@@ -358,5 +358,48 @@ on_both_backends! {
         eventually(30, || async { (members(&k, &b, "repeat").await.is_empty()).then_some(()) }).await.expect("recomputed");
         assert_eq!(profile_tags(&k, &b, &ids[1]).await, json!([]));
         assert_eq!(members(&k, &b, "vip_repeat").await, BTreeSet::new());
+    }
+}
+
+on_both_backends! {
+    async fn a_blocking_rule_counts_the_provinces_scanned_in_today(kind) {
+        // The brief's prize farmer: scans from too many provinces in a day.
+        let k = Kernel::start(kind).await;
+        let b = k.brand("acme", json!({})).await;
+        k.enable(&b, "cdp", CDP_GRANTS, json!({}), &[]).await;
+        let r = k.gql(&b.owner, "mutation($t: JSON!) { setCdpTraits(traits: $t) { name } }", json!({"t": [
+            {"name": "provinces_1d", "event": "scan.reported", "agg": "distinct", "windowDays": 1}]})).await;
+        assert_eq!(code(&r), "BAD_USER_INPUT", "{r}");
+        assert!(r["errors"][0]["message"].as_str().unwrap().contains("traits[0].property"), "{r}");
+        ok(&k.gql(&b.owner, "mutation($t: JSON!) { setCdpTraits(traits: $t) { name } }", json!({"t": [
+            {"name": "provinces_1d", "event": "scan.reported", "agg": "distinct", "property": "province", "windowDays": 1}]})).await);
+        ok(&k.gql(&b.owner, SAVE, json!({"i": {"id": "farmers", "name": "羊毛党", "blocks": true,
+            "rule": {"trait": {"name": "provinces_1d", "op": "gte", "value": 3}}}})).await);
+        let now = Utc::now();
+        let scan = |n: usize, who: &str, province: &str, days_ago: i64| json!({"messageId": format!("s{n}"), "type": "scan.reported",
+            "identifiers": [{"kind": "member_no", "value": who}], "occurredAt": (now - Duration::days(days_ago)).to_rfc3339(),
+            "properties": {"province": province}});
+        // F: three provinces today. G: three scans in two provinces today,
+        // a third province yesterday.
+        ok(&crate::cdp::track(&k, &b, "t1", &[scan(1, "F", "CN-GD", 0), scan(2, "F", "CN-ZJ", 0), scan(3, "F", "CN-SC", 0),
+            scan(4, "G", "CN-GD", 0), scan(5, "G", "CN-GD", 0), scan(6, "G", "CN-ZJ", 0), scan(7, "G", "CN-SC", 1)], None).await);
+        let who = |m: &str| {
+            let (k, b, m) = (&k, &b, m.to_owned());
+            async move {
+                let r = k.gql(&b.owner, "query($v: String!) { personByIdentifier(kind: \"member_no\", value: $v) { id } }", json!({"v": m})).await;
+                let p = ok(&r)["personByIdentifier"]["id"].as_str().unwrap().to_owned();
+                let r = k.gql(&b.owner, "query($p: String!) { cdpProfile(personId: $p) { blocked traits { name value } } }", json!({"p": p})).await;
+                ok(&r)["cdpProfile"].clone()
+            }
+        };
+        let f = who("F").await;
+        assert_eq!(f["blocked"], "segment farmers", "{f}");
+        assert_eq!(f["traits"], json!([{"name": "provinces_1d", "value": 3}]));
+        let g = who("G").await;
+        assert_eq!(g["blocked"], Value::Null, "{g}");
+        assert_eq!(g["traits"], json!([{"name": "provinces_1d", "value": 2}]));
+        // The same event again adds nothing.
+        ok(&crate::cdp::track(&k, &b, "t2", &[scan(6, "G", "CN-SC", 0)], None).await);
+        assert_eq!(who("G").await["traits"], json!([{"name": "provinces_1d", "value": 2}]));
     }
 }
